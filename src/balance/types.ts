@@ -1,0 +1,89 @@
+/**
+ * The balancer's contracts. What is measured (a {@link LoadMetric} per endpoint) is kept apart from what acts
+ * on it (a {@link Distributor} that picks), as in Finagle's balancers and tower's `p2c` over `load`: any
+ * distributor can run over any metric.
+ */
+import type { Clock } from '../core/clock.js';
+import type { Rng } from '../core/rng.js';
+import type { ServiceStatus } from '../core/service.js';
+
+/**
+ * The load of one endpoint, fed by the concrete layer around every request sent to it.
+ *
+ * @example
+ * ```ts
+ * load.start(clock.now());              // request sent
+ * load.observe(12.5, clock.now());       // headers after 12.5 ms
+ * load.end(clock.now());                // body finished
+ * load.cost(clock.now());               // lower is better
+ * ```
+ */
+export interface LoadMetric {
+  /** Requests sent and not yet finished. */
+  readonly pending: number;
+  /** A request was sent to the endpoint. */
+  start(now: number): void;
+  /** Response headers (or a failure) arrived `rtt` ms after the request was sent. */
+  observe(rtt: number, now: number): void;
+  /** A request started with {@link LoadMetric.start} is over (body finished, failed or cancelled). */
+  end(now: number): void;
+  /** The cost of sending one more request here; lower is better. */
+  cost(now: number): number;
+}
+
+/**
+ * What a distributor sees of an endpoint.
+ *
+ * @example
+ * ```ts
+ * const node: BalancerNode = { id: '10.0.0.1:80', weight: 1, status: 'ready', load };
+ * ```
+ */
+export interface BalancerNode {
+  readonly id: string;
+  /** Relative share of traffic (> 0). */
+  readonly weight: number;
+  /** Live status: `ready` takes traffic, `busy` is avoided, `down` is never picked unless in panic. */
+  readonly status: ServiceStatus;
+  readonly load: LoadMetric;
+}
+
+/**
+ * Picks a node for each request. O(1) per pick: no scan of every node.
+ *
+ * @example
+ * ```ts
+ * distributor.update(nodes);
+ * const node = distributor.pick(ctx.tried); // prefers nodes not yet tried by this call
+ * ```
+ */
+export interface Distributor<N extends BalancerNode = BalancerNode> {
+  /** Replaces the node set. A node kept across updates is the same object and keeps its load state. */
+  update(nodes: readonly N[]): void;
+  /**
+   * Picks a node, preferring ready ones and ones whose id is not in `avoid`. Returns `undefined` only when
+   * there are no nodes at all.
+   */
+  pick(avoid?: ReadonlySet<string>): N | undefined;
+}
+
+/** What a balancer factory gets. */
+export interface BalancerEnv {
+  readonly clock: Clock;
+  readonly rng: Rng;
+}
+
+/**
+ * A balancing strategy: a metric per endpoint and a distributor per destination.
+ *
+ * @example
+ * ```ts
+ * createMesh({ services: { users: { endpoints: [...], balancer: roundRobin() } } });
+ * ```
+ */
+export interface BalancerFactory {
+  /** A name for snapshots and telemetry, e.g. `p2c-peak-ewma`. */
+  readonly kind: string;
+  newLoad(env: BalancerEnv): LoadMetric;
+  newDistributor<N extends BalancerNode>(env: BalancerEnv): Distributor<N>;
+}

@@ -1,0 +1,57 @@
+/**
+ * Finagle's core abstraction in TypeScript: a {@link Service} turns a request into a promised response and
+ * has a status; a {@link Filter} wraps a service and is itself a service. Filters are classes rather than
+ * closures so the per-call path allocates nothing for the composition itself.
+ */
+import type { CallContext } from './context.js';
+import type { MeshRequest, MeshResponse } from './message.js';
+
+/**
+ * The health of a service or endpoint. Named apart from breaker states (`closed | open | half-open`) so the
+ * two cannot be confused: `ready` takes traffic, `busy` is avoided (failure accrual, probing), `down` is
+ * closed or gone.
+ */
+export type ServiceStatus = 'ready' | 'busy' | 'down';
+
+/**
+ * Something that answers requests.
+ *
+ * @example
+ * ```ts
+ * const hello: Service = {
+ *   status: 'ready',
+ *   async call(req, ctx) { return someResponse; },
+ *   async close() {},
+ * };
+ * ```
+ */
+export interface Service<Req = MeshRequest, Res = MeshResponse> {
+  call(req: Req, ctx: CallContext): Promise<Res>;
+  readonly status: ServiceStatus;
+  close(): Promise<void>;
+}
+
+/**
+ * A service that wraps another. Subclasses override `call` and usually delegate to `this.next.call`.
+ * The first filter of a stack sees the request first (tower's order).
+ *
+ * @example
+ * ```ts
+ * class AddHeader extends Filter {
+ *   call(req: MeshRequest, ctx: CallContext) {
+ *     req.headers['x-hello'] = 'world';
+ *     return this.next.call(req, ctx);
+ *   }
+ * }
+ * ```
+ */
+export abstract class Filter<Req = MeshRequest, Res = MeshResponse> implements Service<Req, Res> {
+  constructor(protected readonly next: Service<Req, Res>) {}
+  abstract call(req: Req, ctx: CallContext): Promise<Res>;
+  get status(): ServiceStatus {
+    return this.next.status;
+  }
+  close(): Promise<void> {
+    return this.next.close();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Finagle's `Stack`: an ordered list of named modules that a user can insert into, replace or remove by
+ * role, and that is built into a chain of filters over a leaf service. meshfetch has three stacks, one per
+ * level of a call (linkerd2-proxy's logical / concrete / endpoint split):
+ *
+ * - logical: one per logical service (the URL host); its leaf is the router.
+ * - concrete: one per resolved destination; its leaf is the balancer.
+ * - endpoint: one per address; its leaf is the undici pool.
+ *
+ * Order: the first module listed sees the request first (tower's order), everywhere in meshfetch.
+ */
+import type { Clock } from './clock.js';
+import { ConfigError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Param, Params } from './params.js';
+import type { Rng } from './rng.js';
+import type { Service } from './service.js';
+
+/** The three levels of a call. */
+export type StackLevel = 'logical' | 'concrete' | 'endpoint';
+
+/** What a module gets when the stack is built. */
+export interface ModuleEnv {
+  /** The level of the stack being built. */
+  readonly level: StackLevel;
+  /** The logical service name. */
+  readonly service: string;
+  /** The concrete destination name (concrete and endpoint levels). */
+  readonly destination?: string | undefined;
+  /** The endpoint address host:port (endpoint level). */
+  readonly endpoint?: string | undefined;
+  readonly params: Params;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  readonly logger: Logger;
+}
+
+/**
+ * One named layer of a stack.
+ *
+ * @example
+ * ```ts
+ * const addHeader: StackModule = {
+ *   role: 'add-header',
+ *   description: 'Adds x-hello to every request',
+ *   make: (next) => new AddHeader(next),
+ * };
+ * ```
+ */
+export interface StackModule {
+  /** A unique name within its stack, used to insert, replace or remove it. */
+  readonly role: string;
+  /** One line: what it does. */
+  readonly description: string;
+  /** The params it reads, for documentation and introspection. */
+  readonly params?: readonly Param<any>[];
+  /** Wraps `next`. Return `next` itself to opt out for this service. */
+  make(next: Service, env: ModuleEnv): Service;
+}
+
+/**
+ * An immutable ordered list of modules for one level.
+ *
+ * @example
+ * ```ts
+ * const s = Stack.of('endpoint', []).insertBefore('pool', addHeader);
+ * s.roles(); // ['add-header']
+ * ```
+ */
+export class Stack {
+  private constructor(
+    readonly level: StackLevel,
+    readonly modules: readonly StackModule[],
+  ) {}
+
+  static of(level: StackLevel, modules: readonly StackModule[]): Stack {
+    const seen = new Set<string>();
+    for (const m of modules) {
+      if (seen.has(m.role)) throw new ConfigError(`stack.${level}`, m.role, 'unique module roles');
+      seen.add(m.role);
+    }
+    return new Stack(level, modules);
+  }
+
+  /** Roles in order, first sees the request first. */
+  roles(): string[] {
+    return this.modules.map((m) => m.role);
+  }
+
+  has(role: string): boolean {
+    return this.modules.some((m) => m.role === role);
+  }
+
+  /** Inserts `module` just above (before) `role`. */
+  insertBefore(role: string, module: StackModule): Stack {
+    const i = this.indexOf(role);
+    return Stack.of(this.level, [...this.modules.slice(0, i), module, ...this.modules.slice(i)]);
+  }
+
+  /** Inserts `module` just below (after) `role`. */
+  insertAfter(role: string, module: StackModule): Stack {
+    const i = this.indexOf(role);
+    return Stack.of(this.level, [...this.modules.slice(0, i + 1), module, ...this.modules.slice(i + 1)]);
+  }
+
+  /** Adds `module` first: it will see the request before every other module of this stack. */
+  prepend(module: StackModule): Stack {
+    return Stack.of(this.level, [module, ...this.modules]);
+  }
+
+  /** Adds `module` last: just above the leaf. */
+  append(module: StackModule): Stack {
+    return Stack.of(this.level, [...this.modules, module]);
+  }
+
+  replace(role: string, module: StackModule): Stack {
+    const i = this.indexOf(role);
+    return Stack.of(this.level, [...this.modules.slice(0, i), module, ...this.modules.slice(i + 1)]);
+  }
+
+  remove(role: string): Stack {
+    const i = this.indexOf(role);
+    return Stack.of(this.level, [...this.modules.slice(0, i), ...this.modules.slice(i + 1)]);
+  }
+
+  /** Builds the chain over `leaf`: the first module ends up outermost. */
+  build(leaf: Service, env: ModuleEnv): Service {
+    let s = leaf;
+    for (let i = this.modules.length - 1; i >= 0; i--) s = this.modules[i]!.make(s, env);
+    return s;
+  }
+
+  private indexOf(role: string): number {
+    const i = this.modules.findIndex((m) => m.role === role);
+    if (i < 0) throw new ConfigError(`stack.${this.level}`, role, `one of the roles [${this.roles().join(', ')}]`);
+    return i;
+  }
+}
+
+/**
+ * The three stacks of a mesh.
+ *
+ * @example
+ * ```ts
+ * createMesh({ services: {}, stack: (s) => ({ ...s, endpoint: s.endpoint.prepend(addHeader) }) });
+ * ```
+ */
+export interface Stacks {
+  readonly logical: Stack;
+  readonly concrete: Stack;
+  readonly endpoint: Stack;
+}

@@ -1,0 +1,94 @@
+/**
+ * Static discovery: a fixed list of addresses, changeable at run time with {@link StaticDiscovery.set}.
+ * The workhorse of tests, demos and services that sit behind a fixed set of hosts.
+ */
+import { ConfigError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import { parseEndpoint, type EndpointInput } from './endpoint.js';
+import type { Addr, Discovery, DiscoveryContext, Endpoint, Resolver, Subscription } from './types.js';
+
+/**
+ * A discovery source over a list the caller controls.
+ *
+ * @example
+ * ```ts
+ * const users = staticDiscovery(['127.0.0.1:8080', '127.0.0.1:8081']);
+ * const mesh = createMesh({ services: { users: { discovery: users } } });
+ * users.set(['127.0.0.1:8082']); // the mesh follows at once; removed endpoints drain
+ * ```
+ */
+export class StaticDiscovery implements Discovery {
+  readonly kind = 'static';
+  private endpoints: readonly Endpoint[];
+  private readonly resolvers = new Set<StaticResolver>();
+
+  constructor(endpoints: readonly EndpointInput[], path = 'endpoints') {
+    this.endpoints = parseList(endpoints, path);
+  }
+
+  /** Replaces the endpoint list. Throws a {@link ConfigError} (and changes nothing) on a malformed entry. */
+  set(endpoints: readonly EndpointInput[]): void {
+    this.endpoints = parseList(endpoints, 'endpoints');
+    for (const r of this.resolvers) r.update(this.endpoints);
+  }
+
+  /** The current list. */
+  get current(): readonly Endpoint[] {
+    return this.endpoints;
+  }
+
+  resolve(ctx: DiscoveryContext): Resolver {
+    const r = new StaticResolver(this.endpoints, ctx.clock, () => this.resolvers.delete(r));
+    this.resolvers.add(r);
+    return r;
+  }
+}
+
+function parseList(endpoints: readonly EndpointInput[], path: string): readonly Endpoint[] {
+  if (!Array.isArray(endpoints)) throw new ConfigError(path, endpoints, 'an array of endpoints');
+  const out: Endpoint[] = [];
+  const seen = new Set<string>();
+  endpoints.forEach((e, i) => {
+    const ep = parseEndpoint(e, `${path}[${i}]`);
+    if (seen.has(ep.id)) throw new ConfigError(`${path}[${i}]`, e, `a unique address (${ep.id} is listed twice)`);
+    seen.add(ep.id);
+    out.push(ep);
+  });
+  return Object.freeze(out);
+}
+
+class StaticResolver implements Resolver {
+  addr: Addr;
+  private readonly listeners = new Set<(addr: Addr) => void>();
+  constructor(
+    endpoints: readonly Endpoint[],
+    private readonly clock: Clock,
+    private readonly onClose: () => void,
+  ) {
+    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: clock.now() };
+  }
+  update(endpoints: readonly Endpoint[]): void {
+    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: this.clock.now() };
+    for (const l of [...this.listeners]) l(this.addr);
+  }
+  subscribe(listener: (addr: Addr) => void): Subscription {
+    this.listeners.add(listener);
+    return { unsubscribe: () => this.listeners.delete(listener) };
+  }
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.onClose();
+  }
+}
+
+/**
+ * Creates a {@link StaticDiscovery}.
+ *
+ * @example
+ * ```ts
+ * staticDiscovery(['127.0.0.1:8080', { host: '127.0.0.1', port: 8081, weight: 3 }]);
+ * ```
+ */
+export function staticDiscovery(endpoints: readonly EndpointInput[]): StaticDiscovery {
+  return new StaticDiscovery(endpoints);
+}

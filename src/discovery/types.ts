@@ -1,0 +1,103 @@
+/**
+ * What discovery tells the rest of the mesh. An {@link Addr} has explicit states (after Finagle's `Addr`):
+ * `pending` before the first answer, `bound` to a set of endpoints (possibly `stale` when the source is
+ * down and the last good set keeps serving), `negative` when the source says the service does not exist,
+ * and `failed` when it could not answer and has no earlier set to fall back on.
+ */
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import type { Rng } from '../core/rng.js';
+
+/**
+ * One resolved address.
+ *
+ * @example
+ * ```ts
+ * const e: Endpoint = { id: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, weight: 1, tags: [], meta: {} };
+ * ```
+ */
+export interface Endpoint {
+  /** `host:port` (`[v6]:port` for IPv6): unique within a destination, and the key that keeps state across updates. */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  /** Relative share of traffic (> 0; 1 by default; Consul's `Weights.Passing`). */
+  readonly weight: number;
+  /** Tags (e.g. Consul service tags), for routing subsets. */
+  readonly tags: readonly string[];
+  /** Metadata (e.g. Consul service meta), for routing subsets. */
+  readonly meta: Readonly<Record<string, string>>;
+}
+
+/** The state of a discovered service. */
+export type Addr =
+  | { readonly state: 'pending' }
+  | {
+      readonly state: 'bound';
+      readonly endpoints: readonly Endpoint[];
+      /** True when the source is failing and this is the last good set. */
+      readonly stale: boolean;
+      /** Mesh-clock time (ms) of the answer this set came from, so its age can be shown. */
+      readonly updatedAt: number;
+    }
+  | { readonly state: 'negative'; readonly reason: string }
+  | { readonly state: 'failed'; readonly error: Error };
+
+/** Stops a subscription. */
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+/**
+ * A live view of one service's endpoints.
+ *
+ * @example
+ * ```ts
+ * const sub = resolver.subscribe((addr) => console.log(addr.state));
+ * sub.unsubscribe();
+ * ```
+ */
+export interface Resolver {
+  /** The current state. */
+  readonly addr: Addr;
+  /** Calls `listener` after every change of {@link Resolver.addr}. */
+  subscribe(listener: (addr: Addr) => void): Subscription;
+  /** Stops watching the source; releases timers and sockets. */
+  close(): Promise<void>;
+}
+
+/** What a discovery source gets from the mesh. */
+export interface DiscoveryContext {
+  /** The logical service that asked. */
+  readonly service: string;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  readonly logger: Logger;
+}
+
+/**
+ * A source of endpoints (static list, Consul, ...). `resolve` is called once per destination that uses it.
+ *
+ * @example
+ * ```ts
+ * createMesh({ services: { users: { discovery: staticDiscovery(['127.0.0.1:8080']) } } });
+ * ```
+ */
+export interface Discovery {
+  readonly kind: string;
+  resolve(ctx: DiscoveryContext): Resolver;
+}
+
+/** Describes an {@link Addr} in a few words, for errors and logs. */
+export function describeAddr(addr: Addr): string {
+  switch (addr.state) {
+    case 'pending':
+      return 'has not answered yet (pending)';
+    case 'bound':
+      return `is bound to ${addr.endpoints.length} endpoint(s)${addr.stale ? ' (stale: the source is failing)' : ''}`;
+    case 'negative':
+      return `says the service does not exist (${addr.reason})`;
+    case 'failed':
+      return `failed: ${addr.error.message}`;
+  }
+}

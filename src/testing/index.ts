@@ -1,0 +1,7 @@
+/**
+ * `meshfetch/testing`: deterministic time and randomness for tests of code that uses the mesh, and
+ * in-memory discovery. Published as a subpath so production bundles do not carry it.
+ */
+export { FakeClock } from './fake-clock.js';
+export { seededRng } from '../core/rng.js';
+export { StaticDiscovery, staticDiscovery } from '../discovery/static.js';
