@@ -87,12 +87,16 @@ export class ConfigError extends MeshError {
 export class NoHealthyEndpointsError extends MeshError {
   readonly discovery: string;
   constructor(service: string, discovery: string, details: MeshErrorDetails = {}) {
-    super('MESH_NO_HEALTHY_ENDPOINTS', `No healthy endpoints for service "${service}": discovery ${discovery}`, {
-      phase: 'route',
-      retryable: true,
-      ...details,
-      service,
-    });
+    super(
+      'MESH_NO_HEALTHY_ENDPOINTS',
+      `No healthy endpoints for service "${service}": discovery ${discovery}`,
+      {
+        phase: 'route',
+        retryable: true,
+        ...details,
+        service,
+      },
+    );
     this.discovery = discovery;
   }
 }
@@ -164,9 +168,13 @@ export class UnknownServiceError extends MeshError {
 export class InvalidRequestError extends MeshError {
   readonly field: string;
   constructor(field: string, value: unknown, expected: string) {
-    super('MESH_INVALID_REQUEST', `Invalid request ${field}: expected ${expected}, got ${describeValue(value)}`, {
-      phase: 'route',
-    });
+    super(
+      'MESH_INVALID_REQUEST',
+      `Invalid request ${field}: expected ${expected}, got ${describeValue(value)}`,
+      {
+        phase: 'route',
+      },
+    );
     this.field = field;
   }
 }
@@ -208,8 +216,10 @@ export class TransportError extends MeshError {
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (value === null) return 'null';
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return String(value);
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return `an array of ${value.length}`;
   try {
@@ -217,5 +227,33 @@ export function describeValue(value: unknown): string {
     return s.length > 80 ? `${s.slice(0, 77)}...` : s;
   } catch {
     return Object.prototype.toString.call(value);
+  }
+}
+
+/**
+ * The call's deadline passed (before it was sent, while waiting for headers, or while the body was being
+ * read). Not retried: the time is gone.
+ *
+ * @example
+ * ```ts
+ * await mesh.fetch('http://users/slow', { headers: callOptions({ deadlineMs: 50 }) });
+ * // rejects with DeadlineExceededError after 50 ms
+ * ```
+ */
+export class DeadlineExceededError extends MeshError {
+  /** The total budget the call had, in ms. */
+  readonly budgetMs: number;
+  constructor(service: string, budgetMs: number, phase: Phase, details: MeshErrorDetails = {}) {
+    super(
+      'MESH_DEADLINE_EXCEEDED',
+      `Deadline of ${Math.round(budgetMs)} ms exceeded for service "${service}" (${phase})`,
+      {
+        retryable: false,
+        ...details,
+        phase,
+        service,
+      },
+    );
+    this.budgetMs = budgetMs;
   }
 }

@@ -7,7 +7,8 @@
 import type { Readable } from 'node:stream';
 
 /** A request body: buffered (string, bytes) or streamed (a Readable or any async iterable of bytes). */
-export type RequestBody = string | Uint8Array | Readable | AsyncIterable<Uint8Array | string> | null | undefined;
+export type RequestBody =
+  string | Uint8Array | Readable | AsyncIterable<Uint8Array | string> | null | undefined;
 
 /** Request headers: lower-case names. */
 export type HeaderRecord = Record<string, string | string[]>;

@@ -132,7 +132,8 @@ export class Stack {
 
   private indexOf(role: string): number {
     const i = this.modules.findIndex((m) => m.role === role);
-    if (i < 0) throw new ConfigError(`stack.${this.level}`, role, `one of the roles [${this.roles().join(', ')}]`);
+    if (i < 0)
+      throw new ConfigError(`stack.${this.level}`, role, `one of the roles [${this.roles().join(', ')}]`);
     return i;
   }
 }

@@ -93,8 +93,10 @@ export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
       if (!hp) throw new ConfigError(`${path}.address`, input.address, 'an address "host:port"');
       ({ host, port } = hp);
     } else {
-      if (!isValidHost(input.host)) throw new ConfigError(`${path}.host`, input.host, 'a hostname or IP address');
-      if (!isValidPort(input.port)) throw new ConfigError(`${path}.port`, input.port, 'an integer in 1..65535');
+      if (!isValidHost(input.host))
+        throw new ConfigError(`${path}.host`, input.host, 'a hostname or IP address');
+      if (!isValidPort(input.port))
+        throw new ConfigError(`${path}.port`, input.port, 'an integer in 1..65535');
       host = input.host;
       port = input.port;
     }

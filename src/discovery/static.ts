@@ -50,7 +50,8 @@ function parseList(endpoints: readonly EndpointInput[], path: string): readonly 
   const seen = new Set<string>();
   endpoints.forEach((e, i) => {
     const ep = parseEndpoint(e, `${path}[${i}]`);
-    if (seen.has(ep.id)) throw new ConfigError(`${path}[${i}]`, e, `a unique address (${ep.id} is listed twice)`);
+    if (seen.has(ep.id))
+      throw new ConfigError(`${path}[${i}]`, e, `a unique address (${ep.id} is listed twice)`);
     seen.add(ep.id);
     out.push(ep);
   });

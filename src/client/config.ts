@@ -1,0 +1,318 @@
+/**
+ * Mesh configuration and its validation. Everything is checked once, at `createMesh` (or `addService`),
+ * so a typo fails at startup with a {@link ConfigError} that names the option path and the value, instead
+ * of surfacing as odd behaviour under load. Unknown keys are errors too: `endpiont` is a typo, not a no-op.
+ */
+import type { Clock } from '../core/clock.js';
+import { ConfigError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Rng } from '../core/rng.js';
+import type { Stacks } from '../core/stack.js';
+import type { BalancerFactory } from '../balance/types.js';
+import { StaticDiscovery } from '../discovery/static.js';
+import type { EndpointInput } from '../discovery/endpoint.js';
+import type { Discovery } from '../discovery/types.js';
+import { defaultTransportOptions, type TlsOptions, type TransportOptions } from '../transport/pool.js';
+import { balancerByName, balancerNames, defaultBalancer, type BalancerName } from './balancers.js';
+
+/**
+ * One logical service.
+ *
+ * @example
+ * ```ts
+ * const users: ServiceConfig = { endpoints: ['127.0.0.1:8080', '127.0.0.1:8081'], timeoutMs: 2_000 };
+ * ```
+ */
+export interface ServiceConfig {
+  /** A static endpoint list (shorthand for `discovery: staticDiscovery([...])`). Give this or `discovery`. */
+  endpoints?: readonly EndpointInput[];
+  /** Where the endpoints come from (static, Consul, ...). Give this or `endpoints`. */
+  discovery?: Discovery;
+  /** The load balancer: a name or a factory. Default `'p2c-peak-ewma'`. */
+  balancer?: BalancerName | BalancerFactory;
+  /** Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. */
+  timeoutMs?: number;
+  /**
+   * The Host header sent to endpoints: `'logical'` (the URL's authority, default), `'endpoint'` (the
+   * endpoint's host:port) or a fixed string.
+   */
+  hostHeader?: 'logical' | 'endpoint' | (string & {});
+  /** Connection settings (pool size, keep-alive, HTTP/2, TLS). */
+  transport?: Partial<TransportOptions>;
+}
+
+/** Settings applied to every service unless the service overrides them. */
+export type ServiceDefaults = Omit<ServiceConfig, 'endpoints' | 'discovery'>;
+
+/**
+ * The whole mesh.
+ *
+ * @example
+ * ```ts
+ * const mesh = createMesh({
+ *   services: { users: { endpoints: ['127.0.0.1:8080'] } },
+ *   unknownHosts: 'passthrough',
+ * });
+ * ```
+ */
+export interface MeshConfig {
+  /** Logical services by name; the name is the URL host that addresses them (`http://users/...`). */
+  services?: Record<string, ServiceConfig>;
+  /** Defaults for every service. */
+  defaults?: ServiceDefaults;
+  /** What to do with a URL whose host is not a service: send it on unchanged (default) or reject it. */
+  unknownHosts?: 'passthrough' | 'reject';
+  /** A pino-style logger. Silent by default. */
+  logger?: Logger;
+  /** Time source (tests pass a fake). */
+  clock?: Clock;
+  /** Randomness source (tests pass a seeded one). */
+  rng?: Rng;
+  /** Changes the default stacks: insert, replace or remove modules by role. */
+  stack?: (defaults: Stacks) => Stacks;
+}
+
+/** A service config after validation and defaulting. */
+export interface ResolvedServiceConfig {
+  readonly name: string;
+  readonly discovery: Discovery;
+  readonly balancer: BalancerFactory;
+  readonly timeoutMs: number;
+  readonly hostHeader: string;
+  readonly transport: Readonly<TransportOptions>;
+}
+
+const SERVICE_KEYS = new Set(['endpoints', 'discovery', 'balancer', 'timeoutMs', 'hostHeader', 'transport']);
+const DEFAULT_KEYS = new Set(['balancer', 'timeoutMs', 'hostHeader', 'transport']);
+const MESH_KEYS = new Set(['services', 'defaults', 'unknownHosts', 'logger', 'clock', 'rng', 'stack']);
+const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
+const TLS_KEYS = new Set(['servername', 'ca', 'cert', 'key', 'rejectUnauthorized']);
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** The default total deadline (ms): generous, but below undici's 300 s so the mesh's is the one users meet. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.has(k))
+      throw new ConfigError(`${path}.${k}`, obj[k], `no such option (known: ${[...allowed].join(', ')})`);
+  }
+}
+
+/** Validates the top level of a mesh config; services are validated by {@link resolveServiceConfig}. */
+export function validateMeshConfig(config: unknown): MeshConfig {
+  if (config === undefined) return {};
+  if (!isObject(config)) throw new ConfigError('config', config, 'an object');
+  checkKeys(config, MESH_KEYS, 'config');
+  const c = config as MeshConfig;
+  if (c.services !== undefined && !isObject(c.services))
+    throw new ConfigError('services', c.services, 'an object of services by name');
+  if (c.defaults !== undefined) {
+    if (!isObject(c.defaults)) throw new ConfigError('defaults', c.defaults, 'an object');
+    checkKeys(c.defaults as Record<string, unknown>, DEFAULT_KEYS, 'defaults');
+  }
+  if (c.unknownHosts !== undefined && c.unknownHosts !== 'passthrough' && c.unknownHosts !== 'reject') {
+    throw new ConfigError('unknownHosts', c.unknownHosts, "'passthrough' or 'reject'");
+  }
+  if (c.logger !== undefined) {
+    for (const m of ['debug', 'info', 'warn', 'error'] as const) {
+      if (!isObject(c.logger) || typeof (c.logger as Record<string, unknown>)[m] !== 'function') {
+        throw new ConfigError(
+          `logger.${m}`,
+          isObject(c.logger) ? (c.logger as Record<string, unknown>)[m] : c.logger,
+          'a function (a pino-style logger)',
+        );
+      }
+    }
+  }
+  if (
+    c.clock !== undefined &&
+    (!isObject(c.clock) || typeof c.clock.now !== 'function' || typeof c.clock.setTimeout !== 'function')
+  ) {
+    throw new ConfigError('clock', c.clock, 'a Clock { now, wallNow, setTimeout, clearTimeout }');
+  }
+  if (c.rng !== undefined && (!isObject(c.rng) || typeof c.rng.next !== 'function')) {
+    throw new ConfigError('rng', c.rng, 'an Rng { next }');
+  }
+  if (c.stack !== undefined && typeof c.stack !== 'function')
+    throw new ConfigError('stack', c.stack, 'a function (defaults) => stacks');
+  return c;
+}
+
+/** Validates a service name (a lower-case DNS name, as URL parsing produces). */
+export function validateServiceName(name: unknown, path = 'services'): string {
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new ConfigError(
+      `${path}[${JSON.stringify(name)}]`,
+      name,
+      'a lower-case host name such as "users" or "users.internal"',
+    );
+  }
+  return name;
+}
+
+function resolveTimeout(v: unknown, path: string): number {
+  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
+    throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
+  return v;
+}
+
+function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: string): TransportOptions {
+  if (v === undefined) return { ...base };
+  if (!isObject(v)) throw new ConfigError(path, v, 'an object');
+  checkKeys(v, TRANSPORT_KEYS, path);
+  const out: TransportOptions = { ...base };
+  const int = (k: 'connections', min: number): void => {
+    if (v[k] === undefined) return;
+    const x = v[k];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < min)
+      throw new ConfigError(`${path}.${k}`, x, `an integer >= ${min}`);
+    out[k] = x;
+  };
+  const ms = (
+    k: 'keepAliveTimeoutMs' | 'keepAliveMaxTimeoutMs' | 'keepAliveTimeoutThresholdMs' | 'connectTimeoutMs',
+    min: number,
+  ): void => {
+    if (v[k] === undefined) return;
+    const x = v[k];
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < min)
+      throw new ConfigError(`${path}.${k}`, x, `a finite number of milliseconds >= ${min}`);
+    out[k] = x;
+  };
+  int('connections', 1);
+  ms('keepAliveTimeoutMs', 1);
+  ms('keepAliveMaxTimeoutMs', 1);
+  ms('keepAliveTimeoutThresholdMs', 0);
+  ms('connectTimeoutMs', 1);
+  if (v.http2 !== undefined) {
+    if (typeof v.http2 !== 'boolean') throw new ConfigError(`${path}.http2`, v.http2, 'a boolean');
+    out.http2 = v.http2;
+  }
+  if (v.tls !== undefined) {
+    if (!isObject(v.tls)) throw new ConfigError(`${path}.tls`, v.tls, 'an object');
+    checkKeys(v.tls, TLS_KEYS, `${path}.tls`);
+    const t = v.tls as TlsOptions;
+    if (t.servername !== undefined && (typeof t.servername !== 'string' || t.servername.length === 0)) {
+      throw new ConfigError(`${path}.tls.servername`, t.servername, 'a non-empty string');
+    }
+    if (t.rejectUnauthorized !== undefined && typeof t.rejectUnauthorized !== 'boolean') {
+      throw new ConfigError(`${path}.tls.rejectUnauthorized`, t.rejectUnauthorized, 'a boolean');
+    }
+    out.tls = { ...t };
+  }
+  if (out.keepAliveTimeoutMs > out.keepAliveMaxTimeoutMs) {
+    throw new ConfigError(
+      `${path}.keepAliveTimeoutMs`,
+      out.keepAliveTimeoutMs,
+      `at most keepAliveMaxTimeoutMs (${out.keepAliveMaxTimeoutMs})`,
+    );
+  }
+  return out;
+}
+
+function resolveBalancer(v: unknown, path: string): BalancerFactory {
+  if (typeof v === 'string') {
+    const f = balancerByName(v);
+    if (!f)
+      throw new ConfigError(
+        path,
+        v,
+        `one of ${balancerNames()
+          .map((n) => `'${n}'`)
+          .join(', ')} or a BalancerFactory`,
+      );
+    return f;
+  }
+  if (
+    isObject(v) &&
+    typeof v.newLoad === 'function' &&
+    typeof v.newDistributor === 'function' &&
+    typeof v.kind === 'string'
+  ) {
+    return v as unknown as BalancerFactory;
+  }
+  throw new ConfigError(
+    path,
+    v,
+    `one of ${balancerNames()
+      .map((n) => `'${n}'`)
+      .join(', ')} or a BalancerFactory`,
+  );
+}
+
+function resolveHostHeader(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v.length === 0 || /[\s\r\n]/.test(v)) {
+    throw new ConfigError(path, v, "'logical', 'endpoint' or a host name");
+  }
+  return v;
+}
+
+/**
+ * Validates and defaults one service's config.
+ *
+ * @example
+ * ```ts
+ * resolveServiceConfig('users', { endpoints: ['127.0.0.1:8080'] }, {});
+ * ```
+ */
+export function resolveServiceConfig(
+  name: string,
+  config: unknown,
+  defaults: ServiceDefaults = {},
+): ResolvedServiceConfig {
+  const path = `services.${name}`;
+  validateServiceName(name);
+  if (!isObject(config)) throw new ConfigError(path, config, 'an object');
+  checkKeys(config, SERVICE_KEYS, path);
+  const c = config as ServiceConfig;
+  let discovery: Discovery;
+  if (c.endpoints !== undefined && c.discovery !== undefined) {
+    throw new ConfigError(
+      `${path}.discovery`,
+      'both endpoints and discovery',
+      'only one of endpoints or discovery',
+    );
+  } else if (c.endpoints !== undefined) {
+    discovery = new StaticDiscovery(c.endpoints, `${path}.endpoints`);
+  } else if (c.discovery !== undefined) {
+    if (!isObject(c.discovery) || typeof c.discovery.resolve !== 'function') {
+      throw new ConfigError(
+        `${path}.discovery`,
+        c.discovery,
+        'a Discovery (e.g. staticDiscovery([...]) or consulDiscovery({...}))',
+      );
+    }
+    discovery = c.discovery;
+  } else {
+    throw new ConfigError(
+      `${path}.endpoints`,
+      undefined,
+      'an endpoint list, or a discovery source in .discovery',
+    );
+  }
+  const balancer =
+    c.balancer !== undefined
+      ? resolveBalancer(c.balancer, `${path}.balancer`)
+      : defaults.balancer !== undefined
+        ? resolveBalancer(defaults.balancer, 'defaults.balancer')
+        : defaultBalancer();
+  const timeoutMs =
+    c.timeoutMs !== undefined
+      ? resolveTimeout(c.timeoutMs, `${path}.timeoutMs`)
+      : defaults.timeoutMs !== undefined
+        ? resolveTimeout(defaults.timeoutMs, 'defaults.timeoutMs')
+        : DEFAULT_TIMEOUT_MS;
+  const hostHeader =
+    c.hostHeader !== undefined
+      ? resolveHostHeader(c.hostHeader, `${path}.hostHeader`)
+      : defaults.hostHeader !== undefined
+        ? resolveHostHeader(defaults.hostHeader, 'defaults.hostHeader')
+        : 'logical';
+  const base = resolveTransport(defaults.transport, defaultTransportOptions, 'defaults.transport');
+  const transport = resolveTransport(c.transport, base, `${path}.transport`);
+  return { name, discovery, balancer, timeoutMs, hostHeader, transport };
+}

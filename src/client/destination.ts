@@ -1,0 +1,234 @@
+/**
+ * A concrete destination: one discovery source, the endpoints it currently names, an endpoint stack over a
+ * pool for each, and the balancer that picks among them. This is the leaf of the concrete stack.
+ *
+ * Updates touch only what changed (an endpoint re-announced unchanged keeps its pool and load state; a
+ * removed one drains: no new requests, in-flight ones finish, then its sockets close).
+ */
+import type { CallContext } from '../core/context.js';
+import {
+  DiscoveryError,
+  MeshClosedError,
+  NoHealthyEndpointsError,
+  ServiceNotFoundError,
+} from '../core/errors.js';
+import type { MeshRequest, MeshResponse } from '../core/message.js';
+import type { Service, ServiceStatus } from '../core/service.js';
+import type { ModuleEnv, Stack } from '../core/stack.js';
+import type { BalancerFactory, BalancerNode, Distributor, LoadMetric } from '../balance/types.js';
+import {
+  describeAddr,
+  type Addr,
+  type Endpoint,
+  type Resolver,
+  type Subscription,
+} from '../discovery/types.js';
+import { endpointId } from '../discovery/endpoint.js';
+import { PoolService, type TransportOptions } from '../transport/pool.js';
+import { DEADLINE_HEADER } from './call-options.js';
+
+/** One endpoint of a destination, as the balancer sees it. */
+export class EndpointNode implements BalancerNode {
+  readonly id: string;
+  endpoint: Endpoint;
+  readonly load: LoadMetric;
+  readonly leaf: PoolService;
+  readonly service: Service;
+  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service) {
+    this.id = endpoint.id;
+    this.endpoint = endpoint;
+    this.load = load;
+    this.leaf = leaf;
+    this.service = service;
+  }
+  get weight(): number {
+    return this.endpoint.weight;
+  }
+  get status(): ServiceStatus {
+    return this.service.status;
+  }
+}
+
+/** What a destination needs from the mesh. */
+export interface DestinationOptions {
+  readonly name: string;
+  readonly balancer: BalancerFactory;
+  readonly endpointStack: Stack;
+  readonly transport: Readonly<TransportOptions>;
+  /** Host header policy: 'logical' sends the URL authority, 'endpoint' the address, any other string as is. */
+  readonly hostHeader: string;
+  readonly env: ModuleEnv;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The balancer leaf of a concrete stack.
+ *
+ * @example
+ * ```ts
+ * const dest = new Destination(resolver, options);
+ * const res = await dest.call(req, ctx);
+ * ```
+ */
+export class Destination implements Service {
+  private readonly nodes = new Map<string, EndpointNode>();
+  private readonly distributor: Distributor<EndpointNode>;
+  private readonly subscription: Subscription;
+  private waiters: Waiter[] = [];
+  private closed = false;
+  addr: Addr;
+
+  constructor(
+    private readonly resolver: Resolver,
+    private readonly opts: DestinationOptions,
+  ) {
+    const env = { clock: opts.env.clock, rng: opts.env.rng };
+    this.distributor = opts.balancer.newDistributor<EndpointNode>(env);
+    this.addr = resolver.addr;
+    this.apply(this.addr);
+    this.subscription = resolver.subscribe((addr) => this.apply(addr));
+  }
+
+  get status(): ServiceStatus {
+    if (this.closed) return 'down';
+    for (const n of this.nodes.values()) if (n.status === 'ready') return 'ready';
+    return this.nodes.size > 0 ? 'busy' : 'down';
+  }
+
+  /** The endpoints currently known, in discovery order. */
+  endpoints(): EndpointNode[] {
+    return [...this.nodes.values()];
+  }
+
+  private apply(addr: Addr): void {
+    if (this.closed) return;
+    this.addr = addr;
+    if (addr.state === 'bound') {
+      const next = new Map<string, EndpointNode>();
+      for (const ep of addr.endpoints) {
+        const old = this.nodes.get(ep.id);
+        if (old) {
+          old.endpoint = ep;
+          next.set(ep.id, old);
+        } else if (!next.has(ep.id)) {
+          next.set(ep.id, this.makeNode(ep));
+        }
+      }
+      for (const [id, node] of this.nodes) {
+        if (!next.has(id)) {
+          node.service.close().catch((err: unknown) => {
+            this.opts.env.logger.warn(
+              { err, endpoint: id, service: this.opts.env.service },
+              'endpoint close failed',
+            );
+          });
+        }
+      }
+      this.nodes.clear();
+      for (const [id, node] of next) this.nodes.set(id, node);
+      this.distributor.update([...next.values()]);
+    } else if (addr.state === 'negative') {
+      // The source says the service is gone: stop using what we had.
+      for (const node of this.nodes.values()) void node.service.close().catch(() => {});
+      this.nodes.clear();
+      this.distributor.update([]);
+    }
+    // 'failed' keeps whatever endpoints we have (a source that fails after answering reports 'bound' + stale).
+    if (addr.state !== 'pending') {
+      const w = this.waiters;
+      this.waiters = [];
+      for (const x of w) x.resolve();
+    }
+  }
+
+  private makeNode(ep: Endpoint): EndpointNode {
+    const o = this.opts;
+    const id = endpointId(ep.host, ep.port);
+    const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
+    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host);
+    const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
+    const service = o.endpointStack.build(leaf, env);
+    return new EndpointNode(ep, o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng }), leaf, service);
+  }
+
+  /** Waits for discovery's first answer, bounded by the call's signal (its deadline). */
+  private waitForAnswer(ctx: CallContext): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const signal = ctx.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = (): void => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    if (this.closed) throw new MeshClosedError();
+    if (this.addr.state === 'pending') await this.waitForAnswer(ctx);
+    const node = this.distributor.pick(ctx.tried);
+    if (node === undefined) throw this.noEndpoint();
+    ctx.endpoint = node.id;
+    const load = node.load;
+    const clock = this.opts.env.clock;
+    const t0 = clock.now();
+    // The next hop gets the time that remains (relative ms, so clock skew does not matter).
+    if (ctx.deadline !== Infinity)
+      req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
+    load.start(t0);
+    let res: MeshResponse;
+    try {
+      res = await node.service.call(req, ctx);
+    } catch (err) {
+      const t1 = clock.now();
+      load.observe(t1 - t0, t1);
+      load.end(t1);
+      throw err;
+    }
+    const t1 = clock.now();
+    load.observe(t1 - t0, t1);
+    res.body.once('close', () => load.end(clock.now()));
+    return res;
+  }
+
+  private noEndpoint(): Error {
+    const addr = this.addr;
+    const service = this.opts.env.service;
+    if (addr.state === 'negative') return new ServiceNotFoundError(service, addr.reason);
+    if (addr.state === 'failed') return new DiscoveryError(service, addr.error.message, addr.error);
+    return new NoHealthyEndpointsError(service, describeAddr(addr), { endpoint: undefined });
+  }
+
+  /** Stops following discovery, rejects waiters, and closes every endpoint (gracefully, or at once). */
+  async close(force = false): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.subscription.unsubscribe();
+    const w = this.waiters;
+    this.waiters = [];
+    for (const x of w) x.reject(new MeshClosedError());
+    const nodes = [...this.nodes.values()];
+    this.nodes.clear();
+    this.distributor.update([]);
+    await Promise.all([
+      this.resolver.close(),
+      ...nodes.map((n) => (force ? n.leaf.destroy().then(() => n.service.close()) : n.service.close())),
+    ]);
+  }
+}

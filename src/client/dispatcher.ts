@@ -1,0 +1,221 @@
+/**
+ * `mesh.dispatcher`: an undici `Dispatcher`, so the built-in global `fetch(url, { dispatcher })` (undici 6
+ * inside Node 20), `undici.request(url, { dispatcher })` and undici 7's own fetch all go through the mesh.
+ *
+ * It accepts both handler styles: the legacy callbacks Node 20's built-in fetch uses (`onConnect`,
+ * `onHeaders`, `onData`, `onComplete`, `onError`) and undici 7's controller API (`onRequestStart`,
+ * `onResponseStart`, ...). The response body streams to the handler with back-pressure (a handler that
+ * returns false from `onData`, or pauses the controller, pauses the socket read).
+ *
+ * On this path a request body arrives as an async iterable even when the caller passed a string (that is how
+ * fetch hands bodies to a dispatcher): anything that replays a body must buffer it.
+ */
+import { Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
+import type { MeshRequest, MeshResponse } from '../core/message.js';
+import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
+import type { Mesh } from './mesh.js';
+import { parseRawHeaders, validateMethod } from './mesh.js';
+
+type Handler = Dispatcher.DispatchHandler;
+
+class AbortedByCaller extends Error {
+  override name = 'AbortError';
+  constructor() {
+    super('The request was aborted');
+  }
+}
+
+/** Controller handed to undici-7 style handlers. */
+class Controller implements Dispatcher.DispatchController {
+  body: Readable | undefined;
+  private _paused = false;
+  constructor(private readonly ac: AbortController) {}
+  get aborted(): boolean {
+    return this.ac.signal.aborted;
+  }
+  get paused(): boolean {
+    return this._paused;
+  }
+  get reason(): Error | null {
+    return this.ac.signal.aborted ? (this.ac.signal.reason as Error) : null;
+  }
+  abort(reason: Error): void {
+    this.ac.abort(reason);
+  }
+  pause(): void {
+    this._paused = true;
+    this.body?.pause();
+  }
+  resume(): void {
+    this._paused = false;
+    this.body?.resume();
+  }
+}
+
+function toBuffers(raw: readonly string[]): Buffer[] {
+  const out = new Array<Buffer>(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = Buffer.from(raw[i]!, 'latin1');
+  return out;
+}
+
+/**
+ * The mesh as an undici Dispatcher. Obtain it as `mesh.dispatcher`.
+ *
+ * @example
+ * ```ts
+ * const res = await fetch('http://users/v1/users/42', { dispatcher: mesh.dispatcher });
+ * ```
+ */
+export class MeshDispatcher extends Dispatcher {
+  private isDestroyed = false;
+  constructor(private readonly mesh: Mesh) {
+    super();
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
+    let origin: URL;
+    try {
+      origin = typeof opts.origin === 'string' ? new URL(opts.origin) : (opts.origin as URL);
+      if (!(origin instanceof URL)) throw new Error('no origin');
+    } catch {
+      fail(handler, undefined, new InvalidRequestError('origin', opts.origin, 'an absolute http(s) origin'));
+      return true;
+    }
+    const hostname = origin.hostname;
+    const svc = this.mesh.lookup(hostname);
+    if (svc === undefined) {
+      let agent;
+      try {
+        agent = this.mesh.passthrough(hostname);
+      } catch (err) {
+        fail(handler, undefined, err as Error);
+        return true;
+      }
+      const headers = stripMeshHeaders(normalizeHeaders(opts.headers as HeadersInput));
+      const { maxRedirections: _ignored, ...rest } = opts as Dispatcher.DispatchOptions & {
+        maxRedirections?: number;
+      };
+      return agent.dispatch({ ...rest, headers }, handler);
+    }
+    const protocol = origin.protocol;
+    if ((protocol !== 'http:' && protocol !== 'https:') || opts.upgrade || opts.method === 'CONNECT') {
+      fail(
+        handler,
+        undefined,
+        new InvalidRequestError(
+          'method',
+          opts.method,
+          'a plain HTTP request (upgrades and CONNECT are not routed by the mesh)',
+        ),
+      );
+      return true;
+    }
+    const ac = new AbortController();
+    const legacy = typeof handler.onResponseStart !== 'function' && typeof handler.onHeaders === 'function';
+    const controller = legacy ? undefined : new Controller(ac);
+    let method: string;
+    let req: MeshRequest;
+    try {
+      method = validateMethod(opts.method);
+      req = {
+        method,
+        protocol,
+        authority: origin.host,
+        service: hostname,
+        path: opts.path,
+        headers: normalizeHeaders(opts.headers as HeadersInput),
+        body: (opts.body ?? null) as MeshRequest['body'],
+      };
+    } catch (err) {
+      fail(handler, controller, err as Error);
+      return true;
+    }
+    if (legacy) handler.onConnect?.((err?: Error) => ac.abort(err ?? new AbortedByCaller()));
+    else handler.onRequestStart?.(controller!, {});
+    if (ac.signal.aborted) {
+      fail(handler, controller, ac.signal.reason as Error);
+      return true;
+    }
+    this.mesh.invoke(svc, req, ac.signal).then(
+      (res) => deliver(res, handler, controller),
+      (err: Error) => fail(handler, controller, err),
+    );
+    return true;
+  }
+
+  override async close(): Promise<void> {
+    this.isDestroyed = true;
+  }
+
+  override async destroy(): Promise<void> {
+    this.isDestroyed = true;
+  }
+
+  /** @internal Called when the mesh has closed. */
+  async destroyed(): Promise<void> {
+    this.isDestroyed = true;
+  }
+
+  /** True once the mesh has closed. */
+  get closed(): boolean {
+    return this.isDestroyed || this.mesh.closed;
+  }
+}
+
+function fail(handler: Handler, controller: Controller | undefined, err: Error): void {
+  if (controller && typeof handler.onResponseError === 'function') handler.onResponseError(controller, err);
+  else handler.onError?.(err);
+}
+
+function deliver(res: MeshResponse, handler: Handler, controller: Controller | undefined): void {
+  const body = res.body;
+  let done = false;
+  const onError = (err: Error): void => {
+    if (done) return;
+    done = true;
+    fail(handler, controller, err);
+  };
+  body.on('error', onError);
+  if (controller) {
+    controller.body = body;
+    try {
+      handler.onResponseStart?.(
+        controller,
+        res.statusCode,
+        parseRawHeaders(res.rawHeaders) as never,
+        res.statusText,
+      );
+    } catch (err) {
+      body.destroy(err as Error);
+      return;
+    }
+    body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
+    body.on('end', () => {
+      if (done) return;
+      done = true;
+      handler.onResponseEnd?.(controller, {});
+    });
+    if (controller.paused) body.pause();
+    return;
+  }
+  let ok: boolean | undefined;
+  try {
+    ok = handler.onHeaders?.(res.statusCode, toBuffers(res.rawHeaders), () => body.resume(), res.statusText);
+  } catch (err) {
+    body.destroy(err as Error);
+    return;
+  }
+  body.on('data', (chunk: Buffer) => {
+    if (handler.onData?.(chunk) === false) body.pause();
+  });
+  body.on('end', () => {
+    if (done) return;
+    done = true;
+    handler.onComplete?.([]);
+  });
+  if (ok === false) body.pause();
+}
+
+export { MeshClosedError };

@@ -1,0 +1,456 @@
+/**
+ * The mesh: the set of logical services, their stacks, and the three entry points over them
+ * (`fetch`, `request`, `dispatcher`). A URL whose host names a configured service goes through that
+ * service's stacks; any other host passes through to a plain undici Agent (or is rejected, with
+ * `unknownHosts: 'reject'`), and the mesh's own headers never reach it.
+ */
+import { Agent, type Dispatcher } from 'undici';
+import { systemClock, type Clock } from '../core/clock.js';
+import { CallContext } from '../core/context.js';
+import {
+  ConfigError,
+  InvalidRequestError,
+  MeshClosedError,
+  MeshError,
+  UnknownServiceError,
+} from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
+import { Params } from '../core/params.js';
+import { systemRng, type Rng } from '../core/rng.js';
+import type { Service } from '../core/service.js';
+import type { ModuleEnv, Stacks } from '../core/stack.js';
+import { SingleRouter } from '../routing/router.js';
+import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
+import {
+  resolveServiceConfig,
+  validateMeshConfig,
+  validateServiceName,
+  type MeshConfig,
+  type ResolvedServiceConfig,
+  type ServiceConfig,
+  type ServiceDefaults,
+} from './config.js';
+import { defaultStacks } from './default-stack.js';
+import { Destination } from './destination.js';
+import { MeshDispatcher } from './dispatcher.js';
+import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
+
+/**
+ * Options of {@link Mesh.request}, in undici's style.
+ *
+ * @example
+ * ```ts
+ * await mesh.request('http://users/v1/users', { method: 'POST', body: JSON.stringify(user), headers: { 'content-type': 'application/json' } });
+ * ```
+ */
+export interface MeshRequestOptions {
+  method?: string;
+  headers?: HeadersInput;
+  body?: RequestBody;
+  signal?: AbortSignal;
+}
+
+/**
+ * What {@link Mesh.request} resolves to: undici's `ResponseData` shape (the body has `.json()`, `.text()`,
+ * `.arrayBuffer()` and is a Node Readable).
+ */
+export interface MeshResponseData {
+  statusCode: number;
+  statusText: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+/** The Dispatcher type the global `fetch`'s `RequestInit` names on the installed Node types (undici-types). */
+export type GlobalFetchDispatcher = RequestInit extends { dispatcher?: infer D } ? NonNullable<D> : unknown;
+
+/** Options of {@link Mesh.close}. */
+export interface CloseOptions {
+  /** How long in-flight calls may take to finish before they are aborted (ms). Default 10000. */
+  gracePeriodMs?: number;
+}
+
+/** A logical service with its built stack. */
+export class LogicalService {
+  constructor(
+    readonly config: ResolvedServiceConfig,
+    readonly stack: Service,
+    readonly destination: Destination,
+  ) {}
+  get name(): string {
+    return this.config.name;
+  }
+  async close(force: boolean): Promise<void> {
+    await this.destination.close(force);
+    await this.stack.close();
+  }
+}
+
+/**
+ * An in-process service mesh. Create it with {@link createMesh}.
+ *
+ * @example
+ * ```ts
+ * const mesh = createMesh({ services: { users: { endpoints: ['127.0.0.1:8080', '127.0.0.1:8081'] } } });
+ * const res = await mesh.fetch('http://users/v1/users/42');
+ * console.log(res.status, await res.json());
+ * await mesh.close();
+ * ```
+ */
+export class Mesh implements AsyncDisposable {
+  /**
+   * An undici Dispatcher for `fetch(url, { dispatcher: mesh.dispatcher })` and `undici.request`. Typed as
+   * both undici 7's Dispatcher and the one the global fetch's `RequestInit` names on your Node types, so the
+   * built-in fetch accepts it without a cast.
+   */
+  readonly dispatcher: MeshDispatcher & GlobalFetchDispatcher;
+  readonly clock: Clock;
+  readonly rng: Rng;
+  readonly logger: Logger;
+  private readonly services = new Map<string, LogicalService>();
+  private readonly stacks: Stacks;
+  private readonly defaults: ServiceDefaults;
+  private readonly rejectUnknown: boolean;
+  private agent: Agent | undefined;
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+  private closing: Promise<void> | undefined;
+  private readonly onCallDone = (): void => {
+    if (--this.inflight === 0 && this.idleWaiters.length > 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+  };
+
+  constructor(config: MeshConfig = {}) {
+    const c = validateMeshConfig(config);
+    this.clock = c.clock ?? systemClock;
+    this.rng = c.rng ?? systemRng;
+    this.logger = c.logger ?? silentLogger;
+    this.defaults = c.defaults ?? {};
+    this.rejectUnknown = c.unknownHosts === 'reject';
+    const base = defaultStacks();
+    this.stacks = c.stack ? c.stack(base) : base;
+    if (!this.stacks || !this.stacks.logical || !this.stacks.concrete || !this.stacks.endpoint) {
+      throw new ConfigError(
+        'stack',
+        this.stacks,
+        'a function returning { logical, concrete, endpoint } stacks',
+      );
+    }
+    this.dispatcher = new MeshDispatcher(this) as MeshDispatcher & GlobalFetchDispatcher;
+    // Validate every service before building any, so a bad config leaves nothing running.
+    const entries = Object.entries(c.services ?? {});
+    const resolved = entries.map(([name, sc]) => resolveServiceConfig(name, sc, this.defaults));
+    for (const r of resolved) this.services.set(r.name, this.build(r));
+  }
+
+  /** True once {@link Mesh.close} has been called. */
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Calls in flight through the mesh's services (until their response bodies end). */
+  get inflightCalls(): number {
+    return this.inflight;
+  }
+
+  /** Names of the configured services. */
+  serviceNames(): string[] {
+    return [...this.services.keys()];
+  }
+
+  /** @internal The logical service for a URL hostname. */
+  lookup(hostname: string): LogicalService | undefined {
+    return this.services.get(hostname);
+  }
+
+  /**
+   * Adds a service at run time. Throws a {@link ConfigError} if the name is taken or the config is invalid.
+   *
+   * @example
+   * ```ts
+   * mesh.addService('billing', { endpoints: ['127.0.0.1:9000'] });
+   * ```
+   */
+  addService(name: string, config: ServiceConfig): void {
+    if (this.closing) throw new MeshClosedError();
+    validateServiceName(name);
+    if (this.services.has(name)) throw new ConfigError(`services.${name}`, name, 'a name not already in use');
+    this.services.set(name, this.build(resolveServiceConfig(name, config, this.defaults)));
+  }
+
+  /**
+   * Removes a service: new calls to its name pass through (or are rejected); in-flight calls finish.
+   *
+   * @example
+   * ```ts
+   * await mesh.removeService('billing');
+   * ```
+   */
+  async removeService(name: string): Promise<void> {
+    const svc = this.services.get(name);
+    if (!svc) throw new ConfigError(`services.${name}`, name, 'a configured service');
+    this.services.delete(name);
+    await svc.close(false);
+  }
+
+  private build(config: ResolvedServiceConfig): LogicalService {
+    const base: ModuleEnv = {
+      level: 'logical',
+      service: config.name,
+      params: Params.empty,
+      clock: this.clock,
+      rng: this.rng,
+      logger: this.logger,
+    };
+    const resolver = config.discovery.resolve({
+      service: config.name,
+      clock: this.clock,
+      rng: this.rng,
+      logger: this.logger,
+    });
+    const destEnv: ModuleEnv = { ...base, level: 'concrete', destination: 'primary' };
+    const destination = new Destination(resolver, {
+      name: 'primary',
+      balancer: config.balancer,
+      endpointStack: this.stacks.endpoint,
+      transport: config.transport,
+      hostHeader: config.hostHeader,
+      env: destEnv,
+    });
+    const concrete = this.stacks.concrete.build(destination, destEnv);
+    const router = new SingleRouter('primary', concrete);
+    const stack = this.stacks.logical.build(router, base);
+    return new LogicalService(config, stack, destination);
+  }
+
+  /** @internal The plain Agent for hosts that are not services. */
+  passthrough(hostname: string): Agent {
+    if (this.closing) throw new MeshClosedError();
+    if (this.rejectUnknown) throw new UnknownServiceError(hostname);
+    return (this.agent ??= new Agent({ keepAliveTimeout: 4_000, headersTimeout: 0, bodyTimeout: 0 }));
+  }
+
+  /**
+   * @internal Runs one logical call through a service's stack. `req.headers` must be a fresh record the mesh
+   * may change (the entry points make one).
+   */
+  async invoke(
+    svc: LogicalService,
+    req: MeshRequest,
+    signal: AbortSignal | undefined,
+  ): Promise<MeshResponse> {
+    if (this.closing) throw new MeshClosedError();
+    const headers = req.headers;
+    let budget = svc.config.timeoutMs;
+    const dh = headers[DEADLINE_HEADER];
+    if (dh !== undefined) {
+      const v = parseDeadlineHeader(dh);
+      if (v === undefined)
+        throw new InvalidRequestError(`headers.${DEADLINE_HEADER}`, dh, 'an integer number of milliseconds');
+      if (v < budget) budget = v;
+      delete headers[DEADLINE_HEADER];
+    }
+    let idempotent: boolean | undefined;
+    const ih = headers[IDEMPOTENT_HEADER];
+    if (ih !== undefined) {
+      if (ih === 'true' || ih === '1') idempotent = true;
+      else if (ih === 'false' || ih === '0') idempotent = false;
+      else throw new InvalidRequestError(`headers.${IDEMPOTENT_HEADER}`, ih, "'true' or 'false'");
+      delete headers[IDEMPOTENT_HEADER];
+    }
+    const now = this.clock.now();
+    const ctx = new CallContext(
+      svc.name,
+      signal,
+      budget === Infinity ? Infinity : now + budget,
+      idempotent,
+      now,
+      this.logger,
+    );
+    this.inflight++;
+    let res: MeshResponse;
+    try {
+      res = await svc.stack.call(req, ctx);
+    } catch (err) {
+      this.onCallDone();
+      throw err;
+    }
+    const body = res.body;
+    if (body.destroyed) this.onCallDone();
+    else body.once('close', this.onCallDone);
+    return res;
+  }
+
+  /**
+   * The global `fetch`, routed through the mesh: same signature, a `Response` from the global constructor,
+   * bodies streamed both ways, redirects followed as fetch does (each hop routed by its own host). Errors the
+   * mesh raises reject as the typed {@link MeshError} itself rather than fetch's `TypeError('fetch failed')`.
+   *
+   * @example
+   * ```ts
+   * const res = await mesh.fetch('http://users/v1/users/42', { headers: callOptions({ deadlineMs: 500 }) });
+   * ```
+   */
+  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    if (this.closing) throw new MeshClosedError();
+    try {
+      return await fetch(input, { ...init, dispatcher: this.dispatcher });
+    } catch (err) {
+      if (err instanceof TypeError && err.cause instanceof MeshError) throw err.cause;
+      throw err;
+    }
+  };
+
+  /**
+   * A faster call in undici's style: resolves at response headers with `{ statusCode, headers, body }`; the
+   * body is a Node Readable with `.json()` / `.text()`. Redirects are not followed.
+   *
+   * @example
+   * ```ts
+   * const { statusCode, body } = await mesh.request('http://users/v1/users/42');
+   * const user = await body.json();
+   * ```
+   */
+  async request(url: string | URL, options: MeshRequestOptions = {}): Promise<MeshResponseData> {
+    let u: URL;
+    try {
+      u = typeof url === 'string' ? new URL(url) : url;
+    } catch {
+      throw new InvalidRequestError('url', url, 'an absolute http(s) URL');
+    }
+    if (!(u instanceof URL)) throw new InvalidRequestError('url', url, 'an absolute http(s) URL');
+    const protocol = u.protocol;
+    if (protocol !== 'http:' && protocol !== 'https:')
+      throw new InvalidRequestError('url', String(url), 'an http: or https: URL');
+    const method = options.method === undefined ? 'GET' : validateMethod(options.method);
+    const headers = normalizeHeaders(options.headers);
+    const path = u.pathname + u.search;
+    const svc = this.services.get(u.hostname);
+    if (svc === undefined) {
+      const agent = this.passthrough(u.hostname);
+      const r = await agent.request({
+        origin: u.origin,
+        path,
+        method: method as Dispatcher.HttpMethod,
+        headers: stripMeshHeaders(headers),
+        body: options.body as Dispatcher.RequestOptions['body'],
+        signal: options.signal ?? null,
+      });
+      return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+    }
+    const req: MeshRequest = {
+      method,
+      protocol,
+      authority: u.host,
+      service: u.hostname,
+      path,
+      headers,
+      body: options.body ?? null,
+    };
+    const res = await this.invoke(svc, req, options.signal);
+    return {
+      statusCode: res.statusCode,
+      statusText: res.statusText,
+      headers: parseRawHeaders(res.rawHeaders),
+      body: res.body as Dispatcher.ResponseData['body'],
+    };
+  }
+
+  /**
+   * Stops new calls (they reject with {@link MeshClosedError}), lets in-flight calls finish within the grace
+   * period, aborts the rest, and closes every pool, discovery watch and timer. Idempotent.
+   *
+   * @example
+   * ```ts
+   * process.on('SIGTERM', () => void mesh.close({ gracePeriodMs: 5_000 }));
+   * ```
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    const grace = options.gracePeriodMs ?? 10_000;
+    if (typeof grace !== 'number' || Number.isNaN(grace) || grace < 0) {
+      return Promise.reject(new ConfigError('close.gracePeriodMs', grace, 'a number of milliseconds >= 0'));
+    }
+    return (this.closing ??= this.shutdown(grace));
+  }
+
+  private async shutdown(grace: number): Promise<void> {
+    const agent = this.agent;
+    const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
+    const agentIdle = agent ? agent.close() : Promise.resolve();
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const expired = new Promise<void>((r) => {
+      timer = this.clock.setTimeout(r, grace);
+    });
+    await Promise.race([Promise.all([idle, agentIdle]), expired]);
+    this.clock.clearTimeout(timer);
+    const force = this.inflight > 0;
+    if (force)
+      this.logger.warn(
+        { inflight: this.inflight },
+        'mesh close: grace period over, aborting in-flight calls',
+      );
+    const services = [...this.services.values()];
+    this.services.clear();
+    await Promise.all([
+      ...services.map((s) => s.close(force)),
+      agent && !agent.destroyed
+        ? agent.destroy(new MeshClosedError('The mesh was closed while the call was in flight'))
+        : undefined,
+    ]);
+    await this.dispatcher.destroyed();
+  }
+
+  /** `await using mesh = createMesh(...)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Validates an HTTP method token; returns it upper-cased for the standard ones. */
+export function validateMethod(method: unknown): string {
+  if (typeof method !== 'string' || !TOKEN_RE.test(method))
+    throw new InvalidRequestError('method', method, 'an HTTP method token');
+  const up = method.toUpperCase();
+  return up === 'GET' ||
+    up === 'POST' ||
+    up === 'PUT' ||
+    up === 'DELETE' ||
+    up === 'HEAD' ||
+    up === 'OPTIONS' ||
+    up === 'PATCH'
+    ? up
+    : method;
+}
+
+/** Parses alternating raw headers into undici's record shape (lower-case names; repeated names as arrays). */
+export function parseRawHeaders(raw: readonly string[]): Record<string, string | string[] | undefined> {
+  const out: HeaderRecord = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    const prev = out[k];
+    if (prev === undefined) out[k] = v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else out[k] = [prev, v];
+  }
+  return out;
+}
+
+/**
+ * Creates a mesh. Validates the whole config first: a wrong value throws a {@link ConfigError} naming the
+ * option path and the value, and nothing is started.
+ *
+ * @example
+ * ```ts
+ * const mesh = createMesh({ services: { users: { endpoints: ['127.0.0.1:8080'] } } });
+ * ```
+ */
+export function createMesh(config: MeshConfig = {}): Mesh {
+  return new Mesh(config);
+}

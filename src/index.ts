@@ -1,0 +1,60 @@
+/**
+ * meshfetch: an in-process service mesh for Node. Public re-exports only.
+ */
+export { createMesh, Mesh, LogicalService } from './client/mesh.js';
+export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './client/mesh.js';
+export { MeshDispatcher } from './client/dispatcher.js';
+export { installGlobalDispatcher } from './client/global.js';
+export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
+export type { CallOptions } from './client/call-options.js';
+export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';
+export { DEFAULT_TIMEOUT_MS } from './client/config.js';
+export { defaultStacks } from './client/default-stack.js';
+export type { BalancerName } from './client/balancers.js';
+export type { HeadersInput } from './client/headers.js';
+
+export { systemClock } from './core/clock.js';
+export type { Clock, TimerHandle } from './core/clock.js';
+export { systemRng, seededRng } from './core/rng.js';
+export type { Rng } from './core/rng.js';
+export { silentLogger } from './core/logger.js';
+export type { Logger, LogFn } from './core/logger.js';
+export { CallContext } from './core/context.js';
+export { Filter } from './core/service.js';
+export type { Service, ServiceStatus } from './core/service.js';
+export { Stack } from './core/stack.js';
+export type { StackModule, Stacks, StackLevel, ModuleEnv } from './core/stack.js';
+export { defineParam, Params } from './core/params.js';
+export type { Param } from './core/params.js';
+export type { MeshRequest, MeshResponse, RequestBody, HeaderRecord } from './core/message.js';
+export {
+  MeshError,
+  ConfigError,
+  NoHealthyEndpointsError,
+  ServiceNotFoundError,
+  DiscoveryError,
+  UnknownServiceError,
+  InvalidRequestError,
+  MeshClosedError,
+  TransportError,
+  DeadlineExceededError,
+} from './core/errors.js';
+export type { Phase } from './core/errors.js';
+
+export { staticDiscovery, StaticDiscovery } from './discovery/static.js';
+export type { EndpointInput } from './discovery/endpoint.js';
+export type {
+  Addr,
+  Discovery,
+  DiscoveryContext,
+  Endpoint,
+  Resolver,
+  Subscription,
+} from './discovery/types.js';
+
+export { roundRobin } from './balance/round-robin.js';
+export type { BalancerFactory, BalancerNode, Distributor, LoadMetric, BalancerEnv } from './balance/types.js';
+
+export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
+export type { TransportOptions, TlsOptions } from './transport/pool.js';
+export { defaultTransportOptions } from './transport/pool.js';

@@ -1,0 +1,227 @@
+/**
+ * The endpoint leaf: one undici `Pool` per resolved address, called with `pool.request()` (2-3x the
+ * throughput of `fetch`). The pool is created on the first request, so a service with thousands of
+ * endpoints costs nothing until it sends. When discovery removes the endpoint, {@link PoolService.close}
+ * stops new requests and lets in-flight ones finish before the sockets close.
+ *
+ * Keep-alive: the client's idle timeout (4 s) sits below common server idle timeouts (Node's http server
+ * closes idle sockets after 5 s), and undici honours a server's `Keep-Alive: timeout=N` hint minus a
+ * threshold, so the client closes an idle socket before the server does (the idle-close race,
+ * nodejs/undici#3492). undici's own 300 s headers/body timeouts are disabled: the mesh's deadline module owns
+ * time, so they can never be the limit a user meets unknowingly.
+ */
+import { Pool, type Dispatcher } from 'undici';
+import type { CallContext } from '../core/context.js';
+import { TransportError, type Phase } from '../core/errors.js';
+import type { MeshRequest, MeshResponse } from '../core/message.js';
+import type { Service, ServiceStatus } from '../core/service.js';
+
+/** TLS options for the connections to a service's endpoints. */
+export interface TlsOptions {
+  /** SNI server name; defaults to the logical service name when the URL is https. */
+  servername?: string;
+  ca?: string | Buffer | Array<string | Buffer>;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  rejectUnauthorized?: boolean;
+}
+
+/**
+ * Connection settings for a service's endpoints.
+ *
+ * @example
+ * ```ts
+ * createMesh({ services: { users: { endpoints: ['10.0.0.1:443'], transport: { connections: 32, http2: true } } } });
+ * ```
+ */
+export interface TransportOptions {
+  /** Maximum connections per endpoint. Default 128. */
+  connections: number;
+  /** Idle time after which the client closes a kept-alive socket (ms). Default 4000. */
+  keepAliveTimeoutMs: number;
+  /** Upper bound on a server's Keep-Alive hint (ms). Default 600000. */
+  keepAliveMaxTimeoutMs: number;
+  /** Subtracted from the server's Keep-Alive hint so the client closes first (ms). Default 1000. */
+  keepAliveTimeoutThresholdMs: number;
+  /** TCP (and TLS) connect timeout (ms). Default 10000. */
+  connectTimeoutMs: number;
+  /** Negotiate HTTP/2 over TLS (ALPN). Default false. */
+  http2: boolean;
+  /** TLS settings for https services. */
+  tls: TlsOptions | undefined;
+}
+
+/** The transport defaults. */
+export const defaultTransportOptions: Readonly<TransportOptions> = Object.freeze({
+  connections: 128,
+  keepAliveTimeoutMs: 4_000,
+  keepAliveMaxTimeoutMs: 600_000,
+  keepAliveTimeoutThresholdMs: 1_000,
+  connectTimeoutMs: 10_000,
+  http2: false,
+  tls: undefined,
+});
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/**
+ * Maps an undici/system error to a {@link TransportError} with its phase. A failure to connect is
+ * `retryable` (the request provably never reached the server).
+ */
+export function toTransportError(
+  err: unknown,
+  service: string,
+  endpoint: string,
+  gotHeaders: boolean,
+): unknown {
+  if (!(err instanceof Error)) return err;
+  if (
+    err.name === 'AbortError' ||
+    err.name === 'TimeoutError' ||
+    (err as { code?: string }).code === 'MESH_DEADLINE_EXCEEDED'
+  )
+    return err;
+  if ('code' in err && typeof err.code === 'string' && err.code.startsWith('MESH_')) return err;
+  const code = (err as { code?: string }).code;
+  const connect = code !== undefined && CONNECT_CODES.has(code);
+  const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
+  return new TransportError(
+    `${err.message} (${code ?? err.name}) talking to ${endpoint} for service "${service}"`,
+    {
+      phase,
+      retryable: connect,
+      service,
+      endpoint,
+      cause: err,
+      causeCode: code,
+    },
+  );
+}
+
+/**
+ * One endpoint's connection pool as a {@link Service}.
+ *
+ * @example
+ * ```ts
+ * const leaf = new PoolService('127.0.0.1:8080', 'users', '127.0.0.1:8080', defaultTransportOptions, 'users');
+ * const res = await leaf.call(req, ctx);
+ * ```
+ */
+export class PoolService implements Service {
+  private http: Pool | undefined;
+  private https: Pool | undefined;
+  private closed = false;
+  private readonly hostHeader: string | undefined;
+
+  constructor(
+    /** `host:port` of the endpoint; the scheme comes from each request. */
+    readonly address: string,
+    readonly service: string,
+    readonly endpoint: string,
+    private readonly options: Readonly<TransportOptions>,
+    /** The Host header: 'logical' sends the URL authority, undefined the endpoint address, any other string as is. */
+    hostHeader: string | undefined,
+  ) {
+    this.hostHeader = hostHeader;
+  }
+
+  get status(): ServiceStatus {
+    return this.closed ? 'down' : 'ready';
+  }
+
+  /** The pools' statistics (http and https), undefined before the first request of that scheme. */
+  get stats(): { http: Pool['stats'] | undefined; https: Pool['stats'] | undefined } {
+    return { http: this.http?.stats, https: this.https?.stats };
+  }
+
+  private createPool(protocol: 'http:' | 'https:'): Pool {
+    const o = this.options;
+    const tls = protocol === 'https:' ? o.tls : undefined;
+    const opts: Pool.Options = {
+      connections: o.connections,
+      keepAliveTimeout: o.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: o.keepAliveMaxTimeoutMs,
+      keepAliveTimeoutThreshold: o.keepAliveTimeoutThresholdMs,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      allowH2: o.http2,
+      connect: {
+        timeout: o.connectTimeoutMs,
+        ...(tls
+          ? {
+              servername: tls.servername,
+              ca: tls.ca,
+              cert: tls.cert,
+              key: tls.key,
+              rejectUnauthorized: tls.rejectUnauthorized,
+            }
+          : {}),
+      },
+    };
+    return new Pool(`${protocol}//${this.address}`, opts);
+  }
+
+  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    if (this.closed) {
+      throw new TransportError(`Endpoint ${this.endpoint} was removed from service "${this.service}"`, {
+        phase: 'connect',
+        retryable: true,
+        service: this.service,
+        endpoint: this.endpoint,
+      });
+    }
+    const pool =
+      req.protocol === 'http:'
+        ? (this.http ??= this.createPool('http:'))
+        : (this.https ??= this.createPool('https:'));
+    const headers = req.headers;
+    if (headers.host === undefined) {
+      const h = this.hostHeader;
+      if (h === 'logical') headers.host = req.authority;
+      else if (h !== undefined) headers.host = h;
+    }
+    const opts: Dispatcher.RequestOptions = {
+      method: req.method as Dispatcher.HttpMethod,
+      path: req.path,
+      headers,
+      body: req.body as Dispatcher.RequestOptions['body'],
+      signal: ctx.signal ?? null,
+      responseHeaders: 'raw',
+    };
+    let data: Dispatcher.ResponseData;
+    try {
+      data = await pool.request(opts);
+    } catch (err) {
+      throw toTransportError(err, this.service, this.endpoint, false);
+    }
+    return {
+      statusCode: data.statusCode,
+      statusText: data.statusText,
+      rawHeaders: data.headers as unknown as string[],
+      body: data.body,
+    };
+  }
+
+  /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      [this.http, this.https].map((p) => (p && !p.closed && !p.destroyed ? p.close() : undefined)),
+    );
+  }
+
+  /** Aborts in-flight requests and closes the sockets now. */
+  async destroy(err?: Error): Promise<void> {
+    this.closed = true;
+    await Promise.all(
+      [this.http, this.https].map((p) => (p && !p.destroyed ? p.destroy(err ?? null) : undefined)),
+    );
+  }
+}
