@@ -1,10 +1,13 @@
 /**
- * The simplest load metric: outstanding requests (Finagle's least-loaded, tower's `PendingRequests`).
+ * The simplest load metric: outstanding requests (Finagle's least-loaded `P2CLeastLoaded`, tower's
+ * `load::PendingRequests`). Blind to latency until slowness turns into queued requests, but cheap and free of
+ * tuning; P2C over it is `p2cLeastLoaded`.
  */
 import type { LoadMetric } from './types.js';
 
 /**
- * Load = requests in flight.
+ * Load = requests in flight. With weights, P2C compares `pending / weight` (the default of
+ * {@link LoadMetric.weightedCost}).
  *
  * @example
  * ```ts

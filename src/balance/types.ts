@@ -29,6 +29,19 @@ export interface LoadMetric {
   end(now: number): void;
   /** The cost of sending one more request here; lower is better. */
   cost(now: number): number;
+  /**
+   * Optional: the cost of one more request on an endpoint of relative `weight` (the weights normalised so that
+   * their mean is 1), used by weighted distributors. Without it a distributor compares `cost(now) / weight`
+   * (tower's `Weighted` load). `PeakEwmaLoad` implements it as `rtt * (pending / weight + 1)`: the weight
+   * scales the queue, not the latency, so equal-latency idle endpoints tie and the weighted random choice of
+   * candidates decides (see docs/balancers.md, "Weights").
+   *
+   * @example
+   * ```ts
+   * const c = load.weightedCost ? load.weightedCost(now, 2) : load.cost(now) / 2;
+   * ```
+   */
+  weightedCost?(now: number, weight: number): number;
 }
 
 /**
