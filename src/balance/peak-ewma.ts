@@ -153,7 +153,8 @@ export class PeakEwmaLoad implements LoadMetric {
     return this.sampled;
   }
 
-  start(): void {
+  /** A request was sent (the time is not needed: the RTT comes with `observe`). */
+  start(_now?: number): void {
     this.inFlight++;
   }
 
@@ -173,7 +174,8 @@ export class PeakEwmaLoad implements LoadMetric {
     this.stamp = now;
   }
 
-  end(): void {
+  /** A request is over; never goes below 0 pending. */
+  end(_now?: number): void {
     if (this.inFlight > 0) this.inFlight--;
   }
 
