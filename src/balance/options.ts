@@ -6,7 +6,14 @@
  */
 import { ConfigError } from '../core/errors.js';
 
-/** The option path prefix used in {@link ConfigError}s raised for balancer options. */
+/**
+ * The option path prefix used in {@link ConfigError}s raised for balancer options.
+ *
+ * @example
+ * ```ts
+ * new ConfigError(`${OPTION_PREFIX}.tauMs`, 0, 'a finite number > 0');
+ * ```
+ */
 export const OPTION_PREFIX = 'balancer';
 
 /**
@@ -32,7 +39,14 @@ export function optionRecord(options: unknown, known: readonly string[]): Record
   return record;
 }
 
-/** Constraints on a numeric option. */
+/**
+ * Constraints on a numeric option.
+ *
+ * @example
+ * ```ts
+ * const positiveInteger: NumberRule = { min: 1, integer: true };
+ * ```
+ */
 export interface NumberRule {
   /** Smallest allowed value. */
   min: number;

@@ -56,7 +56,14 @@ export interface P2COptions {
   statusRefreshMs?: number;
 }
 
-/** The resolved options of a {@link P2CDistributor}. */
+/**
+ * The resolved options of a {@link P2CDistributor}.
+ *
+ * @example
+ * ```ts
+ * const o: ResolvedP2COptions = resolveP2COptions({ maxEffort: 2 });
+ * ```
+ */
 export interface ResolvedP2COptions {
   readonly maxEffort: number;
   readonly panicThreshold: number;
@@ -77,7 +84,14 @@ export const P2C_DEFAULTS: ResolvedP2COptions = Object.freeze({
   statusRefreshMs: 100,
 });
 
-/** The option keys {@link P2CDistributor} understands. */
+/**
+ * The option keys {@link P2CDistributor} understands.
+ *
+ * @example
+ * ```ts
+ * P2C_OPTION_KEYS.includes('maxEffort'); // true
+ * ```
+ */
 export const P2C_OPTION_KEYS = ['maxEffort', 'panicThreshold', 'statusRefreshMs'] as const;
 
 /**

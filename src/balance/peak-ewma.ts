@@ -49,7 +49,14 @@ export interface PeakEwmaOptions {
   penalty?: number;
 }
 
-/** The resolved options of a {@link PeakEwmaLoad}. */
+/**
+ * The resolved options of a {@link PeakEwmaLoad}.
+ *
+ * @example
+ * ```ts
+ * const o: ResolvedPeakEwmaOptions = resolvePeakEwmaOptions({ tauMs: 5_000 });
+ * ```
+ */
 export interface ResolvedPeakEwmaOptions {
   readonly tauMs: number;
   readonly defaultRttMs: number;
@@ -70,7 +77,14 @@ export const PEAK_EWMA_DEFAULTS: ResolvedPeakEwmaOptions = Object.freeze({
   penalty: 1e9,
 });
 
-/** The option keys {@link PeakEwmaLoad} understands. */
+/**
+ * The option keys {@link PeakEwmaLoad} understands.
+ *
+ * @example
+ * ```ts
+ * PEAK_EWMA_OPTION_KEYS.includes('tauMs'); // true
+ * ```
+ */
 export const PEAK_EWMA_OPTION_KEYS = ['tauMs', 'defaultRttMs', 'penalty'] as const;
 
 /**

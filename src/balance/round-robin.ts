@@ -47,7 +47,14 @@ export interface RoundRobinOptions {
   statusRefreshMs?: number;
 }
 
-/** The resolved options of a {@link RoundRobinDistributor}. */
+/**
+ * The resolved options of a {@link RoundRobinDistributor}.
+ *
+ * @example
+ * ```ts
+ * const o: ResolvedRoundRobinOptions = resolveRoundRobinOptions({ maxEffort: 2 });
+ * ```
+ */
 export interface ResolvedRoundRobinOptions {
   readonly maxEffort: number;
   readonly panicThreshold: number;

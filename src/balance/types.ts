@@ -80,7 +80,14 @@ export interface Distributor<N extends BalancerNode = BalancerNode> {
   pick(avoid?: ReadonlySet<string>): N | undefined;
 }
 
-/** What a balancer factory gets. */
+/**
+ * What a balancer factory gets: the only sources of time and randomness a balancer may use.
+ *
+ * @example
+ * ```ts
+ * const env: BalancerEnv = { clock: new FakeClock(), rng: seededRng(1) };
+ * ```
+ */
 export interface BalancerEnv {
   readonly clock: Clock;
   readonly rng: Rng;
