@@ -1,0 +1,440 @@
+/**
+ * The Consul watch loop behind {@link consulDiscovery}: one blocking query at a time on
+ * `/v1/health/service/:name`, spaced by a token bucket, with jittered backoff on errors and Consul's index
+ * rules. It turns answers into the {@link Addr} states the mesh understands:
+ *
+ * - `pending` until the first answer;
+ * - `bound` to the passing instances (possibly none, when the service exists but nothing passes);
+ * - `negative` when the catalog does not know the service (Consul answers `200 []` both for an unknown
+ *   service and for a token that cannot read it, so the catalog is consulted to tell "no such service" from
+ *   "no passing instance");
+ * - on errors, a bound set is kept and marked `stale` (an outage never empties it: linkerd/linkerd#665,
+ *   #2145), with `updatedAt` the time of the last good answer; before any answer the state is `failed`.
+ *
+ * After any error the next query is non-blocking (index 0): the agent may be a restarted one whose index is
+ * lower than ours, and a blocking query with an index from the future would hang for the whole `wait`.
+ */
+import type { Clock, TimerHandle } from '../../core/clock.js';
+import { DiscoveryError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Rng } from '../../core/rng.js';
+import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
+import { ConsulApi, ConsulRequestError } from './client.js';
+import { parseHealthEntries, reconcileEndpoints, type SkippedInstance } from './entries.js';
+import { backoffDelay, nextIndex, parseIndex, TokenBucket } from './loop.js';
+import type { ResolvedConsulOptions } from './options.js';
+
+/**
+ * Counters of one resolver's loop.
+ *
+ * @example
+ * ```ts
+ * resolver.snapshot().stats.queries;
+ * ```
+ */
+export interface ConsulResolverStats {
+  /** Health queries sent. */
+  queries: number;
+  /** Failed queries (including catalog lookups). */
+  errors: number;
+  /** Changes of `addr` published to subscribers. */
+  updates: number;
+  /** Times Consul's index rules reset the index. */
+  indexResets: number;
+  /** Catalog lookups made to tell an unknown service from one without passing instances. */
+  catalogChecks: number;
+}
+
+/**
+ * A JSON-safe view of a {@link ConsulResolver} (never contains the token; `token` only says whether one is set).
+ *
+ * @example
+ * ```ts
+ * console.log(JSON.stringify(resolver)); // same as resolver.snapshot()
+ * ```
+ */
+export interface ConsulResolverSnapshot {
+  readonly kind: 'consul';
+  readonly service: string;
+  readonly consulService: string;
+  readonly datacenter: string | undefined;
+  readonly agent: string;
+  readonly token: boolean;
+  readonly state: Addr['state'];
+  readonly endpoints: number;
+  readonly stale: boolean;
+  /** Mesh-clock ms of the answer the current set came from (bound only). */
+  readonly updatedAt: number | undefined;
+  /** How old that answer is (ms, bound only). */
+  readonly ageMs: number | undefined;
+  readonly index: string;
+  readonly consecutiveErrors: number;
+  readonly lastError: string | undefined;
+  readonly skipped: readonly SkippedInstance[];
+  readonly stats: Readonly<ConsulResolverStats>;
+}
+
+const PENDING: Addr = Object.freeze({ state: 'pending' });
+
+/**
+ * A live view of one Consul service. Made by {@link ConsulDiscovery.resolve}; the mesh closes it.
+ *
+ * @example
+ * ```ts
+ * const resolver = consulDiscovery({ address: '127.0.0.1:8500' }).resolve(ctx);
+ * resolver.subscribe((addr) => console.log(addr.state, addr.state === 'bound' ? addr.endpoints.length : ''));
+ * console.log(resolver.skipped, resolver.snapshot());
+ * await resolver.close();
+ * ```
+ */
+export class ConsulResolver implements Resolver {
+  readonly #api: ConsulApi;
+  readonly #opts: ResolvedConsulOptions;
+  readonly #logical: string;
+  readonly #service: string;
+  readonly #clock: Clock;
+  readonly #rng: Rng;
+  readonly #log: Logger;
+  readonly #fields: Record<string, unknown>;
+  readonly #bucket: TokenBucket;
+  readonly #listeners = new Set<(addr: Addr) => void>();
+  readonly #stats: ConsulResolverStats = {
+    queries: 0,
+    errors: 0,
+    updates: 0,
+    indexResets: 0,
+    catalogChecks: 0,
+  };
+  #addr: Addr = PENDING;
+  #skipped: readonly SkippedInstance[] = Object.freeze([]);
+  #skippedKey = '';
+  #index = 0n;
+  #consecutiveErrors = 0;
+  #lastError: Error | undefined;
+  #lastSuccessAt: number | undefined;
+  #closed = false;
+  #timer: TimerHandle | undefined;
+  #wake: (() => void) | undefined;
+  readonly #loop: Promise<void>;
+
+  constructor(ctx: DiscoveryContext, options: ResolvedConsulOptions, token: string | undefined) {
+    this.#opts = options;
+    this.#logical = ctx.service;
+    this.#service = options.service ?? ctx.service;
+    this.#clock = ctx.clock;
+    this.#rng = ctx.rng;
+    this.#log = ctx.logger;
+    this.#api = new ConsulApi(options.address, token, ctx.clock);
+    this.#bucket = new TokenBucket(ctx.clock, options.minIntervalMs, options.burst);
+    this.#fields = {
+      service: this.#logical,
+      consulService: this.#service,
+      datacenter: options.datacenter,
+      agent: options.address.url,
+    };
+    this.#loop = this.#run();
+  }
+
+  /** The current state. */
+  get addr(): Addr {
+    return this.#addr;
+  }
+
+  /** Instances of the last answer that were skipped (unusable address or port, duplicate address). */
+  get skipped(): readonly SkippedInstance[] {
+    return this.#skipped;
+  }
+
+  /** The last error of the loop (message safe to show), or undefined after a good answer. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  /** How old the current endpoint set is (ms since the answer it came from); undefined unless bound. */
+  get ageMs(): number | undefined {
+    return this.#addr.state === 'bound' ? this.#clock.now() - this.#addr.updatedAt : undefined;
+  }
+
+  subscribe(listener: (addr: Addr) => void): Subscription {
+    this.#listeners.add(listener);
+    return { unsubscribe: () => void this.#listeners.delete(listener) };
+  }
+
+  /** A JSON-safe view for diagnostics. */
+  snapshot(): ConsulResolverSnapshot {
+    const a = this.#addr;
+    return {
+      kind: 'consul',
+      service: this.#logical,
+      consulService: this.#service,
+      datacenter: this.#opts.datacenter,
+      agent: this.#opts.address.url,
+      token: this.#api.hasToken,
+      state: a.state,
+      endpoints: a.state === 'bound' ? a.endpoints.length : 0,
+      stale: a.state === 'bound' && a.stale,
+      updatedAt: a.state === 'bound' ? a.updatedAt : undefined,
+      ageMs: this.ageMs,
+      index: this.#index.toString(),
+      consecutiveErrors: this.#consecutiveErrors,
+      lastError: this.#lastError?.message,
+      skipped: this.#skipped,
+      stats: { ...this.#stats },
+    };
+  }
+
+  toJSON(): ConsulResolverSnapshot {
+    return this.snapshot();
+  }
+
+  /** Stops the loop, cancels the request in flight and its timers, closes the sockets. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return this.#loop;
+    this.#closed = true;
+    this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#wake?.();
+    this.#wake = undefined;
+    await this.#api.close();
+    await this.#loop;
+    this.#listeners.clear();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      try {
+        await this.#throttle();
+        if (this.#closed) return;
+        await this.#queryOnce();
+        this.#consecutiveErrors = 0;
+        this.#lastError = undefined;
+      } catch (err) {
+        if (this.#closed) return;
+        this.#onError(err);
+        // The next query reads the current state at once (see the file comment).
+        this.#index = 0n;
+        await this.#sleep(
+          backoffDelay(
+            this.#consecutiveErrors - 1,
+            this.#opts.backoffBaseMs,
+            this.#opts.backoffMaxMs,
+            this.#rng,
+          ),
+        );
+      }
+    }
+  }
+
+  async #throttle(): Promise<void> {
+    for (;;) {
+      const waitMs = this.#bucket.take();
+      if (waitMs === 0 || this.#closed) return;
+      await this.#sleep(waitMs);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+      this.#timer = this.#clock.setTimeout(() => {
+        this.#timer = undefined;
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+    });
+  }
+
+  #queryOptions(): Record<string, unknown> {
+    const o = this.#opts;
+    const q: Record<string, unknown> = { service: this.#service };
+    if (o.passingOnly) q.passing = true;
+    if (o.tags.length === 1) q.tag = o.tags[0];
+    else if (o.tags.length > 1) q.tag = [...o.tags];
+    if (o.datacenter) q.dc = o.datacenter;
+    if (o.consistency === 'stale') q.stale = true;
+    if (o.consistency === 'consistent') q.consistent = true;
+    if (o.nodeMeta.length > 0) q['node-meta'] = [...o.nodeMeta];
+    return q;
+  }
+
+  async #queryOnce(): Promise<void> {
+    const blocking = this.#index > 0n;
+    const q = this.#queryOptions();
+    if (blocking) {
+      q.index = this.#index.toString();
+      q.wait = `${Math.round(this.#opts.waitMs)}ms`;
+    }
+    this.#stats.queries++;
+    const answer = await this.#api.get(
+      `health query for "${this.#service}"`,
+      (opts) => this.#api.client.health.service(opts as never),
+      q,
+      blocking ? this.#opts.timeoutMs : Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
+    );
+    if (this.#closed) return;
+    const body = answer.body;
+    if (!Array.isArray(body)) {
+      throw new ConsulRequestError(
+        'malformed',
+        `Consul health query for "${this.#service}" returned a malformed answer: expected a JSON array, got ${describeBody(body)}`,
+      );
+    }
+    const next = nextIndex(this.#index, parseIndex(answer.headers['x-consul-index']));
+    if (next.reset !== 'none') {
+      this.#stats.indexResets++;
+      this.#log.debug(
+        { ...this.#fields, reset: next.reset, previous: this.#index.toString() },
+        'consul index reset',
+      );
+    }
+    const parsed = parseHealthEntries(body, { passingOnly: this.#opts.passingOnly });
+    // An empty answer is ambiguous (unknown service, unreadable service, or nothing passing): ask the catalog.
+    const exists = body.length > 0 ? true : await this.#catalogHasService();
+    if (this.#closed) return;
+    this.#index = next.index;
+    this.#lastSuccessAt = this.#clock.now();
+    this.#reportSkipped(parsed.skipped);
+    if (exists) this.#publishBound(parsed.endpoints, this.#lastSuccessAt);
+    else this.#publishNegative();
+  }
+
+  async #catalogHasService(): Promise<boolean> {
+    this.#stats.catalogChecks++;
+    const q: Record<string, unknown> = {};
+    if (this.#opts.datacenter) q.dc = this.#opts.datacenter;
+    if (this.#opts.consistency === 'stale') q.stale = true;
+    if (this.#opts.consistency === 'consistent') q.consistent = true;
+    const answer = await this.#api.get(
+      'catalog lookup',
+      (opts) => this.#api.client.catalog.service.list(opts as never),
+      q,
+      Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
+    );
+    const body = answer.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new ConsulRequestError(
+        'malformed',
+        `Consul catalog lookup returned a malformed answer: expected a JSON object, got ${describeBody(body)}`,
+      );
+    }
+    return Object.prototype.hasOwnProperty.call(body, this.#service);
+  }
+
+  #publishBound(list: readonly Endpoint[], at: number): void {
+    const a = this.#addr;
+    const previous = a.state === 'bound' ? a.endpoints : [];
+    const r = reconcileEndpoints(previous, list);
+    if (a.state === 'bound' && !a.stale && !r.changed) return;
+    if (a.state === 'bound' && a.stale) {
+      this.#log.info(
+        { ...this.#fields, endpoints: r.endpoints.length },
+        'consul answers again; endpoint set is fresh',
+      );
+    }
+    if (r.changed || a.state !== 'bound') {
+      this.#log.debug(
+        {
+          ...this.#fields,
+          endpoints: r.endpoints.length,
+          added: r.added,
+          removed: r.removed,
+          updated: r.updated,
+        },
+        'consul endpoint set changed',
+      );
+    }
+    this.#set({ state: 'bound', endpoints: r.endpoints, stale: false, updatedAt: at });
+  }
+
+  #publishNegative(): void {
+    const where = this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : '';
+    const reason =
+      `Consul's catalog${where} has no service "${this.#service}"` +
+      (this.#api.hasToken
+        ? ` (or the ACL token cannot see it: with ACLs on, a service the token has no service:read on looks absent)`
+        : '');
+    const a = this.#addr;
+    if (a.state === 'negative' && a.reason === reason) return;
+    this.#log.info({ ...this.#fields }, 'consul: no such service');
+    this.#set({ state: 'negative', reason });
+  }
+
+  #onError(err: unknown): void {
+    const e =
+      err instanceof ConsulRequestError
+        ? err
+        : new ConsulRequestError(
+            'malformed',
+            this.#api.scrub(`unexpected error in the Consul loop: ${String((err as Error)?.message ?? err)}`),
+          );
+    this.#consecutiveErrors++;
+    this.#stats.errors++;
+    const message = this.#explain(e);
+    const safe = new ConsulRequestError(e.kind, message, e.statusCode);
+    this.#lastError = safe;
+    const fields = {
+      ...this.#fields,
+      kind: e.kind,
+      status: e.statusCode,
+      attempt: this.#consecutiveErrors,
+      error: message,
+    };
+    if (this.#consecutiveErrors === 1 || this.#consecutiveErrors % 20 === 0)
+      this.#log.warn(fields, 'consul query failed');
+    else this.#log.debug(fields, 'consul query failed');
+    const a = this.#addr;
+    if (a.state === 'bound') {
+      if (!a.stale) {
+        this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt });
+      }
+    } else if (a.state === 'pending' || a.state === 'failed') {
+      if (
+        a.state === 'failed' &&
+        a.error.cause instanceof ConsulRequestError &&
+        a.error.cause.message === message
+      )
+        return;
+      this.#set({ state: 'failed', error: new DiscoveryError(this.#logical, message, safe) });
+    }
+    // negative: keep the last answer (a known absence is still the best information).
+  }
+
+  #explain(e: ConsulRequestError): string {
+    if (e.kind !== 'acl') return e.message;
+    return this.#api.hasToken
+      ? `${e.message}: Consul ACLs rejected the token (set with consulDiscovery({ token }) or $CONSUL_HTTP_TOKEN); ` +
+          `it is unknown or lacks service:read on "${this.#service}" and node:read`
+      : `${e.message}: Consul ACLs are on and the request carried no token; set consulDiscovery({ token })`;
+  }
+
+  #reportSkipped(skipped: SkippedInstance[]): void {
+    const key = skipped.map((s) => `${s.serviceId}|${s.node}|${s.reason}`).join('\n');
+    if (key === this.#skippedKey) return;
+    this.#skippedKey = key;
+    this.#skipped = Object.freeze(skipped.map((s) => Object.freeze(s)));
+    if (skipped.length > 0) {
+      this.#log.warn({ ...this.#fields, skipped }, `consul: skipped ${skipped.length} unusable instance(s)`);
+    }
+  }
+
+  #set(addr: Addr): void {
+    this.#addr = addr;
+    this.#stats.updates++;
+    for (const l of [...this.#listeners]) {
+      try {
+        l(addr);
+      } catch (err) {
+        this.#log.error({ ...this.#fields, error: String(err) }, 'a discovery listener threw');
+      }
+    }
+  }
+}
+
+function describeBody(body: unknown): string {
+  if (body === undefined) return 'an empty body';
+  if (body === null) return 'null';
+  if (typeof body === 'string') return `text (${body.length} chars)`;
+  if (Array.isArray(body)) return 'an array';
+  return typeof body === 'object' ? 'an object' : typeof body;
+}
