@@ -71,6 +71,8 @@ export interface RegisterServiceOptions {
   requestTimeoutMs?: number;
   /** p-retry settings for (re-)registration. Default 6 retries, 200 ms .. 5 000 ms, randomised. */
   retry?: { retries?: number; minTimeoutMs?: number; maxTimeoutMs?: number };
+  /** Aborting it stops the first registration's retries (registerService then rejects) and deregisters. */
+  signal?: AbortSignal;
   clock?: Clock;
   logger?: Logger;
 }
@@ -222,6 +224,7 @@ export class ServiceRegistration {
   #busy: Promise<void> | undefined;
   #deregistering: Promise<void> | undefined;
   #closed = false;
+  #unlink: (() => void) | undefined;
 
   /** @internal Use {@link registerService}. */
   constructor(options: RegisterServiceOptions) {
@@ -235,6 +238,15 @@ export class ServiceRegistration {
     if (token === '') token = undefined;
     this.#clock = options.clock ?? systemClock;
     this.#log = options.logger ?? silentLogger;
+    if (options.signal) {
+      const signal = options.signal;
+      const onAbort = (): void => void this.close();
+      if (signal.aborted) this.#abort.abort(signal.reason);
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#unlink = () => signal.removeEventListener('abort', onAbort);
+      }
+    }
     this.#api = new ConsulApi(
       parseAgentAddress(options.agent ?? defaultAgentAddress(), 'registerService.agent'),
       token,
@@ -290,6 +302,7 @@ export class ServiceRegistration {
     }
     if (!this.#closed) {
       this.#closed = true;
+      this.#unlink?.();
       await this.#api.close();
       this.#listeners.clear();
     }

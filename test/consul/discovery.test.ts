@@ -17,7 +17,7 @@ import {
   type ConsulAgent,
 } from '../support/consul.js';
 import { memoryLogger } from '../support/memory-logger.js';
-import { boundTo, ports, resolveOn, waitForAddr } from './helpers.js';
+import { boundTo, resolveOn, waitForAddr } from './helpers.js';
 
 let consul: ConsulAgent;
 const open: ConsulResolver[] = [];

@@ -62,7 +62,7 @@ export interface ConsulAgent {
   readonly running: boolean;
   /** Stops the agent (SIGTERM, then SIGKILL after 5 s). Idempotent. */
   stop(): Promise<void>;
-  /** Starts it again on the same ports; dev mode is in-memory, so its state starts fresh (new indexes). */
+  /** (Re)starts it on the same ports, also after stop() or kill(); dev mode is in-memory, so its state starts fresh (lower indexes). */
   restart(): Promise<void>;
   /** Kills the agent at once (SIGKILL): no graceful leave. */
   kill(): Promise<void>;
@@ -183,8 +183,6 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
   const node = options.node ?? `node-${randomUUID().slice(0, 8)}`;
   const token = options.acl ? randomUUID() : undefined;
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
-  const dir = mkdtempSync(join(tmpdir(), 'meshfetch-consul-'));
-  const configFile = join(dir, 'agent.hcl');
   // DNS and gRPC off (-1); HTTPS stays off (its default). `master` bootstraps a management token and `agent`
   // lets the agent register its own node under default-deny (Consul 1.8 names).
   const hcl = [
@@ -202,7 +200,6 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
         ]
       : []),
   ].join('\n');
-  writeFileSync(configFile, hcl, { mode: 0o600 });
   const args = [
     'agent',
     '-dev',
@@ -216,7 +213,6 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     `-datacenter=${datacenter}`,
     `-node=${node}`,
     `-log-level=${options.logLevel ?? 'warn'}`,
-    `-config-file=${configFile}`,
     ...(options.join ? [`-retry-join=${options.join}`] : []),
     ...(options.joinWan ? [`-retry-join-wan=${options.joinWan}`] : []),
     ...Object.entries(options.nodeMeta ?? {}).map(([k, v]) => `-node-meta=${k}:${v}`),
@@ -227,7 +223,6 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
   let child: ChildProcess | undefined;
   let output = '';
   let startMs = 0;
-  let removed = false;
 
   // node:http without keep-alive (agent: false): the harness leaves no idle socket behind that would blur
   // the tests that count the process's active sockets.
@@ -298,7 +293,11 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
   const start = async (): Promise<void> => {
     const t0 = performance.now();
     output = '';
-    const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The config file (it may hold the management token) lives only until the agent has read it.
+    const dir = mkdtempSync(join(tmpdir(), 'meshfetch-consul-'));
+    const configFile = join(dir, 'agent.hcl');
+    writeFileSync(configFile, hcl, { mode: 0o600 });
+    const c = spawn(bin, [...args, `-config-file=${configFile}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     child = c;
     children.add(c);
     const collect = (chunk: Buffer): void => {
@@ -312,6 +311,8 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     } catch (e) {
       await stopProcess('SIGKILL');
       throw e;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
     startMs = performance.now() - t0;
   };
@@ -332,18 +333,7 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     children.delete(c);
   };
 
-  const cleanupDir = (): void => {
-    if (removed) return;
-    removed = true;
-    rmSync(dir, { recursive: true, force: true });
-  };
-
-  try {
-    await start();
-  } catch (e) {
-    cleanupDir();
-    throw e;
-  }
+  await start();
 
   return {
     httpAddr,
@@ -365,11 +355,9 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     },
     async stop() {
       await stopProcess('SIGTERM');
-      cleanupDir();
     },
     async restart() {
       await stopProcess('SIGTERM');
-      if (removed) throw new Error('restart() after stop(): start a new agent instead');
       await start();
     },
     async kill() {

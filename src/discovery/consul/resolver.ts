@@ -206,8 +206,6 @@ export class ConsulResolver implements Resolver {
         await this.#throttle();
         if (this.#closed) return;
         await this.#queryOnce();
-        this.#consecutiveErrors = 0;
-        this.#lastError = undefined;
       } catch (err) {
         if (this.#closed) return;
         this.#onError(err);
@@ -294,6 +292,8 @@ export class ConsulResolver implements Resolver {
     if (this.#closed) return;
     this.#index = next.index;
     this.#lastSuccessAt = this.#clock.now();
+    this.#consecutiveErrors = 0;
+    this.#lastError = undefined;
     this.#reportSkipped(parsed.skipped);
     if (exists) this.#publishBound(parsed.endpoints, this.#lastSuccessAt);
     else this.#publishNegative();
