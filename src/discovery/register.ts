@@ -77,7 +77,14 @@ export interface RegisterServiceOptions {
   logger?: Logger;
 }
 
-/** Where a registration stands. */
+/**
+ * Where a registration stands.
+ *
+ * @example
+ * ```ts
+ * if (reg.state === 'lost') console.log('the agent forgot us; registering again');
+ * ```
+ */
 export type RegistrationState = 'registering' | 'registered' | 'lost' | 'deregistered';
 
 /**
@@ -535,7 +542,14 @@ export async function registerService(options: RegisterServiceOptions): Promise<
   return reg;
 }
 
-/** Something with an async `close()`: a mesh, a wrapped HTTP server, a database pool. */
+/**
+ * Something with an async `close()`: a mesh, a wrapped HTTP server, a database pool.
+ *
+ * @example
+ * ```ts
+ * const server: Closeable = { close: () => new Promise<void>((r) => httpServer.close(() => r())) };
+ * ```
+ */
 export interface Closeable {
   close(): Promise<void>;
 }

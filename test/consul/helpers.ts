@@ -85,7 +85,14 @@ export function ports(addr: Addr): number[] {
   return addr.state === 'bound' ? addr.endpoints.map((e: Endpoint) => e.port).sort((a, b) => a - b) : [];
 }
 
-/** True when `addr` is bound (fresh) to exactly these ports. */
+/**
+ * A predicate: `addr` is bound (fresh) to exactly these ports.
+ *
+ * @example
+ * ```ts
+ * await waitForAddr(r, boundTo(9001, 9002), 'two endpoints');
+ * ```
+ */
 export const boundTo =
   (...expected: number[]) =>
   (addr: Addr): boolean =>

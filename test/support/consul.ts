@@ -19,7 +19,14 @@ import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Options of {@link startConsul}. */
+/**
+ * Options of {@link startConsul}.
+ *
+ * @example
+ * ```ts
+ * const opts: StartConsulOptions = { acl: true, datacenter: 'dc2', joinWan: dc1.serfWanAddr };
+ * ```
+ */
 export interface StartConsulOptions {
   /** Turn ACLs on: default policy deny, a management token (returned as `token`). Default false. */
   acl?: boolean;
@@ -39,7 +46,17 @@ export interface StartConsulOptions {
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'err';
 }
 
-/** A running dev agent started by {@link startConsul}. */
+/**
+ * A running dev agent started by {@link startConsul}.
+ *
+ * @example
+ * ```ts
+ * const consul = await startConsul();
+ * await consul.api('PUT', '/v1/agent/service/register', { Name: 'users', Port: 9001 });
+ * await consul.restart(); // same ports, empty state
+ * await consul.stop();
+ * ```
+ */
 export interface ConsulAgent {
   /** `http://127.0.0.1:<port>`. */
   readonly httpAddr: string;
@@ -368,7 +385,14 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
   };
 }
 
-/** A service instance for {@link registerInstance} (the agent's `/v1/agent/service/register` body, trimmed). */
+/**
+ * A service instance for {@link registerInstance} (the agent's `/v1/agent/service/register` body, trimmed).
+ *
+ * @example
+ * ```ts
+ * const inst: TestInstance = { name: 'users', id: 'users-1', address: '127.0.0.1', port: 9001, weights: { passing: 3, warning: 1 } };
+ * ```
+ */
 export interface TestInstance {
   name: string;
   id: string;

@@ -4,7 +4,14 @@
  */
 import type { Logger } from '../../src/core/logger.js';
 
-/** One captured log line. */
+/**
+ * One captured log line.
+ *
+ * @example
+ * ```ts
+ * const warns = log.lines.filter((l: LogLine) => l.level === 'warn');
+ * ```
+ */
 export interface LogLine {
   level: 'debug' | 'info' | 'warn' | 'error';
   obj: Record<string, unknown>;

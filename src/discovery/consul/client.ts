@@ -14,7 +14,15 @@ import type { Clock, TimerHandle } from '../../core/clock.js';
 import { ConfigError } from '../../core/errors.js';
 import { isValidHost, isValidPort } from '../endpoint.js';
 
-/** What went wrong with a call to Consul. */
+/**
+ * What went wrong with a call to Consul: the agent could not be reached, the call timed out, ACLs refused
+ * the token (HTTP 403), another HTTP error, an answer that is not what the API documents, or the client was closed.
+ *
+ * @example
+ * ```ts
+ * if (err instanceof ConsulRequestError && err.kind === 'unreachable') console.log('is the agent running?');
+ * ```
+ */
 export type ConsulErrorKind = 'unreachable' | 'timeout' | 'acl' | 'http' | 'malformed' | 'closed';
 
 /**
@@ -37,7 +45,14 @@ export class ConsulRequestError extends Error {
   }
 }
 
-/** A parsed Consul agent address. */
+/**
+ * A parsed Consul agent address.
+ *
+ * @example
+ * ```ts
+ * const a: AgentAddress = parseAgentAddress('https://consul.internal:8501', 'address');
+ * ```
+ */
 export interface AgentAddress {
   readonly host: string;
   readonly port: number;
@@ -46,7 +61,14 @@ export interface AgentAddress {
   readonly url: string;
 }
 
-/** The agent address used when none is given: `$CONSUL_HTTP_ADDR`, else `http://127.0.0.1:8500`. */
+/**
+ * The agent address used when none is given: `$CONSUL_HTTP_ADDR`, else `http://127.0.0.1:8500`.
+ *
+ * @example
+ * ```ts
+ * parseAgentAddress(defaultAgentAddress(), 'address');
+ * ```
+ */
 export function defaultAgentAddress(): string {
   return process.env.CONSUL_HTTP_ADDR || 'http://127.0.0.1:8500';
 }
@@ -84,7 +106,14 @@ export function parseAgentAddress(input: unknown, path: string): AgentAddress {
   return { host, port, secure, url: `${url.protocol}//${host}:${port}` };
 }
 
-/** One answer: the decoded body and the response headers. */
+/**
+ * One answer: the decoded body and the response headers.
+ *
+ * @example
+ * ```ts
+ * const { body, headers } = await api.get('catalog lookup', (o) => api.client.catalog.service.list(o as never), {}, 5_000);
+ * ```
+ */
 export interface ConsulAnswer {
   readonly body: unknown;
   readonly headers: IncomingHttpHeaders;

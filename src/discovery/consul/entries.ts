@@ -26,7 +26,14 @@ export interface SkippedInstance {
   readonly reason: string;
 }
 
-/** The outcome of parsing one answer. */
+/**
+ * The outcome of parsing one answer.
+ *
+ * @example
+ * ```ts
+ * const { endpoints, skipped, excluded }: ParsedEntries = parseHealthEntries(body, { passingOnly: false });
+ * ```
+ */
 export interface ParsedEntries {
   readonly endpoints: Endpoint[];
   readonly skipped: SkippedInstance[];
@@ -149,7 +156,14 @@ export function parseHealthEntries(
   return { endpoints, skipped, excluded };
 }
 
-/** The outcome of {@link reconcileEndpoints}. */
+/**
+ * The outcome of {@link reconcileEndpoints}.
+ *
+ * @example
+ * ```ts
+ * const { added, removed, updated }: Reconciled = reconcileEndpoints(previous, next);
+ * ```
+ */
 export interface Reconciled {
   /** The new set; the previous array itself when nothing changed. */
   readonly endpoints: readonly Endpoint[];

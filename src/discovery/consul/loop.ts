@@ -65,7 +65,14 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, rng
   return step / 2 + rng.next() * (step / 2);
 }
 
-/** The index to send with the next blocking query, and whether Consul's reset rules applied. */
+/**
+ * The index to send with the next blocking query, and whether Consul's reset rules applied.
+ *
+ * @example
+ * ```ts
+ * const { index, reset } = nextIndex(previous, parseIndex(headers['x-consul-index']));
+ * ```
+ */
 export interface NextIndex {
   readonly index: bigint;
   readonly reset: 'none' | 'backwards' | 'below-one';

@@ -6,7 +6,15 @@
 import { ConfigError } from '../../core/errors.js';
 import { defaultAgentAddress, parseAgentAddress, type AgentAddress } from './client.js';
 
-/** How Consul servers answer reads (Consul's `?stale` / `?consistent` query parameters). */
+/**
+ * How Consul servers answer reads (Consul's `?stale` / `?consistent` query parameters): `default` reads from
+ * the leader, `stale` from any server (faster, spreads load, may lag), `consistent` confirms leadership first.
+ *
+ * @example
+ * ```ts
+ * consulDiscovery({ consistency: 'stale' });
+ * ```
+ */
 export type ConsulConsistency = 'default' | 'stale' | 'consistent';
 
 /**
@@ -54,7 +62,14 @@ export interface ConsulDiscoveryOptions {
   backoff?: { baseMs?: number; maxMs?: number };
 }
 
-/** Validated options with defaults applied (the token is kept apart). */
+/**
+ * Validated options with defaults applied (the token is kept apart).
+ *
+ * @example
+ * ```ts
+ * consulDiscovery().options.waitMs; // 30000
+ * ```
+ */
 export interface ResolvedConsulOptions {
   readonly address: AgentAddress;
   readonly service: string | undefined;
