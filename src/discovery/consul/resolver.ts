@@ -65,7 +65,7 @@ export interface ConsulResolverSnapshot {
   readonly stale: boolean;
   /** Mesh-clock ms of the answer the current set came from (bound only). */
   readonly updatedAt: number | undefined;
-  /** How old that answer is (ms, bound only). */
+  /** How long ago Consul last confirmed the set (ms, bound only). */
   readonly ageMs: number | undefined;
   readonly index: string;
   readonly consecutiveErrors: number;
@@ -150,9 +150,13 @@ export class ConsulResolver implements Resolver {
     return this.#lastError;
   }
 
-  /** How old the current endpoint set is (ms since the answer it came from); undefined unless bound. */
+  /**
+   * How long ago Consul last confirmed the current endpoint set (ms; undefined unless bound). While Consul
+   * answers this stays below `waitMs`; while it is down (stale) it grows with the outage.
+   */
   get ageMs(): number | undefined {
-    return this.#addr.state === 'bound' ? this.#clock.now() - this.#addr.updatedAt : undefined;
+    if (this.#addr.state !== 'bound') return undefined;
+    return this.#clock.now() - (this.#lastSuccessAt ?? this.#addr.updatedAt);
   }
 
   subscribe(listener: (addr: Addr) => void): Subscription {
