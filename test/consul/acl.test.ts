@@ -4,9 +4,8 @@
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
-import { DiscoveryError } from '../../src/core/errors.js';
 import { systemRng } from '../../src/core/rng.js';
-import { consulDiscovery } from '../../src/discovery/consul.js';
+import { ConsulRequestError, consulDiscovery } from '../../src/discovery/consul.js';
 import { registerService } from '../../src/discovery/register.js';
 import { registerInstance, startConsul, type ConsulAgent } from '../support/consul.js';
 import { memoryLogger } from '../support/memory-logger.js';
@@ -47,7 +46,7 @@ describe('Consul with ACLs', () => {
     try {
       const failed = await waitForAddr(r, (a) => a.state === 'failed', 'failed');
       if (failed.state !== 'failed') throw new Error('unreachable');
-      expect(failed.error).toBeInstanceOf(DiscoveryError);
+      expect(failed.error).toBeInstanceOf(ConsulRequestError);
       expect(failed.error.message).toMatch(/HTTP 403/);
       expect(failed.error.message).toMatch(/ACL/);
       expect(failed.error.message).toMatch(/token/);

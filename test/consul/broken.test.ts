@@ -5,7 +5,7 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiscoveryError } from '../../src/core/errors.js';
+import { ConsulRequestError } from '../../src/discovery/consul.js';
 import { registerInstance, startConsul, waitFor, type ConsulAgent } from '../support/consul.js';
 import { boundTo, resolveOn, waitForAddr } from './helpers.js';
 
@@ -81,7 +81,7 @@ describe('broken Consul answers', () => {
     try {
       const failed = await waitForAddr(r, (a) => a.state === 'failed', 'failed');
       if (failed.state !== 'failed') throw new Error('unreachable');
-      expect(failed.error).toBeInstanceOf(DiscoveryError);
+      expect(failed.error).toBeInstanceOf(ConsulRequestError);
       expect(failed.error.message).toContain('HTTP 500 rpc error: No cluster leader');
       mode = 'forward';
       await waitForAddr(r, boundTo(9011, 9012), 'bound');

@@ -5,7 +5,7 @@
 // with Consul stopped, traffic keeps flowing to the last (stale) set until a restart recovers the watch.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMesh, type Mesh } from 'meshfetch';
-import { NoHealthyEndpointsError, ServiceNotFoundError } from '../../src/core/errors.js';
+import { DiscoveryError, NoHealthyEndpointsError, ServiceNotFoundError } from '../../src/core/errors.js';
 import { consulDiscovery, type ConsulDiscoveryOptions } from '../../src/discovery/consul.js';
 import {
   deregisterInstance,
@@ -15,7 +15,7 @@ import {
   waitFor,
   type ConsulAgent,
 } from '../support/consul.js';
-import { echoHandler, startServer, type TestServer } from '../support/servers.js';
+import { closedPort, echoHandler, startServer, type TestServer } from '../support/servers.js';
 
 let consul: ConsulAgent;
 let servers: TestServer[] = [];
@@ -111,6 +111,30 @@ describe('mesh traffic with Consul discovery', () => {
     const t0 = performance.now();
     await expect(m.fetch('http://ghost/')).rejects.toBeInstanceOf(ServiceNotFoundError);
     expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  it('Consul unreachable from the start: calls fail at once with one clear DiscoveryError', async () => {
+    const port = await closedPort();
+    mesh = createMesh({
+      services: {
+        lost: {
+          discovery: consulDiscovery({ address: `127.0.0.1:${port}`, backoff: { baseMs: 50, maxMs: 500 } }),
+        },
+      },
+    });
+    const m = mesh;
+    const err = await waitFor(
+      () =>
+        m.fetch('http://lost/').then(
+          () => undefined,
+          (e: unknown) => (e instanceof DiscoveryError ? e : undefined),
+        ),
+      'a DiscoveryError',
+      3_000,
+    );
+    expect(err?.message).toMatch(
+      /^Discovery failed for service "lost": Consul health query for "lost" failed: agent .* unreachable \(ECONNREFUSED\)$/,
+    );
   });
 
   it('a service without passing instances fails with NoHealthyEndpointsError that says so', async () => {

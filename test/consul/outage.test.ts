@@ -3,7 +3,7 @@
 // loop held) recovers the watch without waiting out a blocking query. Also: a resolver started while the
 // agent is down is `failed` with a clear error, and binds once the agent is up.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DiscoveryError } from '../../src/core/errors.js';
+import { ConsulRequestError } from '../../src/discovery/consul.js';
 import { registerInstance, startConsul, waitFor, type ConsulAgent } from '../support/consul.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { boundTo, resolveOn, waitForAddr } from './helpers.js';
@@ -66,13 +66,13 @@ describe('Consul outage', () => {
     }
   });
 
-  it('is failed (a DiscoveryError) when the agent is down from the start, and binds when it comes up', async () => {
+  it('is failed (a ConsulRequestError) when the agent is down from the start, and binds when it comes up', async () => {
     await consul.kill();
     const r = resolveOn(consul, 'late');
     try {
       const failed = await waitForAddr(r, (a) => a.state === 'failed', 'failed');
       if (failed.state !== 'failed') throw new Error('unreachable');
-      expect(failed.error).toBeInstanceOf(DiscoveryError);
+      expect(failed.error).toBeInstanceOf(ConsulRequestError);
       expect(failed.error.message).toContain(`agent ${consul.httpAddr} unreachable`);
       await consul.restart();
       await registerInstance(consul, { name: 'late', id: 'late-1', address: '127.0.0.1', port: 9801 });

@@ -9,13 +9,13 @@
  *   service and for a token that cannot read it, so the catalog is consulted to tell "no such service" from
  *   "no passing instance");
  * - on errors, a bound set is kept and marked `stale` (an outage never empties it: linkerd/linkerd#665,
- *   #2145), with `updatedAt` the time of the last good answer; before any answer the state is `failed`.
+ *   #2145), with `updatedAt` the time of the last good answer; before any answer the state is `failed` with
+ *   a {@link ConsulRequestError} (the mesh turns it into a `DiscoveryError` for callers).
  *
  * After any error the next query is non-blocking (index 0): the agent may be a restarted one whose index is
  * lower than ours, and a blocking query with an index from the future would hang for the whole `wait`.
  */
 import type { Clock, TimerHandle } from '../../core/clock.js';
-import { DiscoveryError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rng } from '../../core/rng.js';
 import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
@@ -393,13 +393,9 @@ export class ConsulResolver implements Resolver {
         this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt });
       }
     } else if (a.state === 'pending' || a.state === 'failed') {
-      if (
-        a.state === 'failed' &&
-        a.error.cause instanceof ConsulRequestError &&
-        a.error.cause.message === message
-      )
-        return;
-      this.#set({ state: 'failed', error: new DiscoveryError(this.#logical, message, safe) });
+      if (a.state === 'failed' && a.error.message === message) return;
+      // The mesh wraps this in a DiscoveryError naming the service when a call meets it.
+      this.#set({ state: 'failed', error: safe });
     }
     // negative: keep the last answer (a known absence is still the best information).
   }
