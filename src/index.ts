@@ -52,8 +52,26 @@ export type {
   Subscription,
 } from './discovery/types.js';
 
-export { roundRobin } from './balance/round-robin.js';
-export type { BalancerFactory, BalancerNode, Distributor, LoadMetric, BalancerEnv } from './balance/types.js';
+export * from './balance/index.js';
+
+export { consulDiscovery, ConsulDiscovery, ConsulResolver, ConsulRequestError } from './discovery/consul.js';
+export type {
+  ConsulDiscoveryOptions,
+  ConsulConsistency,
+  ConsulResolverSnapshot,
+  ConsulResolverStats,
+  SkippedInstance,
+  ConsulErrorKind,
+} from './discovery/consul.js';
+export { registerService, ServiceRegistration, shutdownGracefully } from './discovery/register.js';
+export type {
+  RegisterServiceOptions,
+  RegistrationCheck,
+  RegistrationState,
+  RegistrationEvent,
+  ShutdownOptions,
+  Closeable,
+} from './discovery/register.js';
 
 export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';

@@ -14,14 +14,13 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createMesh } from 'meshfetch';
-// Until src/index.ts re-exports them, the Consul pieces come from their modules.
-import { consulDiscovery } from '../../src/discovery/consul.js';
 import {
+  consulDiscovery,
+  createMesh,
   registerService,
   shutdownGracefully,
   type ServiceRegistration,
-} from '../../src/discovery/register.js';
+} from 'meshfetch';
 
 const SERVICE = 'hello';
 

@@ -81,8 +81,8 @@ describe.each(Object.entries(entryPoints))('%s', (_name, call) => {
     expect(res.text).toBe('');
   });
 
-  it('spreads calls over the endpoints', async () => {
-    mesh = createMesh({ services: { users: { endpoints: [a.address, b.address] } } });
+  it('spreads calls over the endpoints (round robin: exactly in turn)', async () => {
+    mesh = createMesh({ services: { users: { endpoints: [a.address, b.address], balancer: 'round-robin' } } });
     const before = [a.received.length, b.received.length];
     for (let i = 0; i < 10; i++) await call(mesh, 'http://users/spread', {});
     expect(a.received.length - before[0]!).toBe(5);
