@@ -76,3 +76,4 @@ export type {
 export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
+export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';

@@ -21,6 +21,7 @@ import { systemRng, type Rng } from '../core/rng.js';
 import type { Service } from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import { SingleRouter } from '../routing/router.js';
+import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
 import {
   resolveServiceConfig,
@@ -402,6 +403,52 @@ export class Mesh implements AsyncDisposable {
         : undefined,
     ]);
     await this.dispatcher.destroyed();
+  }
+
+  /**
+   * A JSON-serialisable view of every service: discovery state and age, and each endpoint's address,
+   * weight, status, requests in flight and latency estimate. Never contains a secret.
+   *
+   * @example
+   * ```ts
+   * for (const s of mesh.snapshot().services) console.table(s.endpoints);
+   * ```
+   */
+  snapshot(): MeshSnapshot {
+    const now = this.clock.now();
+    const services: ServiceSnapshot[] = [];
+    for (const svc of this.services.values()) {
+      const addr = svc.destination.addr;
+      services.push({
+        name: svc.name,
+        balancer: svc.config.balancer.kind,
+        timeoutMs: svc.config.timeoutMs === Infinity ? null : svc.config.timeoutMs,
+        discovery: {
+          kind: svc.config.discovery.kind,
+          state: addr.state,
+          stale: addr.state === 'bound' && addr.stale,
+          ageMs: addr.state === 'bound' ? Math.max(0, now - addr.updatedAt) : null,
+          ...(addr.state === 'failed'
+            ? { error: addr.error.message }
+            : addr.state === 'negative'
+              ? { error: addr.reason }
+              : {}),
+        },
+        endpoints: svc.destination.endpoints().map((n) => {
+          const load = n.load as { rtt?: (now: number) => number };
+          return {
+            address: n.id,
+            weight: n.weight,
+            status: n.status,
+            inflight: n.load.pending,
+            ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+            tags: [...n.endpoint.tags],
+            meta: { ...n.endpoint.meta },
+          };
+        }),
+      });
+    }
+    return { takenAt: this.clock.wallNow(), closed: this.closed, inflightCalls: this.inflight, services };
   }
 
   /** `await using mesh = createMesh(...)` closes it at the end of the scope. */

@@ -1,0 +1,50 @@
+/**
+ * A JSON-serialisable view of the mesh at one instant: for each service, what discovery says and how old
+ * it is, and for each endpoint its address, weight, status, requests in flight and latency estimate. Built
+ * on demand from live state (nothing is recorded per call for it). It never contains a secret: discovery
+ * sources expose only their kind and state, never their options.
+ */
+import type { Addr } from '../discovery/types.js';
+
+/** One endpoint in a {@link MeshSnapshot}. */
+export interface EndpointSnapshot {
+  address: string;
+  weight: number;
+  status: 'ready' | 'busy' | 'down';
+  inflight: number;
+  /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
+  latencyMs?: number;
+  tags: string[];
+  meta: Record<string, string>;
+}
+
+/** One service in a {@link MeshSnapshot}. */
+export interface ServiceSnapshot {
+  name: string;
+  balancer: string;
+  timeoutMs: number | null;
+  discovery: {
+    kind: string;
+    state: Addr['state'];
+    stale: boolean;
+    /** Milliseconds since the endpoint set was last confirmed; null before the first answer. */
+    ageMs: number | null;
+    error?: string;
+  };
+  endpoints: EndpointSnapshot[];
+}
+
+/**
+ * The whole mesh.
+ *
+ * @example
+ * ```ts
+ * console.log(JSON.stringify(mesh.snapshot(), null, 2));
+ * ```
+ */
+export interface MeshSnapshot {
+  takenAt: number;
+  closed: boolean;
+  inflightCalls: number;
+  services: ServiceSnapshot[];
+}
