@@ -31,33 +31,101 @@ describe('config validation', () => {
     ['service config not an object', { services: { users: 'x' } }, 'services.users'],
     ['typo in a service option', { services: { users: { endpiont: [ok] } } }, 'services.users.endpiont'],
     ['neither endpoints nor discovery', { services: { users: {} } }, 'services.users.endpoints'],
-    ['both endpoints and discovery', { services: { users: { endpoints: [ok], discovery: staticDiscovery([ok]) } } }, 'services.users.discovery'],
+    [
+      'both endpoints and discovery',
+      { services: { users: { endpoints: [ok], discovery: staticDiscovery([ok]) } } },
+      'services.users.discovery',
+    ],
     ['endpoints not an array', { services: { users: { endpoints: 'x' } } }, 'services.users.endpoints'],
-    ['address without a port', { services: { users: { endpoints: [ok, '127.0.0.1'] } } }, 'services.users.endpoints[1]'],
-    ['port out of range', { services: { users: { endpoints: ['127.0.0.1:70000'] } } }, 'services.users.endpoints[0]'],
+    [
+      'address without a port',
+      { services: { users: { endpoints: [ok, '127.0.0.1'] } } },
+      'services.users.endpoints[1]',
+    ],
+    [
+      'port out of range',
+      { services: { users: { endpoints: ['127.0.0.1:70000'] } } },
+      'services.users.endpoints[0]',
+    ],
     ['port zero', { services: { users: { endpoints: ['h:0'] } } }, 'services.users.endpoints[0]'],
     ['host with a space', { services: { users: { endpoints: ['a b:80'] } } }, 'services.users.endpoints[0]'],
-    ['object endpoint bad port', { services: { users: { endpoints: [{ host: 'h', port: 1.5 }] } } }, 'services.users.endpoints[0].port'],
-    ['object endpoint bad host', { services: { users: { endpoints: [{ host: '', port: 80 }] } } }, 'services.users.endpoints[0].host'],
-    ['negative weight', { services: { users: { endpoints: [{ host: 'h', port: 80, weight: -1 }] } } }, 'services.users.endpoints[0].weight'],
-    ['NaN weight', { services: { users: { endpoints: [{ address: 'h:80', weight: NaN }] } } }, 'services.users.endpoints[0].weight'],
-    ['tags not strings', { services: { users: { endpoints: [{ address: 'h:80', tags: [1] }] } } }, 'services.users.endpoints[0].tags'],
+    [
+      'object endpoint bad port',
+      { services: { users: { endpoints: [{ host: 'h', port: 1.5 }] } } },
+      'services.users.endpoints[0].port',
+    ],
+    [
+      'object endpoint bad host',
+      { services: { users: { endpoints: [{ host: '', port: 80 }] } } },
+      'services.users.endpoints[0].host',
+    ],
+    [
+      'negative weight',
+      { services: { users: { endpoints: [{ host: 'h', port: 80, weight: -1 }] } } },
+      'services.users.endpoints[0].weight',
+    ],
+    [
+      'NaN weight',
+      { services: { users: { endpoints: [{ address: 'h:80', weight: NaN }] } } },
+      'services.users.endpoints[0].weight',
+    ],
+    [
+      'tags not strings',
+      { services: { users: { endpoints: [{ address: 'h:80', tags: [1] }] } } },
+      'services.users.endpoints[0].tags',
+    ],
     ['duplicate endpoint', { services: { users: { endpoints: [ok, ok] } } }, 'services.users.endpoints[1]'],
     ['discovery not a discovery', { services: { users: { discovery: {} } } }, 'services.users.discovery'],
-    ['unknown balancer', { services: { users: { endpoints: [ok], balancer: 'random' } } }, 'services.users.balancer'],
+    [
+      'unknown balancer',
+      { services: { users: { endpoints: [ok], balancer: 'random' } } },
+      'services.users.balancer',
+    ],
     ['timeout zero', { services: { users: { endpoints: [ok], timeoutMs: 0 } } }, 'services.users.timeoutMs'],
-    ['timeout a string', { services: { users: { endpoints: [ok], timeoutMs: '5s' } } }, 'services.users.timeoutMs'],
-    ['empty host header', { services: { users: { endpoints: [ok], hostHeader: '' } } }, 'services.users.hostHeader'],
-    ['transport typo', { services: { users: { endpoints: [ok], transport: { conections: 2 } } } }, 'services.users.transport.conections'],
-    ['zero connections', { services: { users: { endpoints: [ok], transport: { connections: 0 } } } }, 'services.users.transport.connections'],
-    ['http2 not boolean', { services: { users: { endpoints: [ok], transport: { http2: 'yes' } } } }, 'services.users.transport.http2'],
-    ['tls typo', { services: { users: { endpoints: [ok], transport: { tls: { sni: 'x' } } } } }, 'services.users.transport.tls.sni'],
+    [
+      'timeout a string',
+      { services: { users: { endpoints: [ok], timeoutMs: '5s' } } },
+      'services.users.timeoutMs',
+    ],
+    [
+      'empty host header',
+      { services: { users: { endpoints: [ok], hostHeader: '' } } },
+      'services.users.hostHeader',
+    ],
+    [
+      'transport typo',
+      { services: { users: { endpoints: [ok], transport: { conections: 2 } } } },
+      'services.users.transport.conections',
+    ],
+    [
+      'zero connections',
+      { services: { users: { endpoints: [ok], transport: { connections: 0 } } } },
+      'services.users.transport.connections',
+    ],
+    [
+      'http2 not boolean',
+      { services: { users: { endpoints: [ok], transport: { http2: 'yes' } } } },
+      'services.users.transport.http2',
+    ],
+    [
+      'tls typo',
+      { services: { users: { endpoints: [ok], transport: { tls: { sni: 'x' } } } } },
+      'services.users.transport.tls.sni',
+    ],
     [
       'keep-alive above its max',
-      { services: { users: { endpoints: [ok], transport: { keepAliveTimeoutMs: 10, keepAliveMaxTimeoutMs: 5 } } } },
+      {
+        services: {
+          users: { endpoints: [ok], transport: { keepAliveTimeoutMs: 10, keepAliveMaxTimeoutMs: 5 } },
+        },
+      },
       'services.users.transport.keepAliveTimeoutMs',
     ],
-    ['bad default timeout', { defaults: { timeoutMs: -1 }, services: { users: { endpoints: [ok] } } }, 'defaults.timeoutMs'],
+    [
+      'bad default timeout',
+      { defaults: { timeoutMs: -1 }, services: { users: { endpoints: [ok] } } },
+      'defaults.timeoutMs',
+    ],
     ['unknown default', { defaults: { endpoints: [] } }, 'defaults.endpoints'],
     ['unknownHosts value', { unknownHosts: 'drop' }, 'unknownHosts'],
     ['logger missing a method', { logger: { info() {} } }, 'logger.debug'],
@@ -80,7 +148,9 @@ describe('config validation', () => {
 
   it('a bad service leaves nothing running (validated before anything is built)', () => {
     const before = process.getActiveResourcesInfo().length;
-    expect(() => createMesh({ services: { good: { endpoints: [s.address] }, bad: { endpoints: ['nope'] } } })).toThrow(ConfigError);
+    expect(() =>
+      createMesh({ services: { good: { endpoints: [s.address] }, bad: { endpoints: ['nope'] } } }),
+    ).toThrow(ConfigError);
     expect(process.getActiveResourcesInfo().length).toBe(before);
   });
 
@@ -100,16 +170,22 @@ describe('config validation', () => {
 });
 
 describe('bad calls', () => {
-  it('a malformed URL is an InvalidRequestError on mesh.request and fetch\'s TypeError on mesh.fetch', async () => {
+  it("a malformed URL is an InvalidRequestError on mesh.request and fetch's TypeError on mesh.fetch", async () => {
     const mesh = createMesh({ services: { users: { endpoints: [s.address] } } });
     await expect(mesh.request('not a url')).rejects.toBeInstanceOf(InvalidRequestError);
     await expect(mesh.request('ftp://users/x')).rejects.toMatchObject({ field: 'url' });
     await expect(mesh.fetch('not a url')).rejects.toBeInstanceOf(TypeError);
-    await expect(mesh.request('http://users/', { method: 'GE T' })).rejects.toMatchObject({ field: 'method' });
-    await expect(mesh.request('http://users/', { headers: { 'mesh-deadline-ms': 'soon' } })).rejects.toMatchObject({
+    await expect(mesh.request('http://users/', { method: 'GE T' })).rejects.toMatchObject({
+      field: 'method',
+    });
+    await expect(
+      mesh.request('http://users/', { headers: { 'mesh-deadline-ms': 'soon' } }),
+    ).rejects.toMatchObject({
       field: 'headers.mesh-deadline-ms',
     });
-    await expect(mesh.request('http://users/', { headers: { 'mesh-idempotent': 'maybe' } })).rejects.toMatchObject({
+    await expect(
+      mesh.request('http://users/', { headers: { 'mesh-idempotent': 'maybe' } }),
+    ).rejects.toMatchObject({
       field: 'headers.mesh-idempotent',
     });
     await mesh.close();
@@ -119,7 +195,9 @@ describe('bad calls', () => {
     const mesh = createMesh({ services: { users: { endpoints: [s.address] } }, unknownHosts: 'reject' });
     await expect(mesh.request(`http://${s.address}/`)).rejects.toBeInstanceOf(UnknownServiceError);
     await expect(mesh.fetch('http://billing/')).rejects.toBeInstanceOf(UnknownServiceError);
-    const viaDispatcher = await fetch('http://billing/', { dispatcher: mesh.dispatcher }).catch((e: unknown) => e);
+    const viaDispatcher = await fetch('http://billing/', { dispatcher: mesh.dispatcher }).catch(
+      (e: unknown) => e,
+    );
     expect(viaDispatcher).toBeInstanceOf(TypeError);
     expect((viaDispatcher as TypeError).cause).toBeInstanceOf(UnknownServiceError);
     expect(((viaDispatcher as TypeError).cause as UnknownServiceError).message).toContain('billing');
@@ -145,7 +223,13 @@ describe('bad calls', () => {
     const port = await closedPort();
     const mesh = createMesh({ services: { dead: { endpoints: [`127.0.0.1:${port}`] } } });
     const err = await mesh.request('http://dead/').catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'MESH_TRANSPORT', phase: 'connect', retryable: true, endpoint: `127.0.0.1:${port}`, service: 'dead' });
+    expect(err).toMatchObject({
+      code: 'MESH_TRANSPORT',
+      phase: 'connect',
+      retryable: true,
+      endpoint: `127.0.0.1:${port}`,
+      service: 'dead',
+    });
     expect((err as { causeCode: string }).causeCode).toBe('ECONNREFUSED');
     await mesh.close();
   });

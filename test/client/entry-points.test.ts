@@ -24,14 +24,26 @@ type Echo = { method: string; url: string; headers: Record<string, string>; body
 
 // Each entry point, normalised to { status, headers, text } so the same assertions run on all four.
 const entryPoints = {
-  'mesh.fetch': async (m: Mesh, url: string, init: { method?: string; headers?: Record<string, string>; body?: string }) => {
+  'mesh.fetch': async (
+    m: Mesh,
+    url: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string },
+  ) => {
     const res = await m.fetch(url, init);
     expect(res).toBeInstanceOf(Response);
     return { status: res.status, header: (n: string) => res.headers.get(n), text: await res.text() };
   },
-  'mesh.request': async (m: Mesh, url: string, init: { method?: string; headers?: Record<string, string>; body?: string }) => {
+  'mesh.request': async (
+    m: Mesh,
+    url: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string },
+  ) => {
     const res = await m.request(url, init);
-    return { status: res.statusCode, header: (n: string) => res.headers[n] as string | undefined, text: await res.body.text() };
+    return {
+      status: res.statusCode,
+      header: (n: string) => res.headers[n] as string | undefined,
+      text: await res.body.text(),
+    };
   },
   'global fetch + dispatcher': async (
     m: Mesh,
@@ -47,8 +59,16 @@ const entryPoints = {
     url: string,
     init: { method?: string; headers?: Record<string, string>; body?: string },
   ) => {
-    const res = await undiciRequest(url, { ...init, method: (init.method ?? 'GET') as 'GET', dispatcher: m.dispatcher });
-    return { status: res.statusCode, header: (n: string) => res.headers[n] as string | undefined, text: await res.body.text() };
+    const res = await undiciRequest(url, {
+      ...init,
+      method: (init.method ?? 'GET') as 'GET',
+      dispatcher: m.dispatcher,
+    });
+    return {
+      status: res.statusCode,
+      header: (n: string) => res.headers[n] as string | undefined,
+      text: await res.body.text(),
+    };
   },
 };
 
@@ -82,7 +102,9 @@ describe.each(Object.entries(entryPoints))('%s', (_name, call) => {
   });
 
   it('spreads calls over the endpoints (round robin: exactly in turn)', async () => {
-    mesh = createMesh({ services: { users: { endpoints: [a.address, b.address], balancer: 'round-robin' } } });
+    mesh = createMesh({
+      services: { users: { endpoints: [a.address, b.address], balancer: 'round-robin' } },
+    });
     const before = [a.received.length, b.received.length];
     for (let i = 0; i < 10; i++) await call(mesh, 'http://users/spread', {});
     expect(a.received.length - before[0]!).toBe(5);
@@ -135,7 +157,9 @@ describe('Host header policy', () => {
 
   it('keeps a Host header the caller set explicitly', async () => {
     mesh = createMesh({ services: { users: { endpoints: [a.address] } } });
-    const e = (await (await mesh.request('http://users/', { headers: { host: 'custom' } })).body.json()) as Echo;
+    const e = (await (
+      await mesh.request('http://users/', { headers: { host: 'custom' } })
+    ).body.json()) as Echo;
     expect(e.headers.host).toBe('custom');
   });
 });

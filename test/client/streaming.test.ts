@@ -81,7 +81,9 @@ describe('response bodies stream', () => {
     mesh = createMesh({ services: { big: { endpoints: [s.address] } } });
     const viaFetch = Buffer.from(await (await mesh.fetch('http://big/')).arrayBuffer());
     const viaRequest = Buffer.from(await (await mesh.request('http://big/')).body.arrayBuffer());
-    const viaDispatcher = Buffer.from(await (await fetch('http://big/', { dispatcher: mesh.dispatcher })).arrayBuffer());
+    const viaDispatcher = Buffer.from(
+      await (await fetch('http://big/', { dispatcher: mesh.dispatcher })).arrayBuffer(),
+    );
     for (const got of [viaFetch, viaRequest, viaDispatcher]) expect(got.equals(big)).toBe(true);
   });
 });
@@ -167,7 +169,9 @@ describe('redirects', () => {
       res.writeHead(302, { location: 'http://second/landed?x=1' });
       res.end();
     });
-    mesh = createMesh({ services: { first: { endpoints: [origin.address] }, second: { endpoints: [target.address] } } });
+    mesh = createMesh({
+      services: { first: { endpoints: [origin.address] }, second: { endpoints: [target.address] } },
+    });
     for (const res of [
       await mesh.fetch('http://first/start'),
       await fetch('http://first/start', { dispatcher: mesh.dispatcher }),
