@@ -1,7 +1,7 @@
 // The stack API: modules inserted, replaced and removed by role; order is "first sees the request first".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallContext } from 'meshfetch';
 import {
-  CallContext,
   ConfigError,
   createMesh,
   defaultStacks,
