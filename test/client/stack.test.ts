@@ -9,6 +9,7 @@ import {
   Stack,
   type MeshRequest,
   type MeshResponse,
+  type Service,
   type StackModule,
 } from 'meshfetch';
 import { startServer, type TestServer } from '../support/servers.js';
@@ -23,7 +24,7 @@ afterAll(async () => {
 
 class Tag extends Filter {
   constructor(
-    next: ConstructorParameters<typeof Filter>[0],
+    next: Service,
     private readonly name: string,
     private readonly log: string[],
   ) {
