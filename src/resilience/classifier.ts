@@ -1,0 +1,86 @@
+/**
+ * Response classification: one decision, read by retries, failure accrual and the circuit breaker alike, so
+ * the three never disagree about what a failure is. What is measured (this) is kept apart from what acts on
+ * it (retry policy, accrual policy, breaker policy) — Finagle's `ResponseClassifier`.
+ *
+ * The default: connection errors and 502/503/504 are failures that a retry may fix; other 5xx are failures a
+ * retry will not fix; 4xx are the caller's problem, not the endpoint's, so they count as successes; 429, and
+ * 503 with Retry-After, are back-pressure (retryable after the server's delay, and not held against the
+ * endpoint's health). A caller's own abort and a passed deadline are neither: they say nothing about the
+ * endpoint.
+ */
+import type { CallContext } from '../core/context.js';
+import { MeshError } from '../core/errors.js';
+import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
+import { defineParam } from '../core/params.js';
+
+/** The outcome of one attempt. */
+export interface Classification {
+  /** `success` and `ignored` do not count against the endpoint; `failure` does. */
+  readonly kind: 'success' | 'failure' | 'ignored';
+  /** Whether another attempt could succeed (subject to the request being safe to replay). */
+  readonly retryable: boolean;
+  /** The server asked us to slow down (429, or 503 with Retry-After). */
+  readonly backpressure: boolean;
+}
+
+/** What a classifier sees: the request, and either the response (headers only) or the error. */
+export interface ClassifyInput {
+  readonly req: MeshRequest;
+  readonly ctx: CallContext;
+  readonly res?: MeshResponse | undefined;
+  readonly error?: unknown;
+}
+
+/**
+ * Decides what an attempt's outcome means.
+ *
+ * @example
+ * ```ts
+ * // Treat 409 as retryable for this service.
+ * const classifier: Classifier = (i) =>
+ *   i.res?.statusCode === 409 ? Classified.retryableFailure : defaultClassifier(i);
+ * ```
+ */
+export type Classifier = (input: ClassifyInput) => Classification;
+
+/** The shared classification values (frozen; compare by field, not identity). */
+export const Classified = Object.freeze({
+  success: Object.freeze({ kind: 'success', retryable: false, backpressure: false }) as Classification,
+  retryableFailure: Object.freeze({ kind: 'failure', retryable: true, backpressure: false }) as Classification,
+  failure: Object.freeze({ kind: 'failure', retryable: false, backpressure: false }) as Classification,
+  backpressure: Object.freeze({ kind: 'ignored', retryable: true, backpressure: true }) as Classification,
+  ignored: Object.freeze({ kind: 'ignored', retryable: false, backpressure: false }) as Classification,
+});
+
+/**
+ * The default classifier (see the file comment for the table).
+ *
+ * @example
+ * ```ts
+ * defaultClassifier({ req, ctx, res }).kind; // 'failure' for a 503
+ * ```
+ */
+export const defaultClassifier: Classifier = (input) => {
+  const res = input.res;
+  if (res !== undefined) {
+    const s = res.statusCode;
+    if (s < 500) return s === 429 ? Classified.backpressure : Classified.success;
+    if (s === 503) return rawHeader(res.rawHeaders, 'retry-after') !== undefined ? Classified.backpressure : Classified.retryableFailure;
+    if (s === 502 || s === 504) return Classified.retryableFailure;
+    return Classified.failure;
+  }
+  const err = input.error;
+  if (err instanceof Error && (err.name === 'AbortError' || (err as MeshError).code === 'MESH_DEADLINE_EXCEEDED')) {
+    return Classified.ignored;
+  }
+  if (err instanceof MeshError) {
+    if (err.code === 'MESH_TRANSPORT') return Classified.retryableFailure;
+    if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
+    return err.retryable ? Classified.retryableFailure : Classified.failure;
+  }
+  return Classified.retryableFailure;
+};
+
+/** The classifier a service uses (per-service config `classifier`). */
+export const ClassifierParam = defineParam<Classifier>('classifier', defaultClassifier);
