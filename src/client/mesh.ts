@@ -7,6 +7,7 @@
 import { Agent, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CallContext } from '../core/context.js';
+import { incomingContext } from '../core/incoming.js';
 import {
   ConfigError,
   InvalidRequestError,
@@ -264,14 +265,15 @@ export class Mesh implements AsyncDisposable {
       delete headers[IDEMPOTENT_HEADER];
     }
     const now = this.clock.now();
-    const ctx = new CallContext(
-      svc.name,
-      signal,
-      budget === Infinity ? Infinity : now + budget,
-      idempotent,
-      now,
-      this.logger,
-    );
+    let deadline = budget === Infinity ? Infinity : now + budget;
+    // Inside a handler served with the server helper: inherit the incoming request's deadline (the effective
+    // deadline is min(incoming, local)) and, when the caller gave no signal of its own, its abort signal.
+    const incoming = incomingContext.getStore();
+    if (incoming !== undefined) {
+      if (incoming.deadline < deadline) deadline = incoming.deadline;
+      if (signal === undefined) signal = incoming.signal;
+    }
+    const ctx = new CallContext(svc.name, signal, deadline, idempotent, now, this.logger);
     this.inflight++;
     let res: MeshResponse;
     try {
