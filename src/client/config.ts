@@ -13,6 +13,10 @@ import { StaticDiscovery } from '../discovery/static.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import type { Discovery } from '../discovery/types.js';
 import { defaultTransportOptions, type TlsOptions, type TransportOptions } from '../transport/pool.js';
+import { Params } from '../core/params.js';
+import { AttemptTimeoutParam, resolveAttemptTimeout } from '../resilience/attempt-timeout.js';
+import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
+import { resolveRetryOptions, RetryParam, type RetryOptionsInput } from '../resilience/retry.js';
 import { balancerByName, balancerNames, defaultBalancer, type BalancerName } from './balancers.js';
 
 /**
@@ -39,6 +43,12 @@ export interface ServiceConfig {
   hostHeader?: 'logical' | 'endpoint' | (string & {});
   /** Connection settings (pool size, keep-alive, HTTP/2, TLS). */
   transport?: Partial<TransportOptions>;
+  /** Retries (budget, backoff, Retry-After, replay limit); `false` turns them off. */
+  retries?: RetryOptionsInput;
+  /** Per-attempt timeout until response headers (ms). Default: none (the total deadline applies). */
+  attemptTimeoutMs?: number;
+  /** How responses and errors are classified (success, retryable failure, failure, back-pressure). */
+  classifier?: Classifier;
 }
 
 /** Settings applied to every service unless the service overrides them. */
@@ -80,10 +90,21 @@ export interface ResolvedServiceConfig {
   readonly timeoutMs: number;
   readonly hostHeader: string;
   readonly transport: Readonly<TransportOptions>;
+  /** Module params built from the resilience options. */
+  readonly params: Params;
 }
 
-const SERVICE_KEYS = new Set(['endpoints', 'discovery', 'balancer', 'timeoutMs', 'hostHeader', 'transport']);
-const DEFAULT_KEYS = new Set(['balancer', 'timeoutMs', 'hostHeader', 'transport']);
+const RESILIENCE_KEYS = ['retries', 'attemptTimeoutMs', 'classifier'];
+const SERVICE_KEYS = new Set([
+  'endpoints',
+  'discovery',
+  'balancer',
+  'timeoutMs',
+  'hostHeader',
+  'transport',
+  ...RESILIENCE_KEYS,
+]);
+const DEFAULT_KEYS = new Set(['balancer', 'timeoutMs', 'hostHeader', 'transport', ...RESILIENCE_KEYS]);
 const MESH_KEYS = new Set(['services', 'defaults', 'unknownHosts', 'logger', 'clock', 'rng', 'stack']);
 const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
 const TLS_KEYS = new Set(['servername', 'ca', 'cert', 'key', 'rejectUnauthorized']);
@@ -314,5 +335,18 @@ export function resolveServiceConfig(
         : 'logical';
   const base = resolveTransport(defaults.transport, defaultTransportOptions, 'defaults.transport');
   const transport = resolveTransport(c.transport, base, `${path}.transport`);
-  return { name, discovery, balancer, timeoutMs, hostHeader, transport };
+  const pick = <K extends keyof ServiceDefaults>(k: K): [ServiceDefaults[K], string] =>
+    c[k] !== undefined ? [c[k], `${path}.${k}`] : [defaults[k], `defaults.${k}`];
+  let params = Params.empty;
+  const [retries, retriesPath] = pick('retries');
+  params = params.with(RetryParam, resolveRetryOptions(retries, retriesPath));
+  const [attempt, attemptPath] = pick('attemptTimeoutMs');
+  params = params.with(AttemptTimeoutParam, resolveAttemptTimeout(attempt, attemptPath));
+  const [classifier, classifierPath] = pick('classifier');
+  if (classifier !== undefined) {
+    if (typeof classifier !== 'function')
+      throw new ConfigError(classifierPath, classifier, 'a function (input) => Classification');
+    params = params.with(ClassifierParam, classifier);
+  }
+  return { name, discovery, balancer, timeoutMs, hostHeader, transport, params };
 }

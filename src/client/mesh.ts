@@ -17,7 +17,6 @@ import {
 } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
-import { Params } from '../core/params.js';
 import { systemRng, type Rng } from '../core/rng.js';
 import type { Service } from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
@@ -203,7 +202,7 @@ export class Mesh implements AsyncDisposable {
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
-      params: Params.empty,
+      params: config.params,
       clock: this.clock,
       rng: this.rng,
       logger: this.logger,

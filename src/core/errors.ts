@@ -206,9 +206,19 @@ export class MeshClosedError extends MeshError {
  */
 export class TransportError extends MeshError {
   readonly causeCode: string | undefined;
-  constructor(message: string, details: MeshErrorDetails & { causeCode?: string | undefined }) {
+  /**
+   * True when a kept-alive socket that had served earlier responses was closed by the server before any byte of
+   * this response arrived: the idle-close race (nodejs/undici#3492). The server did not process the request, so
+   * it is retried once on another connection, whatever its method, and not held against the endpoint.
+   */
+  readonly idleClose: boolean;
+  constructor(
+    message: string,
+    details: MeshErrorDetails & { causeCode?: string | undefined; idleClose?: boolean },
+  ) {
     super('MESH_TRANSPORT', message, details);
     this.causeCode = details.causeCode;
+    this.idleClose = details.idleClose ?? false;
   }
 }
 

@@ -47,9 +47,15 @@ export type Classifier = (input: ClassifyInput) => Classification;
 /** The shared classification values (frozen; compare by field, not identity). */
 export const Classified = Object.freeze({
   success: Object.freeze({ kind: 'success', retryable: false, backpressure: false }) as Classification,
-  retryableFailure: Object.freeze({ kind: 'failure', retryable: true, backpressure: false }) as Classification,
+  retryableFailure: Object.freeze({
+    kind: 'failure',
+    retryable: true,
+    backpressure: false,
+  }) as Classification,
   failure: Object.freeze({ kind: 'failure', retryable: false, backpressure: false }) as Classification,
   backpressure: Object.freeze({ kind: 'ignored', retryable: true, backpressure: true }) as Classification,
+  /** Retryable, and not the endpoint's fault (the idle-close race). */
+  notProcessed: Object.freeze({ kind: 'ignored', retryable: true, backpressure: false }) as Classification,
   ignored: Object.freeze({ kind: 'ignored', retryable: false, backpressure: false }) as Classification,
 });
 
@@ -66,16 +72,26 @@ export const defaultClassifier: Classifier = (input) => {
   if (res !== undefined) {
     const s = res.statusCode;
     if (s < 500) return s === 429 ? Classified.backpressure : Classified.success;
-    if (s === 503) return rawHeader(res.rawHeaders, 'retry-after') !== undefined ? Classified.backpressure : Classified.retryableFailure;
+    if (s === 503)
+      return rawHeader(res.rawHeaders, 'retry-after') !== undefined
+        ? Classified.backpressure
+        : Classified.retryableFailure;
     if (s === 502 || s === 504) return Classified.retryableFailure;
     return Classified.failure;
   }
   const err = input.error;
-  if (err instanceof Error && (err.name === 'AbortError' || (err as MeshError).code === 'MESH_DEADLINE_EXCEEDED')) {
+  if (
+    err instanceof Error &&
+    (err.name === 'AbortError' || (err as MeshError).code === 'MESH_DEADLINE_EXCEEDED')
+  ) {
     return Classified.ignored;
   }
   if (err instanceof MeshError) {
-    if (err.code === 'MESH_TRANSPORT') return Classified.retryableFailure;
+    if (err.code === 'MESH_TRANSPORT') {
+      return (err as { idleClose?: boolean }).idleClose
+        ? Classified.notProcessed
+        : Classified.retryableFailure;
+    }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
     return err.retryable ? Classified.retryableFailure : Classified.failure;
   }

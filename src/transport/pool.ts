@@ -92,6 +92,11 @@ export function toTransportError(
   const code = (err as { code?: string }).code;
   const connect = code !== undefined && CONNECT_CODES.has(code);
   const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
+  // undici's SocketError carries the socket's byte counts: a socket that had read earlier responses and was
+  // closed by the peer before this one's headers is the idle-close race (the server closed it as idle).
+  const socket = (err as { socket?: { bytesRead?: number } }).socket;
+  const idleClose =
+    !gotHeaders && code === 'UND_ERR_SOCKET' && socket !== undefined && (socket.bytesRead ?? 0) > 0;
   return new TransportError(
     `${err.message} (${code ?? err.name}) talking to ${endpoint} for service "${service}"`,
     {

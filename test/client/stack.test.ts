@@ -47,7 +47,8 @@ const tag = (name: string, log: string[]): StackModule => ({
 describe('Stack', () => {
   it('builds the default stacks with documented roles', () => {
     const d = defaultStacks();
-    expect(d.logical.roles()).toEqual(['deadline']);
+    expect(d.logical.roles()).toEqual(['deadline', 'retries']);
+    expect(d.endpoint.roles()).toEqual(['attempt-timeout']);
     expect(d.concrete.level).toBe('concrete');
     expect(d.endpoint.level).toBe('endpoint');
   });
@@ -86,11 +87,11 @@ describe('Stack', () => {
     expect(log).toEqual(['instead:-']);
     await mesh.close();
     const removed = defaultStacks().logical.remove('deadline');
-    expect(removed.roles()).toEqual([]);
+    expect(removed.roles()).toEqual(['retries']);
   });
 
   it('names the known roles when a role is unknown, and refuses duplicates', () => {
-    expect(() => defaultStacks().logical.insertBefore('retries', tag('x', []))).toThrow(/deadline/);
+    expect(() => defaultStacks().logical.insertBefore('no-such-role', tag('x', []))).toThrow(/deadline/);
     expect(() => defaultStacks().logical.remove('nope')).toThrow(ConfigError);
     expect(() => Stack.of('endpoint', [tag('a', []), tag('a', [])])).toThrow(/unique/);
     expect(() => createMesh({ stack: () => ({}) as never })).toThrow(ConfigError);

@@ -1,0 +1,100 @@
+/**
+ * The retry budget (Finagle's `RetryBudget`, tower's `TpsBudget`): retries may be at most a percentage of
+ * recent requests, plus a small floor per second so a quiet service can still retry. Without it, retries
+ * multiply load exactly when a backend is failing (a retry storm). Every request deposits; every retry
+ * withdraws, counted when the retry is scheduled, not when it is sent (envoy#30205), so concurrent failures
+ * cannot all pass the check before any of them is counted.
+ *
+ * Deposits and withdrawals are kept in a ring of time buckets covering `ttlMs`, so the window slides in O(1)
+ * per operation with no per-request allocation.
+ */
+import type { Clock } from '../core/clock.js';
+
+/** Budget settings (Finagle's defaults). */
+export interface RetryBudgetOptions {
+  /** How long a deposit counts (ms). Default 10000. */
+  ttlMs: number;
+  /** Retries always allowed per second, whatever the request volume. Default 10. */
+  minRetriesPerSec: number;
+  /** Retries allowed as a fraction of requests in the window. Default 0.2. */
+  percentCanRetry: number;
+}
+
+/** Finagle's and tower's defaults. */
+export const RETRY_BUDGET_DEFAULTS: Readonly<RetryBudgetOptions> = Object.freeze({
+  ttlMs: 10_000,
+  minRetriesPerSec: 10,
+  percentCanRetry: 0.2,
+});
+
+const BUCKETS = 10;
+
+/**
+ * A sliding-window retry budget.
+ *
+ * @example
+ * ```ts
+ * const budget = new RetryBudget(RETRY_BUDGET_DEFAULTS, clock);
+ * budget.deposit();
+ * if (budget.tryWithdraw()) scheduleRetry();
+ * ```
+ */
+export class RetryBudget {
+  private readonly deposits = new Float64Array(BUCKETS);
+  private readonly withdrawals = new Float64Array(BUCKETS);
+  private readonly bucketMs: number;
+  private readonly reserve: number;
+  private current = 0;
+  private currentStart: number;
+  private depositSum = 0;
+  private withdrawalSum = 0;
+
+  constructor(
+    private readonly options: Readonly<RetryBudgetOptions>,
+    private readonly clock: Clock,
+  ) {
+    this.bucketMs = options.ttlMs / BUCKETS;
+    this.reserve = (options.minRetriesPerSec * options.ttlMs) / 1000;
+    this.currentStart = clock.now();
+  }
+
+  private advance(): void {
+    const now = this.clock.now();
+    let steps = Math.floor((now - this.currentStart) / this.bucketMs);
+    if (steps <= 0) return;
+    if (steps > BUCKETS) steps = BUCKETS;
+    for (let i = 0; i < steps; i++) {
+      this.current = (this.current + 1) % BUCKETS;
+      this.depositSum -= this.deposits[this.current]!;
+      this.withdrawalSum -= this.withdrawals[this.current]!;
+      this.deposits[this.current] = 0;
+      this.withdrawals[this.current] = 0;
+    }
+    this.currentStart = now - ((now - this.currentStart) % this.bucketMs);
+  }
+
+  /** Records one request. */
+  deposit(): void {
+    this.advance();
+    this.deposits[this.current]!++;
+    this.depositSum++;
+  }
+
+  /** Takes one retry if the budget allows it; returns whether it did. */
+  tryWithdraw(): boolean {
+    this.advance();
+    if (this.withdrawalSum + 1 > this.reserve + this.options.percentCanRetry * this.depositSum) return false;
+    this.withdrawals[this.current]!++;
+    this.withdrawalSum++;
+    return true;
+  }
+
+  /** Retries the budget would allow right now (for snapshots). */
+  get balance(): number {
+    this.advance();
+    return Math.max(
+      0,
+      Math.floor(this.reserve + this.options.percentCanRetry * this.depositSum - this.withdrawalSum),
+    );
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * Retries: above the router and the balancer, so each attempt routes and picks again (and prefers endpoints
+ * this call has not tried yet), bounded by a retry budget per logical service, spaced by jittered backoff or
+ * the server's Retry-After, and only when sending the request again is safe.
+ *
+ * What may be retried (DESIGN.md; Finagle's RequeueFilter and Go's net/http rules):
+ * - a request that provably was not processed, whatever its method: connection refused / connect failure,
+ *   no endpoint available, an open circuit, the idle-close race on a reused socket (once, on another
+ *   connection, free of budget, and not held against the endpoint);
+ * - otherwise only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or a call marked idempotent
+ *   with `callOptions({ idempotent: true })`) whose attempt the classifier calls retryable (502/503/504,
+ *   resets, back-pressure);
+ * - and in every case only with a body that can be sent again byte for byte (see body.ts).
+ * Per-attempt timeouts are retried only with `retryTimeouts: true` (Finagle: timeouts are not retried by
+ * default — the slow request may still be running). `maxAttempts` is a ceiling; the budget rules.
+ *
+ * A discarded response's body is drained so its connection goes back to the pool.
+ */
+import type { Clock } from '../core/clock.js';
+import type { CallContext } from '../core/context.js';
+import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
+import { defineParam } from '../core/params.js';
+import type { Rng } from '../core/rng.js';
+import { Filter, type Service } from '../core/service.js';
+import type { StackModule } from '../core/stack.js';
+import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
+import { ReplayableBody } from './body.js';
+import { RETRY_BUDGET_DEFAULTS, RetryBudget, type RetryBudgetOptions } from './budget.js';
+import { ClassifierParam, type Classifier } from './classifier.js';
+
+/** Retry settings of a service. */
+export interface RetryOptions {
+  /** Ceiling on attempts per call, the first included. Default 3. */
+  maxAttempts: number;
+  /** The retry budget. */
+  budget: RetryBudgetOptions;
+  /** Backoff between retries. */
+  backoff: BackoffOptions;
+  /** Longest Retry-After honoured (ms); a longer one ends the retries and returns the response. Default 10000. */
+  retryAfterMaxMs: number;
+  /** Retry attempts that hit the per-attempt timeout. Default false. */
+  retryTimeouts: boolean;
+  /** Largest streamed request body recorded for replay (bytes). Default 65536. */
+  maxReplayBytes: number;
+}
+
+/** The defaults. */
+export const RETRY_DEFAULTS: Readonly<RetryOptions> = Object.freeze({
+  maxAttempts: 3,
+  budget: RETRY_BUDGET_DEFAULTS,
+  backoff: BACKOFF_DEFAULTS,
+  retryAfterMaxMs: 10_000,
+  retryTimeouts: false,
+  maxReplayBytes: 64 * 1024,
+});
+
+/** Input form: every field optional; `false` disables retries. */
+export type RetryOptionsInput =
+  | false
+  | (Partial<Omit<RetryOptions, 'budget' | 'backoff'>> & {
+      budget?: Partial<RetryBudgetOptions>;
+      backoff?: Partial<BackoffOptions>;
+    });
+
+/** The resolved retry settings of a service (`false`: retries off). */
+export const RetryParam = defineParam<Readonly<RetryOptions> | false>('retries', RETRY_DEFAULTS);
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function num(v: unknown, path: string, min: number, integer = false, max = Infinity): number {
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    v < min ||
+    v > max ||
+    (integer && !Number.isInteger(v))
+  ) {
+    throw new ConfigError(
+      path,
+      v,
+      `${integer ? 'an integer' : 'a finite number'} >= ${min}${max < Infinity ? ` and <= ${max}` : ''}`,
+    );
+  }
+  return v;
+}
+
+function keys(v: Record<string, unknown>, allowed: readonly string[], path: string): void {
+  for (const k of Object.keys(v))
+    if (!allowed.includes(k))
+      throw new ConfigError(`${path}.${k}`, v[k], `no such option (known: ${allowed.join(', ')})`);
+}
+
+/**
+ * Validates retry options; throws a {@link ConfigError} naming the field.
+ *
+ * @example
+ * ```ts
+ * resolveRetryOptions({ maxAttempts: 2 }, 'services.users.retries');
+ * ```
+ */
+export function resolveRetryOptions(input: unknown, path: string): Readonly<RetryOptions> | false {
+  if (input === false) return false;
+  if (input === undefined || input === true) return RETRY_DEFAULTS;
+  if (!isObj(input)) throw new ConfigError(path, input, 'an object of retry options, or false');
+  keys(
+    input,
+    ['maxAttempts', 'budget', 'backoff', 'retryAfterMaxMs', 'retryTimeouts', 'maxReplayBytes'],
+    path,
+  );
+  const out: RetryOptions = {
+    ...RETRY_DEFAULTS,
+    budget: { ...RETRY_BUDGET_DEFAULTS },
+    backoff: { ...BACKOFF_DEFAULTS },
+  };
+  if (input.maxAttempts !== undefined)
+    out.maxAttempts = num(input.maxAttempts, `${path}.maxAttempts`, 1, true, 100);
+  if (input.retryAfterMaxMs !== undefined)
+    out.retryAfterMaxMs = num(input.retryAfterMaxMs, `${path}.retryAfterMaxMs`, 0);
+  if (input.maxReplayBytes !== undefined)
+    out.maxReplayBytes = num(input.maxReplayBytes, `${path}.maxReplayBytes`, 0, true);
+  if (input.retryTimeouts !== undefined) {
+    if (typeof input.retryTimeouts !== 'boolean')
+      throw new ConfigError(`${path}.retryTimeouts`, input.retryTimeouts, 'a boolean');
+    out.retryTimeouts = input.retryTimeouts;
+  }
+  if (input.budget !== undefined) {
+    const b = input.budget;
+    if (!isObj(b)) throw new ConfigError(`${path}.budget`, b, 'an object');
+    keys(b, ['ttlMs', 'minRetriesPerSec', 'percentCanRetry'], `${path}.budget`);
+    if (b.ttlMs !== undefined) out.budget.ttlMs = num(b.ttlMs, `${path}.budget.ttlMs`, 1);
+    if (b.minRetriesPerSec !== undefined)
+      out.budget.minRetriesPerSec = num(b.minRetriesPerSec, `${path}.budget.minRetriesPerSec`, 0);
+    if (b.percentCanRetry !== undefined)
+      out.budget.percentCanRetry = num(b.percentCanRetry, `${path}.budget.percentCanRetry`, 0, false, 1000);
+  }
+  if (input.backoff !== undefined) {
+    const b = input.backoff;
+    if (!isObj(b)) throw new ConfigError(`${path}.backoff`, b, 'an object');
+    keys(b, ['baseMs', 'maxMs'], `${path}.backoff`);
+    if (b.baseMs !== undefined) out.backoff.baseMs = num(b.baseMs, `${path}.backoff.baseMs`, 0);
+    if (b.maxMs !== undefined) out.backoff.maxMs = num(b.maxMs, `${path}.backoff.maxMs`, 0);
+  }
+  return Object.freeze(out);
+}
+
+/**
+ * The server's Retry-After is longer than the time left before the call's deadline: waiting cannot help, so
+ * the call fails now.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof RetryAfterExceedsDeadlineError) console.log(e.retryAfterMs, e.remainingMs); }
+ * ```
+ */
+export class RetryAfterExceedsDeadlineError extends MeshError {
+  readonly retryAfterMs: number;
+  readonly remainingMs: number;
+  readonly statusCode: number;
+  constructor(statusCode: number, retryAfterMs: number, remainingMs: number, details: MeshErrorDetails) {
+    super(
+      'MESH_RETRY_AFTER_EXCEEDS_DEADLINE',
+      `Service "${details.service}" answered ${statusCode} with Retry-After ${Math.round(retryAfterMs)} ms, longer than the ${Math.max(0, Math.round(remainingMs))} ms left before the deadline`,
+      { ...details, phase: 'headers', retryable: false },
+    );
+    this.retryAfterMs = retryAfterMs;
+    this.remainingMs = remainingMs;
+    this.statusCode = statusCode;
+  }
+}
+
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** A request is idempotent by method unless the caller said otherwise. */
+export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
+  return ctx.idempotent ?? IDEMPOTENT_METHODS.has(req.method);
+}
+
+/** Errors after which the request provably never reached a server's handler. */
+function notProcessed(err: unknown): boolean {
+  if (!(err instanceof MeshError)) return false;
+  if (err.code === 'MESH_TRANSPORT')
+    return err.phase === 'connect' || (err as { idleClose?: boolean }).idleClose === true;
+  return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
+}
+
+/** Consumes and discards a response body so its connection returns to the pool. */
+export function drain(res: MeshResponse): void {
+  const body = res.body as MeshResponse['body'] & { dump?: (o?: { limit?: number }) => Promise<void> };
+  if (body.destroyed || body.readableEnded) return;
+  if (typeof body.dump === 'function') body.dump({ limit: 128 * 1024 }).catch(() => {});
+  else {
+    body.on('error', () => {});
+    body.resume();
+  }
+}
+
+/** Counters a retry filter keeps (for snapshots and telemetry). */
+export interface RetryStats {
+  calls: number;
+  retries: number;
+  budgetExhausted: number;
+}
+
+/**
+ * The retry filter (one per logical service; it owns that service's budget).
+ *
+ * @example
+ * ```ts
+ * new RetryFilter(next, RETRY_DEFAULTS, defaultClassifier, clock, rng, logger);
+ * ```
+ */
+export class RetryFilter extends Filter {
+  readonly budget: RetryBudget;
+  readonly stats: RetryStats = { calls: 0, retries: 0, budgetExhausted: 0 };
+
+  constructor(
+    next: Service,
+    private readonly options: Readonly<RetryOptions>,
+    private readonly classify: Classifier,
+    private readonly clock: Clock,
+    private readonly rng: Rng,
+    private readonly logger: Logger,
+  ) {
+    super(next);
+    this.budget = new RetryBudget(options.budget, clock);
+  }
+
+  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    this.budget.deposit();
+    this.stats.calls++;
+    const body = new ReplayableBody(req.body, this.options.maxReplayBytes);
+    const opts = this.options;
+    let idleRetried = false;
+    let retries = 0;
+    for (let attempt = 1; ; attempt++) {
+      ctx.attempt = attempt;
+      ctx.endpoint = undefined;
+      req.body = body.forAttempt();
+      let res: MeshResponse | undefined;
+      let error: unknown;
+      try {
+        res = await this.next.call(req, ctx);
+      } catch (e) {
+        error = e;
+      }
+      if (ctx.endpoint !== undefined) (ctx.tried ??= new Set()).add(ctx.endpoint);
+      const cls = this.classify({ req, ctx, res, error });
+      if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);
+
+      // May this request be sent again?
+      const free =
+        error !== undefined && (error as { idleClose?: boolean }).idleClose === true && !idleRetried;
+      const safe = notProcessed(error) || isIdempotent(req, ctx);
+      const timeout = (error as { code?: string } | undefined)?.code === 'MESH_ATTEMPT_TIMEOUT';
+      if (!safe || !body.replayable || (timeout && !opts.retryTimeouts))
+        return this.finish(res, error, attempt);
+      if (!free && attempt >= opts.maxAttempts) return this.finish(res, error, attempt);
+
+      let delay = 0;
+      if (res !== undefined && cls.backpressure) {
+        const ra = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.clock.wallNow());
+        if (ra !== undefined) {
+          const remaining = ctx.deadline - this.clock.now();
+          if (ra > remaining) {
+            drain(res);
+            throw new RetryAfterExceedsDeadlineError(res.statusCode, ra, remaining, {
+              service: ctx.service,
+              endpoint: ctx.endpoint,
+              attempts: attempt,
+            });
+          }
+          if (ra > opts.retryAfterMaxMs) return this.finish(res, error, attempt);
+          delay = ra;
+        }
+      }
+      if (free) {
+        idleRetried = true; // once, at once, free of budget: the server never saw it
+      } else {
+        // Counted when scheduled, not when sent (envoy#30205).
+        if (!this.budget.tryWithdraw()) {
+          this.stats.budgetExhausted++;
+          this.logger.debug({ service: ctx.service, attempt }, 'retry budget exhausted');
+          return this.finish(res, error, attempt);
+        }
+        retries++;
+        if (delay === 0) delay = backoffDelay(opts.backoff, retries, this.rng);
+      }
+      this.stats.retries++;
+      if (res !== undefined) drain(res);
+      if (delay > 0) await this.sleep(delay, ctx);
+    }
+  }
+
+  private finish(res: MeshResponse | undefined, error: unknown, attempts: number): MeshResponse {
+    if (res !== undefined) return res;
+    if (error instanceof MeshError && error.attempts === undefined) error.attempts = attempts;
+    throw error;
+  }
+
+  private sleep(ms: number, ctx: CallContext): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const signal = ctx.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = (): void => {
+        this.clock.clearTimeout(timer);
+        reject(signal!.reason);
+      };
+      const timer = this.clock.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/**
+ * The `retries` stack module (logical level, below `deadline`, above the router).
+ *
+ * @example
+ * ```ts
+ * createMesh({ services: { users: { endpoints: [...], retries: { maxAttempts: 2 } } } });
+ * ```
+ */
+export const retryModule: StackModule = {
+  role: 'retries',
+  description:
+    'Budgeted retries with backoff and Retry-After; each attempt routes and picks again; body-safe',
+  params: [RetryParam, ClassifierParam],
+  make: (next, env) => {
+    const opts = env.params.get(RetryParam);
+    if (opts === false) return next;
+    return new RetryFilter(next, opts, env.params.get(ClassifierParam), env.clock, env.rng, env.logger);
+  },
+};
