@@ -106,6 +106,7 @@ export function toTransportError(
       endpoint,
       cause: err,
       causeCode: code,
+      idleClose,
     },
   );
 }
