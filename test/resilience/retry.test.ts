@@ -1,7 +1,8 @@
 // Retries against real servers whose failures the test controls.
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callOptions, ConfigError, createMesh, type Mesh, type ServiceConfig } from 'meshfetch';
+import type { ConfigError } from 'meshfetch';
+import { callOptions, createMesh, type Mesh, type ServiceConfig } from 'meshfetch';
 import { RetryAfterExceedsDeadlineError } from '../../src/resilience/retry.js';
 import { closedPort, startServer, type TestHandler, type TestServer } from '../support/servers.js';
 
