@@ -77,3 +77,28 @@ export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
 export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
+
+export { Classified, defaultClassifier, ClassifierParam } from './resilience/classifier.js';
+export type { Classification, Classifier, ClassifyInput } from './resilience/classifier.js';
+export {
+  RetryFilter,
+  retryModule,
+  RetryParam,
+  RETRY_DEFAULTS,
+  resolveRetryOptions,
+  RetryAfterExceedsDeadlineError,
+  isIdempotent,
+} from './resilience/retry.js';
+export type { RetryOptions, RetryOptionsInput, RetryStats } from './resilience/retry.js';
+export { RetryBudget, RETRY_BUDGET_DEFAULTS } from './resilience/budget.js';
+export type { RetryBudgetOptions } from './resilience/budget.js';
+export { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter } from './resilience/backoff.js';
+export type { BackoffOptions } from './resilience/backoff.js';
+export {
+  AttemptTimeoutError,
+  AttemptTimeoutFilter,
+  attemptTimeoutModule,
+  AttemptTimeoutParam,
+} from './resilience/attempt-timeout.js';
+export { incomingContext } from './core/incoming.js';
+export type { IncomingContext } from './core/incoming.js';
