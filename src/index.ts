@@ -102,3 +102,22 @@ export {
 } from './resilience/attempt-timeout.js';
 export { incomingContext } from './core/incoming.js';
 export type { IncomingContext } from './core/incoming.js';
+export {
+  meshHandler,
+  runWithDeadline,
+  parseIncomingDeadline,
+  parseGrpcTimeout,
+  getIncomingDeadline,
+  remainingMs,
+  incomingSignal,
+  IncomingAbortedError,
+  GRPC_TIMEOUT_HEADER,
+  DEFAULT_MAX_DEADLINE_MS,
+  DEFAULT_EXPIRED_STATUS,
+} from './resilience/server.js';
+export type {
+  MeshHandlerOptions,
+  ParseDeadlineOptions,
+  RunWithDeadlineOptions,
+  DeadlineScope,
+} from './resilience/server.js';

@@ -13,6 +13,7 @@
 import { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
+import { incomingContext } from '../core/incoming.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import type { Mesh } from './mesh.js';
@@ -138,9 +139,28 @@ export class MeshDispatcher extends Dispatcher {
       fail(handler, controller, ac.signal.reason as Error);
       return true;
     }
+    // fetch gives a dispatcher no signal of its own, only the abort callback above; inside a handler served
+    // with meshHandler, link the incoming request's signal too (by hand, removed when the call ends).
+    const incoming = incomingContext.getStore()?.signal;
+    let unlink: (() => void) | undefined;
+    if (incoming !== undefined) {
+      if (incoming.aborted) ac.abort(incoming.reason);
+      const onAbort = (): void => ac.abort(incoming.reason);
+      incoming.addEventListener('abort', onAbort, { once: true });
+      unlink = () => incoming.removeEventListener('abort', onAbort);
+    }
     this.mesh.invoke(svc, req, ac.signal).then(
-      (res) => deliver(res, handler, controller),
-      (err: Error) => fail(handler, controller, err),
+      (res) => {
+        if (unlink) {
+          if (res.body.destroyed) unlink();
+          else res.body.once('close', unlink);
+        }
+        deliver(res, handler, controller);
+      },
+      (err: Error) => {
+        unlink?.();
+        fail(handler, controller, err);
+      },
     );
     return true;
   }

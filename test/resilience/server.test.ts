@@ -414,10 +414,8 @@ describe('meshHandler: the client goes away', () => {
     await expect.poll(bClosedEarly).toBe(true);
   });
 
-  // Known gap outside this module: mesh.fetch and the dispatcher always hand invoke() their own per-request
-  // AbortController signal, so invoke() never falls back to the incoming signal on those entry points (the
-  // deadline is inherited; the client-gone abort is not). Flip to `it` once src/client/dispatcher.ts links it.
-  it.fails('aborts the outgoing call in flight (mesh.fetch)', async () => {
+  // fetch hands the dispatcher no signal; the dispatcher links the incoming request's signal itself.
+  it('aborts the outgoing call in flight (mesh.fetch)', async () => {
     const { reason, outgoing } = await hangUpDuringCall(
       () => mesh.fetch('http://b/slow').then((r) => r.text()),
       300,
