@@ -256,7 +256,9 @@ function liveFrame(
     st.dim(
       `share: requests each backend received in the last ${win} · received, failed (503 or reset): whole phase`,
     ),
-    st.dim(`p50, p99: calls it answered in the last ${win}, timed by the client to the end of the body`),
+    st.dim(
+      `p50, p99: calls it answered in the last ${win}, timed by the client to the end of the body (a retried call includes its earlier attempts)`,
+    ),
     st.dim('in-flight, EWMA (the Peak-EWMA latency estimate), status: mesh.snapshot()'),
     ...fit(table(columns, rows, st), () =>
       table(
