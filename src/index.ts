@@ -121,3 +121,48 @@ export type {
   RunWithDeadlineOptions,
   DeadlineScope,
 } from './resilience/server.js';
+export {
+  failureAccrualModule,
+  FailureAccrualFilter,
+  FailureAccrualParam,
+  FAILURE_ACCRUAL_DEFAULTS,
+  resolveFailureAccrualOptions,
+  failureAccrualOf,
+} from './resilience/accrual.js';
+export type {
+  FailureAccrualOptions,
+  ResolvedFailureAccrualOptions,
+  FailureAccrualSnapshot,
+  AccrualState,
+  AccrualTransition,
+} from './resilience/accrual.js';
+export {
+  admissionModule,
+  AdmissionFilter,
+  AdmissionParam,
+  ADMISSION_DEFAULTS,
+  resolveAdmissionOptions,
+  admissionOf,
+  OverloadedError,
+} from './resilience/admission.js';
+export type {
+  AdmissionOptions,
+  ResolvedAdmissionOptions,
+  AdmissionSnapshot,
+} from './resilience/admission.js';
+export {
+  circuitBreakerModule,
+  createCircuitBreakerModule,
+  CircuitBreakerFilter,
+  CircuitBreakerParam,
+  CircuitOpenError,
+  defaultCircuitBreakerOptions,
+  resolveCircuitBreakerOptions,
+} from './resilience/breaker.js';
+export type {
+  CircuitBreakerOptions,
+  CircuitBreakerSnapshot,
+  CircuitState,
+  CircuitStateChange,
+  CircuitSubscription,
+} from './resilience/breaker.js';

@@ -13,7 +13,12 @@ function snippets(file: string): string[] {
   return [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
 }
 
-const files = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const files = [
+  'README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 describe('documentation code', () => {
   it('the README has a quick start that uses the package entry points', () => {
@@ -37,16 +42,23 @@ describe('documentation code', () => {
       });
     }
     expect(written.length).toBeGreaterThan(0);
-    const config = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    const config = ts.getParsedCommandLineOfConfigFile(
+      join(root, 'tsconfig.json'),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: (d) => {
+          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+        },
       },
-    })!;
+    )!;
     const program = ts.createProgram(written, { ...config.options, noEmit: true, noUnusedLocals: false });
-    const diags = ts.getPreEmitDiagnostics(program).filter((d) => d.file && written.includes(d.file.fileName));
+    const diags = ts
+      .getPreEmitDiagnostics(program)
+      .filter((d) => d.file && written.includes(d.file.fileName));
     const messages = diags.map(
-      (d) => `${d.file!.fileName.replace(outDir, '')}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      (d) =>
+        `${d.file!.fileName.replace(outDir, '')}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
     );
     expect(messages).toEqual([]);
   }, 60_000);

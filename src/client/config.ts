@@ -16,6 +16,17 @@ import { defaultTransportOptions, type TlsOptions, type TransportOptions } from 
 import { Params } from '../core/params.js';
 import { AttemptTimeoutParam, resolveAttemptTimeout } from '../resilience/attempt-timeout.js';
 import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
+import {
+  FailureAccrualParam,
+  resolveFailureAccrualOptions,
+  type FailureAccrualOptions,
+} from '../resilience/accrual.js';
+import { AdmissionParam, resolveAdmissionOptions, type AdmissionOptions } from '../resilience/admission.js';
+import {
+  CircuitBreakerParam,
+  resolveCircuitBreakerOptions,
+  type CircuitBreakerOptions,
+} from '../resilience/breaker.js';
 import { resolveRetryOptions, RetryParam, type RetryOptionsInput } from '../resilience/retry.js';
 import { balancerByName, balancerNames, defaultBalancer, type BalancerName } from './balancers.js';
 
@@ -49,6 +60,12 @@ export interface ServiceConfig {
   attemptTimeoutMs?: number;
   /** How responses and errors are classified (success, retryable failure, failure, back-pressure). */
   classifier?: Classifier;
+  /** Failure accrual per endpoint (marks failing endpoints busy; probes bring them back); `false` turns it off. */
+  failureAccrual?: FailureAccrualOptions | boolean;
+  /** The circuit breaker per destination; `false` turns it off. */
+  circuitBreaker?: Partial<CircuitBreakerOptions> | boolean;
+  /** A bound on calls in flight per destination; `false` turns it off. */
+  admission?: AdmissionOptions | boolean;
 }
 
 /** Settings applied to every service unless the service overrides them. */
@@ -94,7 +111,14 @@ export interface ResolvedServiceConfig {
   readonly params: Params;
 }
 
-const RESILIENCE_KEYS = ['retries', 'attemptTimeoutMs', 'classifier'];
+const RESILIENCE_KEYS = [
+  'retries',
+  'attemptTimeoutMs',
+  'classifier',
+  'failureAccrual',
+  'circuitBreaker',
+  'admission',
+];
 const SERVICE_KEYS = new Set([
   'endpoints',
   'discovery',
@@ -342,6 +366,14 @@ export function resolveServiceConfig(
   params = params.with(RetryParam, resolveRetryOptions(retries, retriesPath));
   const [attempt, attemptPath] = pick('attemptTimeoutMs');
   params = params.with(AttemptTimeoutParam, resolveAttemptTimeout(attempt, attemptPath));
+  const [accrual, accrualPath] = pick('failureAccrual');
+  params = params.with(FailureAccrualParam, resolveFailureAccrualOptions(accrual, accrualPath));
+  const [breaker, breakerPath] = pick('circuitBreaker');
+  // Set only when given, so options passed to createCircuitBreakerModule(...) in a custom stack still apply.
+  if (breaker !== undefined)
+    params = params.with(CircuitBreakerParam, resolveCircuitBreakerOptions(breaker, breakerPath));
+  const [admission, admissionPath] = pick('admission');
+  params = params.with(AdmissionParam, resolveAdmissionOptions(admission, admissionPath));
   const [classifier, classifierPath] = pick('classifier');
   if (classifier !== undefined) {
     if (typeof classifier !== 'function')

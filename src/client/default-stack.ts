@@ -3,14 +3,17 @@
  * docs/architecture.md for the full picture and the reasons.
  *
  *   logical   deadline -> retries -> [router leaf]
- *   concrete  [balancer leaf]
- *   endpoint  attempt-timeout -> [undici pool leaf]
+ *   concrete  admission -> circuit-breaker -> [balancer leaf]
+ *   endpoint  failure-accrual -> attempt-timeout -> [undici pool leaf]
  *
  * Later modules (retries, breaker, failure accrual, per-attempt timeout, telemetry) slot in by role; each
  * entry below says what it must sit above or below.
  */
 import { Stack, type Stacks } from '../core/stack.js';
+import { failureAccrualModule } from '../resilience/accrual.js';
+import { admissionModule } from '../resilience/admission.js';
 import { attemptTimeoutModule } from '../resilience/attempt-timeout.js';
+import { circuitBreakerModule } from '../resilience/breaker.js';
 import { deadlineModule } from '../resilience/deadline.js';
 import { retryModule } from '../resilience/retry.js';
 
@@ -32,8 +35,18 @@ export function defaultStacks(): Stacks {
       // balancer, so each attempt routes and picks again, preferring endpoints not yet tried.
       retryModule,
     ]),
-    concrete: Stack.of('concrete', []),
+    concrete: Stack.of('concrete', [
+      // admission: first, so a call past the bound is refused at once and never counted as the destination
+      // failing by the breaker below.
+      admissionModule,
+      // circuit-breaker: one per destination, below the router and the retries (an open breaker fails fast and
+      // makes a retry route again) and above the balancer (it judges the destination, not one endpoint).
+      circuitBreakerModule,
+    ]),
     endpoint: Stack.of('endpoint', [
+      // failure-accrual: first of the endpoint stack, so it sees every attempt's outcome, per-attempt timeouts
+      // included, and takes its probe slot in the same turn as the balancer's pick.
+      failureAccrualModule,
       // attempt-timeout: just above the pool, so it times exactly one attempt on one endpoint until headers;
       // below failure accrual, so a timed-out attempt counts against the endpoint that was slow.
       attemptTimeoutModule,

@@ -18,7 +18,11 @@ import {
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
-import type { Service } from '../core/service.js';
+import { findFilter, type Service } from '../core/service.js';
+import { FailureAccrualFilter } from '../resilience/accrual.js';
+import { AdmissionFilter } from '../resilience/admission.js';
+import { CircuitBreakerFilter } from '../resilience/breaker.js';
+import { RetryFilter } from '../resilience/retry.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import { SingleRouter } from '../routing/router.js';
 import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
@@ -78,6 +82,8 @@ export class LogicalService {
     readonly config: ResolvedServiceConfig,
     readonly stack: Service,
     readonly destination: Destination,
+    /** The destination's concrete stack (admission, breaker, balancer). */
+    readonly concrete: Service,
   ) {}
   get name(): string {
     return this.config.name;
@@ -225,7 +231,7 @@ export class Mesh implements AsyncDisposable {
     const concrete = this.stacks.concrete.build(destination, destEnv);
     const router = new SingleRouter('primary', concrete);
     const stack = this.stacks.logical.build(router, base);
-    return new LogicalService(config, stack, destination);
+    return new LogicalService(config, stack, destination, concrete);
   }
 
   /** @internal The plain Agent for hosts that are not services. */
@@ -435,14 +441,27 @@ export class Mesh implements AsyncDisposable {
               ? { error: addr.reason }
               : {}),
         },
+        retryBudget: findFilter(svc.stack, RetryFilter)?.budget.balance ?? null,
+        breaker: findFilter(svc.concrete, CircuitBreakerFilter)?.state ?? null,
+        admission: findFilter(svc.concrete, AdmissionFilter)?.snapshot() ?? null,
         endpoints: svc.destination.endpoints().map((n) => {
           const load = n.load as { rtt?: (now: number) => number };
+          const accrual = findFilter(n.service, FailureAccrualFilter)?.snapshot();
           return {
             address: n.id,
             weight: n.weight,
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+            ...(accrual
+              ? {
+                  accrual: {
+                    state: accrual.state,
+                    successRate: accrual.successRate,
+                    consecutiveFailures: accrual.consecutiveFailures,
+                  },
+                }
+              : {}),
             tags: [...n.endpoint.tags],
             meta: { ...n.endpoint.meta },
           };

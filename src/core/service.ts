@@ -55,3 +55,24 @@ export abstract class Filter<Req = MeshRequest, Res = MeshResponse> implements S
     return this.next.close();
   }
 }
+
+/**
+ * Finds the first filter of class `cls` in a chain built by a stack (walking from the outermost service
+ * inwards), for snapshots and telemetry. Returns undefined when the chain has none.
+ *
+ * @example
+ * ```ts
+ * const retries = findFilter(logicalService, RetryFilter);
+ * ```
+ */
+export function findFilter<T>(
+  service: Service<any, any>,
+  cls: abstract new (...args: any[]) => T,
+): T | undefined {
+  let s: unknown = service;
+  for (let depth = 0; s !== undefined && s !== null && depth < 64; depth++) {
+    if (s instanceof cls) return s;
+    s = s instanceof Filter ? (s as unknown as { next: unknown }).next : undefined;
+  }
+  return undefined;
+}

@@ -93,6 +93,8 @@ export const defaultClassifier: Classifier = (input) => {
         : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
+    // Refused by the mesh's own admission bound: says nothing about the destination's health.
+    if (err.code === 'MESH_OVERLOADED') return Classified.ignored;
     return err.retryable ? Classified.retryableFailure : Classified.failure;
   }
   return Classified.retryableFailure;

@@ -14,6 +14,8 @@ export interface EndpointSnapshot {
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
   latencyMs?: number;
+  /** Failure accrual's view: `ready`, `busy` (marked failing) or `probing`; recent success rate. */
+  accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
   meta: Record<string, string>;
 }
@@ -31,6 +33,12 @@ export interface ServiceSnapshot {
     ageMs: number | null;
     error?: string;
   };
+  /** Retries the budget allows right now; null when retries are off. */
+  retryBudget: number | null;
+  /** The circuit breaker's state; null when it is off. */
+  breaker: 'closed' | 'open' | 'half-open' | null;
+  /** Calls in flight against the admission bound; null when it is off. */
+  admission: { inFlight: number; limit: number; rejected: number } | null;
   endpoints: EndpointSnapshot[];
 }
 

@@ -164,7 +164,8 @@ describe('properties of the estimate', () => {
             t += dt;
             load.observe(low, t);
             const e = load.rttEstimate!;
-            expect(e).toBeLessThanOrEqual(previous);
+            // Monotone up to one rounding step (low === peak can round a last bit up).
+            expect(e).toBeLessThanOrEqual(previous * (1 + 1e-12));
             expect(e).toBeGreaterThanOrEqual(low * (1 - 1e-12));
             // Exactly the closed form: low + (peak - low) * exp(-t / tau).
             expect(Math.abs(e - (low + (peak - low) * Math.exp(-t / tauMs)))).toBeLessThanOrEqual(
@@ -174,6 +175,8 @@ describe('properties of the estimate', () => {
           }
         },
       ),
+      // Shrinking arrays of doubles can take minutes; report the first counterexample as found.
+      { endOnFailure: true },
     );
   });
 

@@ -48,7 +48,8 @@ describe('Stack', () => {
   it('builds the default stacks with documented roles', () => {
     const d = defaultStacks();
     expect(d.logical.roles()).toEqual(['deadline', 'retries']);
-    expect(d.endpoint.roles()).toEqual(['attempt-timeout']);
+    expect(d.concrete.roles()).toEqual(['admission', 'circuit-breaker']);
+    expect(d.endpoint.roles()).toEqual(['failure-accrual', 'attempt-timeout']);
     expect(d.concrete.level).toBe('concrete');
     expect(d.endpoint.level).toBe('endpoint');
   });

@@ -77,7 +77,10 @@ function meshWith(
 ): Mesh {
   mesh = createMesh({
     services,
-    stack: (d) => ({ ...d, concrete: d.concrete.prepend(admission(maxInFlight, filters)) }),
+    stack: (d) => ({
+      ...d,
+      concrete: d.concrete.replace('admission', admission(maxInFlight, filters)).remove('circuit-breaker'),
+    }),
   });
   return mesh;
 }

@@ -51,11 +51,12 @@ function breakerMesh(
     },
   };
   const m = createMesh({
-    services: { users: { endpoints } },
+    // Failure accrual would mark the lone endpoint busy; this file tests the breaker alone.
+    services: { users: { endpoints, failureAccrual: false } },
     stack: (d) => ({
       ...d,
       logical: retries || !d.logical.has('retries') ? d.logical : d.logical.remove('retries'),
-      concrete: d.concrete.prepend(capture),
+      concrete: d.concrete.replace('circuit-breaker', capture),
     }),
   });
   mesh = m;
