@@ -33,7 +33,7 @@
  *
  * Defaults are Hystrix's (`circuitBreaker.errorThresholdPercentage` 50, `requestVolumeThreshold` 20,
  * `sleepWindowInMilliseconds` 5000, `metrics.rollingStats` 10 s in 10 buckets); opossum's own defaults
- * (volume 0, reset 30 s) open on a single failure and stay open long. See docs/resilience-breaker.md.
+ * (volume 0, reset 30 s) open on a single failure and stay open long. See docs/resilience.md.
  */
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
