@@ -1,0 +1,272 @@
+/**
+ * The overhead benchmark: what the mesh costs per call, against bare undici (the floor) and against a
+ * HAProxy hop on loopback (the sidecar it replaces), measured side by side in one run.
+ *
+ * Workload: GET / against a node:http server in a separate process answering 200 with a 32-byte body,
+ * keep-alive. Closed loop at concurrency 1 and 64 (N workers, each sending its next request when the last one
+ * has finished). Each round runs every variant once, in the same order (A B C ... A B C ...), so slow drift of
+ * the machine hits all of them alike; ratios are also computed per round (paired) to show the spread.
+ *
+ * Per variant and concurrency: requests/s, latency p50/p99 (µs), the latency it adds over bare
+ * `Pool.request` at p50/p99, the client process's CPU time per call (`process.cpuUsage()`), and, for the
+ * HAProxy hop, HAProxy's own CPU per call (utime + stime from /proc/<pid>/stat). The server's CPU per call is
+ * shown for context (it is the same work in every row).
+ *
+ * Run: `npm run bench` (all benchmarks), or this one alone:
+ *   npx tsx --conditions=meshfetch-source --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
+ *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
+ *     [--no-docs]
+ * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
+ * the overhead markers of docs/benchmarks.md (full runs only).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { listFlag, numberFlag, parseFlags } from '../lib/cli.js';
+import { findHaproxy, HAPROXY_INSTALL_HINT, startHaproxy, type RunningHaproxy } from '../lib/haproxy.js';
+import { closedLoop } from '../lib/load.js';
+import { writeFormatted, writeJson } from '../lib/output.js';
+import { describeMachine, machineInfo } from '../lib/machine.js';
+import { freePort, machineBusyUs, processCpuResolutionUs, processCpuUs } from '../lib/proc.js';
+import { newHistogram, percentileCurve, summarize } from '../lib/stats.js';
+import { formatTable, num } from '../lib/table.js';
+import { renderSvg } from './plot.js';
+import {
+  evaluateTargets,
+  renderMarkdown,
+  tableRows,
+  updateDocs,
+  type Cell,
+  type OverheadResults,
+  type RoundSample,
+} from './report.js';
+import {
+  fullStackRoles,
+  makeClient,
+  startServer,
+  VARIANTS,
+  type Client,
+  type UpstreamServer,
+  type VariantSpec,
+} from './variants.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+
+const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
+
+async function main(): Promise<void> {
+  // Turn SIGTERM/SIGINT (bench/run.ts's time limit, Ctrl-C) into a normal exit, so 'exit' handlers stop
+  // HAProxy; the server child exits by itself when its IPC channel closes.
+  process.once('SIGTERM', () => process.exit(143));
+  process.once('SIGINT', () => process.exit(130));
+  const flags = parseFlags(process.argv.slice(2));
+  const quick = flags.quick === true;
+  const rounds = Math.round(numberFlag(flags, 'rounds', quick ? 2 : 8));
+  const seconds = numberFlag(flags, 'seconds', quick ? 1 : 2);
+  const warmupSeconds = numberFlag(flags, 'warmup', quick ? 0.2 : 0.5);
+  const concurrency = (listFlag(flags, 'concurrency') ?? ['1', '64']).map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--concurrency: bad value ${s}`);
+    return n;
+  });
+  const only = listFlag(flags, 'only');
+  const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
+  const command =
+    process.env.MESHFETCH_BENCH_COMMAND ??
+    `npx tsx --conditions=meshfetch-source bench/overhead/index.ts ${process.argv.slice(2).join(' ')}`.trim();
+
+  const machine = machineInfo();
+  console.log(`# overhead: meshfetch vs bare undici vs a HAProxy hop`);
+  console.log(`machine: ${describeMachine(machine)}`);
+  console.log(
+    `settings: ${rounds} rounds x ${seconds}s per cell (+${warmupSeconds}s warm-up), concurrency ${concurrency.join(', ')}`,
+  );
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    console.log('note: run with --expose-gc to collect garbage between cells (npm run bench does)');
+  }
+  const fullStack = fullStackRoles();
+  console.log(
+    `full stack: logical [${fullStack.logical.join(', ')}] concrete [${fullStack.concrete.join(', ')}] ` +
+      `endpoint [${fullStack.endpoint.join(', ')}]`,
+  );
+
+  const server: UpstreamServer = await startServer();
+  let haproxy: RunningHaproxy | undefined;
+  let haproxyInfo: OverheadResults['haproxy'];
+  let haproxyPort: number | undefined;
+  const found = flags['no-haproxy'] === true ? undefined : findHaproxy();
+  if (flags['no-haproxy'] === true) {
+    haproxyInfo = { skipped: 'disabled with --no-haproxy' };
+  } else if (!found) {
+    haproxyInfo = { skipped: 'haproxy not found on PATH' };
+    console.log(
+      `HAProxy is not installed: skipping the HAProxy hop. Install it with: ${HAPROXY_INSTALL_HINT}`,
+    );
+  } else {
+    try {
+      haproxyPort = await freePort();
+      haproxy = await startHaproxy(
+        found.bin,
+        path.join(here, 'haproxy.cfg'),
+        { FRONTEND_PORT: haproxyPort, BACKEND_PORT: server.port },
+        haproxyPort,
+      );
+      haproxyInfo = { version: found.version, config: 'bench/overhead/haproxy.cfg' };
+      console.log(`HAProxy ${found.version} on 127.0.0.1:${haproxyPort} (pid ${haproxy.pid}, nbthread 1)`);
+    } catch (err) {
+      haproxyPort = undefined;
+      haproxyInfo = { skipped: (err as Error).message };
+      console.log(`HAProxy failed to start, skipping the hop: ${(err as Error).message}`);
+    }
+  }
+
+  const variants = VARIANTS.filter(
+    (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
+  );
+  const clients = new Map<string, Client>();
+  try {
+    for (const v of variants) {
+      const c = makeClient(v, { serverPort: server.port, haproxyPort });
+      clients.set(v.id, c);
+      await c.call(); // fails loudly here if a variant is broken
+    }
+
+    // Warm every client up once (JIT, connections) before the first measured round.
+    for (const v of variants) {
+      await closedLoop(clients.get(v.id)!.call, {
+        concurrency: Math.max(...concurrency),
+        durationMs: warmupSeconds * 2000,
+      });
+    }
+
+    const samples = new Map<string, { v: VariantSpec; c: number; h: ReturnType<typeof newHistogram> }>();
+    const rows = new Map<string, RoundSample[]>();
+    const firstErrors = new Map<string, string>();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    for (let r = 1; r <= rounds; r++) {
+      for (const c of concurrency) {
+        for (const v of variants) {
+          const client = clients.get(v.id)!;
+          gc?.();
+          await closedLoop(client.call, { concurrency: c, durationMs: warmupSeconds * 1000 });
+          const watchdog = setTimeout(
+            () => {
+              console.error(`overhead: ${v.label} at concurrency ${c} is stuck; giving up`);
+              process.exit(2);
+            },
+            seconds * 1000 + 60_000,
+          );
+          const cpu0 = process.cpuUsage();
+          const srv0 = processCpuUs(server.pid);
+          const hap0 = processCpuUs(haproxy?.pid);
+          const all0 = machineBusyUs();
+          const res = await closedLoop(client.call, { concurrency: c, durationMs: seconds * 1000 });
+          const cpu = process.cpuUsage(cpu0);
+          const srv1 = processCpuUs(server.pid);
+          const hap1 = processCpuUs(haproxy?.pid);
+          const all1 = machineBusyUs();
+          clearTimeout(watchdog);
+          const key = `${v.id}@${c}`;
+          let agg = samples.get(key);
+          if (!agg) samples.set(key, (agg = { v, c, h: newHistogram() }));
+          agg.h.add(res.histogram);
+          if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
+          const s = summarize(res.histogram);
+          const sample: RoundSample = {
+            round: r,
+            count: res.count,
+            errors: res.errors,
+            elapsedMs: res.elapsedMs,
+            rps: res.count / (res.elapsedMs / 1000),
+            p50Us: s.p50Us,
+            p99Us: s.p99Us,
+            clientCpuUs: cpu.user + cpu.system,
+            serverCpuUs: srv0 !== undefined && srv1 !== undefined ? srv1 - srv0 : null,
+            haproxyCpuUs: hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : null,
+            otherCores: null,
+          };
+          if (all0 !== undefined && all1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
+            const ours = sample.clientCpuUs + sample.serverCpuUs! + (sample.haproxyCpuUs ?? 0);
+            sample.otherCores = Math.max(0, all1 - all0 - ours) / (res.elapsedMs * 1000);
+          }
+          rows.set(key, [...(rows.get(key) ?? []), sample]);
+          console.log(
+            `round ${r}/${rounds}  c=${String(c).padEnd(3)} ${v.label.padEnd(40)} ${num(sample.rps).padStart(7)} req/s` +
+              `  p50 ${num(s.p50Us).padStart(6)} µs  p99 ${num(s.p99Us).padStart(6)} µs` +
+              (sample.otherCores === null ? '' : `  others ${sample.otherCores.toFixed(2)} cores`) +
+              (res.errors ? `  ERRORS ${res.errors}: ${res.firstError}` : ''),
+          );
+        }
+      }
+    }
+
+    const cells: Cell[] = [];
+    for (const [key, { v, c, h }] of samples) {
+      const rs = rows.get(key)!;
+      const count = rs.reduce((a, s) => a + s.count, 0);
+      const elapsedMs = rs.reduce((a, s) => a + s.elapsedMs, 0);
+      const sumOrNull = (f: (s: RoundSample) => number | null): number | null =>
+        rs.every((s) => f(s) !== null) ? rs.reduce((a, s) => a + f(s)!, 0) : null;
+      const srv = sumOrNull((s) => s.serverCpuUs);
+      const hap = v.hop ? sumOrNull((s) => s.haproxyCpuUs) : null;
+      cells.push({
+        variant: v.id,
+        label: v.label,
+        concurrency: c,
+        count,
+        errors: rs.reduce((a, s) => a + s.errors, 0),
+        firstError: firstErrors.get(key) ?? null,
+        elapsedMs,
+        rps: count / (elapsedMs / 1000),
+        latency: summarize(h),
+        curve: percentileCurve(h, CURVE_PS),
+        clientCpuPerCallUs: rs.reduce((a, s) => a + s.clientCpuUs, 0) / count,
+        serverCpuPerCallUs: srv === null ? null : srv / count,
+        haproxyCpuPerCallUs: hap === null ? null : hap / count,
+        rounds: rs,
+      });
+    }
+
+    const targets = evaluateTargets(cells, haproxy !== undefined);
+    const results: OverheadResults = {
+      benchmark: 'overhead',
+      command,
+      quick,
+      machine,
+      settings: { rounds, seconds, warmupSeconds, concurrency },
+      fullStack,
+      haproxy: haproxyInfo,
+      cpuResolutionUs: processCpuResolutionUs(),
+      cells,
+      targets,
+    };
+
+    console.log('');
+    for (const c of concurrency) {
+      const t = tableRows(cells, c);
+      console.log(`## concurrency ${c}`);
+      console.log(formatTable(t.headers, t.rows, t.align));
+      console.log('');
+    }
+    console.log('## targets');
+    if (quick) console.log('(quick mode: two 1 s rounds per cell, indicative only; judge on a full run)');
+    for (const t of targets) console.log(`${t.status.padEnd(4)}  ${t.name}: ${t.detail}`);
+
+    mkdirSync(outDir, { recursive: true });
+    await writeJson(path.join(outDir, 'overhead.json'), results);
+    const md = await writeFormatted(path.join(outDir, 'overhead.md'), renderMarkdown(results));
+    writeFileSync(path.join(outDir, 'overhead.svg'), renderSvg(results));
+    console.log(`\nwrote ${path.relative(repo, outDir) || '.'}/overhead.{json,md,svg}`);
+    if (!quick && flags['no-docs'] !== true) updateDocs(repo, md);
+  } finally {
+    await Promise.allSettled([...clients.values()].map((c) => c.close()));
+    await haproxy?.stop();
+    await server.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,299 @@
+/**
+ * The overhead benchmark's report: result types, target evaluation, tables (terminal and Markdown) and the
+ * generated block of docs/benchmarks.md. Kept apart from the measuring code so a result file can be
+ * re-rendered without re-running (bench/overhead/rerender.ts).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { HAPROXY_INSTALL_HINT } from '../lib/haproxy.js';
+import type { machineInfo } from '../lib/machine.js';
+import { median, range, type LatencySummary } from '../lib/stats.js';
+import { markdownTable, num, signed, type Align } from '../lib/table.js';
+import type { fullStackRoles } from './variants.js';
+
+/** One measured cell of one round. */
+export interface RoundSample {
+  round: number;
+  count: number;
+  errors: number;
+  elapsedMs: number;
+  rps: number;
+  p50Us: number;
+  p99Us: number;
+  clientCpuUs: number;
+  serverCpuUs: number | null;
+  haproxyCpuUs: number | null;
+  /**
+   * CPU the rest of the machine used meanwhile (other tenants of a shared machine), in cores: machine busy
+   * time minus client, server and HAProxy, over the elapsed time. Null where /proc/stat is unavailable.
+   */
+  otherCores: number | null;
+}
+
+/** One variant at one concurrency, over all rounds. */
+export interface Cell {
+  variant: string;
+  label: string;
+  concurrency: number;
+  count: number;
+  errors: number;
+  firstError: string | null;
+  elapsedMs: number;
+  rps: number;
+  latency: LatencySummary;
+  /** [percentile, µs] points from p50 to p99.99. */
+  curve: Array<[number, number]>;
+  clientCpuPerCallUs: number;
+  serverCpuPerCallUs: number | null;
+  haproxyCpuPerCallUs: number | null;
+  rounds: RoundSample[];
+}
+
+/** A target check. */
+export interface TargetResult {
+  name: string;
+  value: number | null;
+  threshold: string;
+  /** INFO lines are context for the targets (like-for-like ratios, CPU), not judged. */
+  status: 'PASS' | 'MISS' | 'SKIP' | 'INFO';
+  detail: string;
+}
+
+/** The whole result file. */
+export interface OverheadResults {
+  benchmark: 'overhead';
+  command: string;
+  quick: boolean;
+  machine: ReturnType<typeof machineInfo>;
+  settings: { rounds: number; seconds: number; warmupSeconds: number; concurrency: number[] };
+  fullStack: ReturnType<typeof fullStackRoles>;
+  haproxy: { version: string; config: string } | { skipped: string };
+  cpuResolutionUs: number;
+  cells: Cell[];
+  targets: TargetResult[];
+}
+
+function cell(cells: readonly Cell[], id: string, c: number): Cell | undefined {
+  return cells.find((x) => x.variant === id && x.concurrency === c);
+}
+
+/** Throughput ratio a/b per round (paired: the same round ran both, minutes apart at most) and pooled. */
+function ratio(a: Cell, b: Cell): { median: number; pooled: number; perRound: number[] } {
+  const perRound = a.rounds.map((s, i) => s.rps / (b.rounds[i]?.rps ?? NaN));
+  return { median: median(perRound), pooled: a.rps / b.rps, perRound };
+}
+
+function fmtRatio(r: { median: number; pooled: number; perRound: number[] }): string {
+  const [lo, hi] = range(r.perRound);
+  return `${r.median.toFixed(3)} (median of ${r.perRound.length} paired rounds, range ${lo.toFixed(3)}-${hi.toFixed(3)}; pooled ${r.pooled.toFixed(3)})`;
+}
+
+/**
+ * Throughput targets are judged on the median of the per-round ratios (robust to one round disturbed by
+ * another tenant of a shared machine); the latency target on the pooled p50s (every sample of every round),
+ * with the per-round median shown beside it.
+ */
+export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): TargetResult[] {
+  const out: TargetResult[] = [];
+  const stacks: Array<['bal' | 'full', string]> = [
+    ['bal', 'balancer only'],
+    ['full', 'full stack'],
+  ];
+  const throughput = (name: string, aId: string, bId: string): void => {
+    const a = cell(cells, aId, 64);
+    const b = cell(cells, bId, 64);
+    if (!a || !b) {
+      out.push({ name, value: null, threshold: '>= 0.85', status: 'SKIP', detail: 'not measured' });
+      return;
+    }
+    const r = ratio(a, b);
+    out.push({
+      name,
+      value: r.median,
+      threshold: '>= 0.85',
+      status: r.median >= 0.85 ? 'PASS' : 'MISS',
+      detail: `${fmtRatio(r)}, target >= 0.85`,
+    });
+  };
+  for (const [k, name] of stacks)
+    throughput(`mesh.request (${name}) / Pool.request, req/s at c=64`, `mesh-request-${k}`, 'pool');
+  for (const [k, name] of stacks)
+    throughput(`mesh.fetch (${name}) / undici fetch, req/s at c=64`, `mesh-fetch-${k}`, 'undici-fetch');
+  for (const [k, name] of stacks) {
+    const tname = `mesh.request (${name}) added p50 at c=1 / the HAProxy hop's added p50`;
+    const base = cell(cells, 'pool', 1);
+    const mesh = cell(cells, `mesh-request-${k}`, 1);
+    const hop = cell(cells, 'haproxy', 1);
+    if (!haveHaproxy || !base || !mesh || !hop) {
+      out.push({
+        name: tname,
+        value: null,
+        threshold: '<= 0.25',
+        status: 'SKIP',
+        detail: haveHaproxy ? 'not measured' : `HAProxy not available (install: ${HAPROXY_INSTALL_HINT})`,
+      });
+      continue;
+    }
+    const meshAdded = mesh.latency.p50Us - base.latency.p50Us;
+    const hopAdded = hop.latency.p50Us - base.latency.p50Us;
+    const v = meshAdded / hopAdded;
+    const perRound = mesh.rounds.map(
+      (s, i) => (s.p50Us - base.rounds[i]!.p50Us) / (hop.rounds[i]!.p50Us - base.rounds[i]!.p50Us),
+    );
+    out.push({
+      name: tname,
+      value: v,
+      threshold: '<= 0.25',
+      status: hopAdded > 0 && v <= 0.25 ? 'PASS' : 'MISS',
+      detail:
+        `the mesh adds ${num(meshAdded, 1)} µs, the hop ${num(hopAdded, 1)} µs: ${v.toFixed(3)} ` +
+        `(per-round median ${median(perRound).toFixed(3)}), target <= 0.25` +
+        (meshAdded < 0 ? ' (negative: the noise exceeds the difference; use a full run)' : ''),
+    });
+  }
+  // Context, not judged: the like-for-like fetch ratio, the hop's throughput ratio, and CPU added per call.
+  const info = (name: string, detail: string, value: number | null = null): void => {
+    out.push({ name, value, threshold: '-', status: 'INFO', detail });
+  };
+  for (const [k, name] of stacks) {
+    const a = cell(cells, `mesh-fetch-${k}`, 64);
+    const b = cell(cells, 'global-fetch', 64);
+    if (a && b) {
+      const r = ratio(a, b);
+      info(`mesh.fetch (${name}) / the global fetch it is built on, req/s at c=64`, fmtRatio(r), r.median);
+    }
+  }
+  const g = cell(cells, 'global-fetch', 64);
+  const u = cell(cells, 'undici-fetch', 64);
+  if (g && u) {
+    const r = ratio(g, u);
+    info('global fetch (Node 20 built-in) / undici 7 fetch, req/s at c=64', fmtRatio(r), r.median);
+  }
+  const hop64 = cell(cells, 'haproxy', 64);
+  const pool64 = cell(cells, 'pool', 64);
+  if (hop64 && pool64) {
+    const r = ratio(hop64, pool64);
+    info('HAProxy hop / Pool.request, req/s at c=64', fmtRatio(r), r.median);
+  }
+  for (const c of [1, 64]) {
+    const base = cell(cells, 'pool', c);
+    if (!base) continue;
+    const parts: string[] = [];
+    for (const id of ['mesh-request-bal', 'mesh-request-full']) {
+      const x = cell(cells, id, c);
+      if (x) parts.push(`${x.label} ${signed(x.clientCpuPerCallUs - base.clientCpuPerCallUs, 1)} µs`);
+    }
+    const hop = cell(cells, 'haproxy', c);
+    if (hop && hop.haproxyCpuPerCallUs !== null) {
+      const client = hop.clientCpuPerCallUs - base.clientCpuPerCallUs;
+      parts.push(
+        `HAProxy hop ${signed(client + hop.haproxyCpuPerCallUs, 1)} µs (client ${signed(client, 1)}, HAProxy ${num(hop.haproxyCpuPerCallUs, 1)})`,
+      );
+    }
+    if (parts.length > 0)
+      info(
+        `CPU added per call over Pool.request at c=${c} (client process; HAProxy's own added for the hop)`,
+        parts.join('; '),
+      );
+  }
+  return out;
+}
+
+export function tableRows(
+  cells: readonly Cell[],
+  c: number,
+): { headers: string[]; rows: string[][]; align: Align[] } {
+  const base = cell(cells, 'pool', c);
+  const headers = [
+    'client',
+    'req/s',
+    'x Pool',
+    'p50 µs',
+    'p99 µs',
+    'added p50',
+    'added p99',
+    'client CPU µs/call',
+    'HAProxy CPU µs/call',
+    'server CPU µs/call',
+  ];
+  const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  const rows = cells
+    .filter((x) => x.concurrency === c)
+    .map((x) => [
+      x.label + (x.errors ? ` (${x.errors} errors)` : ''),
+      num(x.rps),
+      base ? (x.rps / base.rps).toFixed(3) : '-',
+      num(x.latency.p50Us),
+      num(x.latency.p99Us),
+      base && x !== base ? signed(x.latency.p50Us - base.latency.p50Us) : '-',
+      base && x !== base ? signed(x.latency.p99Us - base.latency.p99Us) : '-',
+      num(x.clientCpuPerCallUs, 1),
+      x.haproxyCpuPerCallUs === null ? '-' : num(x.haproxyCpuPerCallUs, 1),
+      x.serverCpuPerCallUs === null ? '-' : num(x.serverCpuPerCallUs, 1),
+    ]);
+  return { headers, rows, align };
+}
+
+export function renderMarkdown(r: OverheadResults): string {
+  const m = r.machine;
+  const lines: string[] = [];
+  lines.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpuModel}, ${m.cores} cores`);
+  lines.push(
+    `(${m.os}), Node ${m.node} (built-in undici ${m.builtinUndici}), undici ${m.undici}, commit ${m.gitCommit}` +
+      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
+  );
+  lines.push(
+    `${'version' in r.haproxy ? `HAProxy ${r.haproxy.version} (\`bench/overhead/haproxy.cfg\`, nbthread 1)` : `HAProxy skipped: ${r.haproxy.skipped}`}.`,
+  );
+  lines.push(
+    `${r.settings.rounds} rounds x ${r.settings.seconds} s per variant and concurrency (after ${r.settings.warmupSeconds} s of warm-up each), variants alternated within each round.`,
+  );
+  lines.push(
+    `Full stack = logical [${r.fullStack.logical.join(', ')}], concrete [${r.fullStack.concrete.join(', ')}], endpoint [${r.fullStack.endpoint.join(', ')}]; balancer only = none of them.`,
+  );
+  lines.push('');
+  lines.push('```sh');
+  lines.push(r.command);
+  lines.push('```');
+  for (const c of r.settings.concurrency) {
+    const t = tableRows(r.cells, c);
+    lines.push('');
+    lines.push(`#### Concurrency ${c}`);
+    lines.push('');
+    lines.push(markdownTable(t.headers, t.rows, t.align));
+  }
+  const others = r.cells.flatMap((c) => c.rounds.map((x) => x.otherCores)).filter((x) => x !== null);
+  if (others.length > 0) {
+    lines.push('');
+    lines.push(
+      `Other tenants of the machine used ${(others.reduce((a, b) => a + b, 0) / others.length).toFixed(2)} cores on average during the measured cells (at most ${Math.max(...others).toFixed(2)} in one cell), from /proc/stat minus the benchmark's own processes.`,
+    );
+  }
+  lines.push('');
+  lines.push('#### Targets');
+  lines.push('');
+  for (const t of r.targets) lines.push(`- **${t.status}** ${t.name}: ${t.detail}`);
+  lines.push('');
+  lines.push(
+    `"added" is the variant's percentile minus bare \`Pool.request\`'s at the same concurrency, in µs. CPU per call is process CPU time (user + system) divided by completed calls; /proc gives HAProxy's and the server's in ${num(r.cpuResolutionUs / 1000)} ms ticks, over ${r.settings.rounds * r.settings.seconds} s per cell.`,
+  );
+  return lines.join('\n') + '\n';
+}
+
+const START = '<!-- overhead:start (generated by bench/overhead; do not edit by hand) -->';
+const END = '<!-- overhead:end -->';
+
+/** Replaces the generated overhead block of docs/benchmarks.md (between the markers), if there is one. */
+export function updateDocs(repo: string, md: string): void {
+  const file = path.join(repo, 'docs', 'benchmarks.md');
+  if (!existsSync(file)) return;
+  const text = readFileSync(file, 'utf8');
+  const i = text.indexOf(START);
+  const j = text.indexOf(END);
+  if (i < 0 || j < i) {
+    console.log('docs/benchmarks.md has no overhead markers: not updated');
+    return;
+  }
+  writeFileSync(file, text.slice(0, i + START.length) + '\n\n' + md + '\n' + text.slice(j));
+  console.log('updated the overhead tables in docs/benchmarks.md');
+}
