@@ -14,6 +14,7 @@ import { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
 import { incomingContext } from '../core/incoming.js';
+import { CallSignal } from '../core/signal.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import type { Mesh } from './mesh.js';
@@ -32,15 +33,15 @@ class AbortedByCaller extends Error {
 class Controller implements Dispatcher.DispatchController {
   body: Readable | undefined;
   private _paused = false;
-  constructor(private readonly ac: AbortController) {}
+  constructor(private readonly ac: CallSignal) {}
   get aborted(): boolean {
-    return this.ac.signal.aborted;
+    return this.ac.aborted;
   }
   get paused(): boolean {
     return this._paused;
   }
   get reason(): Error | null {
-    return this.ac.signal.aborted ? (this.ac.signal.reason as Error) : null;
+    return this.ac.aborted ? (this.ac.reason as Error) : null;
   }
   abort(reason: Error): void {
     this.ac.abort(reason);
@@ -113,7 +114,8 @@ export class MeshDispatcher extends Dispatcher {
       );
       return true;
     }
-    const ac = new AbortController();
+    // A cheap signal: fetch aborts through the callback below, never through a signal of its own.
+    const ac = new CallSignal();
     const legacy = typeof handler.onResponseStart !== 'function' && typeof handler.onHeaders === 'function';
     const controller = legacy ? undefined : new Controller(ac);
     let method: string;
@@ -135,8 +137,8 @@ export class MeshDispatcher extends Dispatcher {
     }
     if (legacy) handler.onConnect?.((err?: Error) => ac.abort(err ?? new AbortedByCaller()));
     else handler.onRequestStart?.(controller!, {});
-    if (ac.signal.aborted) {
-      fail(handler, controller, ac.signal.reason as Error);
+    if (ac.aborted) {
+      fail(handler, controller, ac.reason as Error);
       return true;
     }
     // fetch gives a dispatcher no signal of its own, only the abort callback above; inside a handler served
@@ -149,7 +151,7 @@ export class MeshDispatcher extends Dispatcher {
       incoming.addEventListener('abort', onAbort, { once: true });
       unlink = () => incoming.removeEventListener('abort', onAbort);
     }
-    this.mesh.invoke(svc, req, ac.signal).then(
+    this.mesh.invoke(svc, req, ac).then(
       (res) => {
         if (unlink) {
           if (res.body.destroyed) unlink();

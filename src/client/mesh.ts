@@ -8,6 +8,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CallContext } from '../core/context.js';
 import { incomingContext } from '../core/incoming.js';
+import type { CancelSignal } from '../core/signal.js';
 import {
   ConfigError,
   InvalidRequestError,
@@ -248,7 +249,7 @@ export class Mesh implements AsyncDisposable {
   async invoke(
     svc: LogicalService,
     req: MeshRequest,
-    signal: AbortSignal | undefined,
+    signal: CancelSignal | undefined,
   ): Promise<MeshResponse> {
     if (this.closing) throw new MeshClosedError();
     const headers = req.headers;

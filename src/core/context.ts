@@ -4,6 +4,7 @@
  * fixed fields keeps it one hidden class for V8.
  */
 import type { Logger } from './logger.js';
+import type { CancelSignal } from './signal.js';
 
 /**
  * Per-call state shared by the filters of one logical call.
@@ -23,9 +24,9 @@ export class CallContext {
   /** The logical service (the URL host). */
   readonly service: string;
   /** The signal every attempt observes: the caller's, or one the deadline module links to it. */
-  signal: AbortSignal | undefined;
+  signal: CancelSignal | undefined;
   /** The caller's own signal, as given. */
-  readonly callerSignal: AbortSignal | undefined;
+  readonly callerSignal: CancelSignal | undefined;
   /** Absolute deadline on the mesh clock (ms); `Infinity` when the call has none. */
   deadline: number;
   /** Whether the caller marked the call idempotent (per-call option); `undefined` means "by method". */
@@ -44,7 +45,7 @@ export class CallContext {
 
   constructor(
     service: string,
-    signal: AbortSignal | undefined,
+    signal: CancelSignal | undefined,
     deadline: number,
     idempotent: boolean | undefined,
     startedAt: number,

@@ -13,6 +13,7 @@ import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 import { Filter, type Service } from '../core/service.js';
+import { CallSignal } from '../core/signal.js';
 import type { StackModule } from '../core/stack.js';
 
 /**
@@ -77,7 +78,7 @@ export class AttemptTimeoutFilter extends Filter {
   async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     const parent = ctx.signal;
     if (parent?.aborted) throw parent.reason;
-    const ac = new AbortController();
+    const ac = new CallSignal();
     const onParentAbort = (): void => ac.abort(parent!.reason);
     parent?.addEventListener('abort', onParentAbort, { once: true });
     const timer = this.clock.setTimeout(() => {
@@ -92,7 +93,7 @@ export class AttemptTimeoutFilter extends Filter {
     const unlink = (): void => parent?.removeEventListener('abort', onParentAbort);
     let res: MeshResponse;
     // The layers below read ctx.signal synchronously when the attempt starts; restore it for the caller.
-    ctx.signal = ac.signal;
+    ctx.signal = ac;
     let pending: Promise<MeshResponse>;
     try {
       pending = this.next.call(req, ctx);
@@ -104,7 +105,7 @@ export class AttemptTimeoutFilter extends Filter {
     } catch (err) {
       this.clock.clearTimeout(timer);
       unlink();
-      if (ac.signal.aborted && !parent?.aborted) throw ac.signal.reason;
+      if (ac.aborted && !parent?.aborted) throw ac.reason;
       throw err;
     }
     this.clock.clearTimeout(timer);

@@ -12,6 +12,7 @@ import type { CallContext } from '../core/context.js';
 import { DeadlineExceededError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { Filter, type Service } from '../core/service.js';
+import { CallSignal } from '../core/signal.js';
 import type { StackModule } from '../core/stack.js';
 
 /**
@@ -40,7 +41,7 @@ export class DeadlineFilter extends Filter {
     if (caller?.aborted) throw caller.reason;
     if (remaining <= 0) throw new DeadlineExceededError(ctx.service, budget, 'route');
 
-    const ac = new AbortController();
+    const ac = new CallSignal();
     let phase: Phase = 'headers';
     const onCallerAbort = (): void => ac.abort(caller!.reason);
     caller?.addEventListener('abort', onCallerAbort, { once: true });
@@ -56,14 +57,14 @@ export class DeadlineFilter extends Filter {
       clock.clearTimeout(timer);
       caller?.removeEventListener('abort', onCallerAbort);
     };
-    ctx.signal = ac.signal;
+    ctx.signal = ac;
     let res: MeshResponse;
     try {
       res = await this.next.call(req, ctx);
     } catch (err) {
       cleanup();
       // A deadline that fired surfaces as the DeadlineExceededError, whatever the layer below threw.
-      if (ac.signal.aborted && !caller?.aborted) throw ac.signal.reason;
+      if (ac.aborted && !caller?.aborted) throw ac.reason;
       throw err;
     }
     phase = 'body';

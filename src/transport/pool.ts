@@ -198,7 +198,8 @@ export class PoolService implements Service {
       path: req.path,
       headers,
       body: req.body as Dispatcher.RequestOptions['body'],
-      signal: ctx.signal ?? null,
+      // A CallSignal or an AbortSignal: undici takes anything with aborted/reason/addEventListener.
+      signal: (ctx.signal ?? null) as Dispatcher.RequestOptions['signal'],
       responseHeaders: 'raw',
     };
     let data: Dispatcher.ResponseData;
