@@ -121,3 +121,33 @@ export class AliasTable {
 export function sanitizeWeight(weight: number): number {
   return Number.isFinite(weight) && weight > 0 ? weight : 1;
 }
+
+/**
+ * The nodes' weights divided by their mean (so they average 1), or `undefined` when every weight is the same
+ * (the unweighted fast path). Shared by the P2C and round-robin distributors. O(n).
+ *
+ * @example
+ * ```ts
+ * normalizedWeights([{ weight: 1 }, { weight: 3 }]); // Float64Array [0.5, 1.5]
+ * normalizedWeights([{ weight: 2 }, { weight: 2 }]); // undefined
+ * ```
+ */
+export function normalizedWeights(
+  nodes: ReadonlyArray<{ readonly weight: number }>,
+): Float64Array | undefined {
+  const n = nodes.length;
+  if (n < 2) return undefined;
+  let equal = true;
+  let total = 0;
+  const first = sanitizeWeight(nodes[0]!.weight);
+  for (let i = 0; i < n; i++) {
+    const w = sanitizeWeight(nodes[i]!.weight);
+    total += w;
+    if (w !== first) equal = false;
+  }
+  if (equal) return undefined;
+  const mean = total / n;
+  const weights = new Float64Array(n);
+  for (let i = 0; i < n; i++) weights[i] = sanitizeWeight(nodes[i]!.weight) / mean;
+  return weights;
+}

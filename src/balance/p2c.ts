@@ -20,7 +20,7 @@ import { systemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { randomInt, systemRng } from '../core/rng.js';
 import type { Rng } from '../core/rng.js';
-import { AliasTable, sanitizeWeight } from './alias.js';
+import { AliasTable, normalizedWeights } from './alias.js';
 import { numberOption, optionRecord } from './options.js';
 import { PEAK_EWMA_OPTION_KEYS, PeakEwmaLoad, resolvePeakEwmaOptions } from './peak-ewma.js';
 import type { PeakEwmaOptions } from './peak-ewma.js';
@@ -163,25 +163,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   /** Replaces the node set: O(n) (copies the list, builds the alias table when weights differ, counts statuses). */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    const n = this.nodes.length;
-    let equal = true;
-    let total = 0;
-    const first = n > 0 ? sanitizeWeight(this.nodes[0]!.weight) : 1;
-    for (let i = 0; i < n; i++) {
-      const w = sanitizeWeight(this.nodes[i]!.weight);
-      total += w;
-      if (w !== first) equal = false;
-    }
-    if (equal || n < 2) {
-      this.weights = undefined;
-      this.table = undefined;
-    } else {
-      const mean = total / n;
-      const weights = new Float64Array(n);
-      for (let i = 0; i < n; i++) weights[i] = sanitizeWeight(this.nodes[i]!.weight) / mean;
-      this.weights = weights;
-      this.table = AliasTable.fromWeights(weights);
-    }
+    this.weights = normalizedWeights(this.nodes);
+    this.table = this.weights === undefined ? undefined : AliasTable.fromWeights(this.weights);
     this.tracker.scan(this.nodes, this.clock.now());
   }
 

@@ -18,7 +18,7 @@ import { systemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { randomInt, systemRng } from '../core/rng.js';
 import type { Rng } from '../core/rng.js';
-import { sanitizeWeight } from './alias.js';
+import { normalizedWeights } from './alias.js';
 import { numberOption, optionRecord } from './options.js';
 import { PendingLoad } from './pending.js';
 import { StatusTracker, statusRank } from './status.js';
@@ -155,23 +155,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   /** Replaces the node set and restarts the schedule from a random point: O(n log n) at worst. */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    const n = this.nodes.length;
-    let equal = true;
-    let total = 0;
-    const first = n > 0 ? sanitizeWeight(this.nodes[0]!.weight) : 1;
-    for (let i = 0; i < n; i++) {
-      const w = sanitizeWeight(this.nodes[i]!.weight);
-      total += w;
-      if (w !== first) equal = false;
-    }
-    if (equal) {
-      this.weights = undefined;
-    } else {
-      const mean = total / n;
-      const weights = new Float64Array(n);
-      for (let i = 0; i < n; i++) weights[i] = sanitizeWeight(this.nodes[i]!.weight) / mean;
-      this.weights = weights;
-    }
+    this.weights = normalizedWeights(this.nodes);
     this.tracker.scan(this.nodes, this.clock.now());
     this.rebuild(true);
   }
