@@ -5,6 +5,8 @@
  * Updates touch only what changed (an endpoint re-announced unchanged keeps its pool and load state; a
  * removed one drains: no new requests, in-flight ones finish, then its sockets close).
  */
+import { whenBodyDone } from '../core/body-done.js';
+import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import {
   DiscoveryError,
@@ -34,12 +36,18 @@ export class EndpointNode implements BalancerNode {
   readonly load: LoadMetric;
   readonly leaf: PoolService;
   readonly service: Service;
-  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service) {
+  private readonly clock: Clock;
+  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
     this.id = endpoint.id;
     this.endpoint = endpoint;
     this.load = load;
     this.leaf = leaf;
     this.service = service;
+    this.clock = clock;
+  }
+  /** @internal A response body from this endpoint is done: one request fewer in flight. */
+  onBodyDone(): void {
+    this.load.end(this.clock.now());
   }
   get weight(): number {
     return this.endpoint.weight;
@@ -152,7 +160,8 @@ export class Destination implements Service {
     const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host);
     const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
     const service = o.endpointStack.build(leaf, env);
-    return new EndpointNode(ep, o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng }), leaf, service);
+    const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });
+    return new EndpointNode(ep, load, leaf, service, o.env.clock);
   }
 
   /** Waits for discovery's first answer, bounded by the call's signal (its deadline). */
@@ -203,7 +212,7 @@ export class Destination implements Service {
     }
     const t1 = clock.now();
     load.observe(t1 - t0, t1);
-    res.body.once('close', () => load.end(clock.now()));
+    whenBodyDone(res.body, node);
     return res;
   }
 

@@ -13,12 +13,18 @@
 import { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
+import { whenBodyDone } from '../core/body-done.js';
 import { incomingContext } from '../core/incoming.js';
 import { CallSignal } from '../core/signal.js';
-import type { MeshRequest, MeshResponse } from '../core/message.js';
+import {
+  responseHeaders,
+  type MeshRequest,
+  type MeshResponse,
+  type ResponseHeaderRecord,
+} from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import type { Mesh } from './mesh.js';
-import { parseRawHeaders, validateMethod } from './mesh.js';
+import { validateMethod } from './mesh.js';
 
 type Handler = Dispatcher.DispatchHandler;
 
@@ -56,9 +62,16 @@ class Controller implements Dispatcher.DispatchController {
   }
 }
 
-function toBuffers(raw: readonly string[]): Buffer[] {
-  const out = new Array<Buffer>(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = Buffer.from(raw[i]!, 'latin1');
+/** The raw header Buffers legacy handlers (Node 20's built-in fetch) expect, from the parsed record. */
+function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
+  const out: Buffer[] = [];
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined) continue;
+    const name = Buffer.from(k, 'latin1');
+    if (typeof v === 'string') out.push(name, Buffer.from(v, 'latin1'));
+    else for (const x of v) out.push(name, Buffer.from(x, 'latin1'));
+  }
   return out;
 }
 
@@ -153,10 +166,7 @@ export class MeshDispatcher extends Dispatcher {
     }
     this.mesh.invoke(svc, req, ac).then(
       (res) => {
-        if (unlink) {
-          if (res.body.destroyed) unlink();
-          else res.body.once('close', unlink);
-        }
+        if (unlink) whenBodyDone(res.body, unlink);
         deliver(res, handler, controller);
       },
       (err: Error) => {
@@ -203,12 +213,7 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller | u
   if (controller) {
     controller.body = body;
     try {
-      handler.onResponseStart?.(
-        controller,
-        res.statusCode,
-        parseRawHeaders(res.rawHeaders) as never,
-        res.statusText,
-      );
+      handler.onResponseStart?.(controller, res.statusCode, responseHeaders(res) as never, res.statusText);
     } catch (err) {
       body.destroy(err as Error);
       return;
@@ -224,7 +229,12 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller | u
   }
   let ok: boolean | undefined;
   try {
-    ok = handler.onHeaders?.(res.statusCode, toBuffers(res.rawHeaders), () => body.resume(), res.statusText);
+    ok = handler.onHeaders?.(
+      res.statusCode,
+      toBuffers(responseHeaders(res)),
+      () => body.resume(),
+      res.statusText,
+    );
   } catch (err) {
     body.destroy(err as Error);
     return;

@@ -21,6 +21,7 @@
  * so that a rejected call touches nothing else: no pick, no pool, no socket.
  */
 import type { CallContext } from '../core/context.js';
+import { whenBodyDone } from '../core/body-done.js';
 import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
@@ -211,23 +212,14 @@ export class AdmissionFilter extends Filter {
       this.count--;
       throw err;
     }
-    const body = res.body;
-    if (body.destroyed || body.readableEnded) {
-      this.count--;
-      return res;
-    }
-    // Released once, on whichever comes first: the end of the body or its close (destroy, abort, error).
-    let done = false;
-    const release = (): void => {
-      if (done) return;
-      done = true;
-      this.count--;
-      body.removeListener('end', release);
-      body.removeListener('close', release);
-    };
-    body.once('end', release);
-    body.once('close', release);
+    // Released once, when the body closes (ends, is destroyed, aborted or errors).
+    whenBodyDone(res.body, this);
     return res;
+  }
+
+  /** @internal The body of a call this filter admitted is done. */
+  onBodyDone(): void {
+    this.count--;
   }
 
   /**

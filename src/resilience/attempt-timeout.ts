@@ -9,6 +9,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
+import { whenBodyDone } from '../core/body-done.js';
 import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
@@ -110,8 +111,7 @@ export class AttemptTimeoutFilter extends Filter {
     }
     this.clock.clearTimeout(timer);
     // The body still follows the call's signal (its deadline) until it closes.
-    if (res.body.destroyed || res.body.readableEnded) unlink();
-    else res.body.once('close', unlink);
+    if (parent !== undefined) whenBodyDone(res.body, unlink);
     return res;
   }
 }

@@ -11,7 +11,7 @@
  */
 import type { CallContext } from '../core/context.js';
 import { MeshError } from '../core/errors.js';
-import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
+import { responseHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 
 /** The outcome of one attempt. */
@@ -73,7 +73,7 @@ export const defaultClassifier: Classifier = (input) => {
     const s = res.statusCode;
     if (s < 500) return s === 429 ? Classified.backpressure : Classified.success;
     if (s === 503)
-      return rawHeader(res.rawHeaders, 'retry-after') !== undefined
+      return responseHeader(res, 'retry-after') !== undefined
         ? Classified.backpressure
         : Classified.retryableFailure;
     if (s === 502 || s === 504) return Classified.retryableFailure;

@@ -9,6 +9,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
+import { whenBodyDone } from '../core/body-done.js';
 import { DeadlineExceededError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { Filter, type Service } from '../core/service.js';
@@ -68,8 +69,7 @@ export class DeadlineFilter extends Filter {
       throw err;
     }
     phase = 'body';
-    if (res.body.destroyed || res.body.readableEnded) cleanup();
-    else res.body.once('close', cleanup);
+    whenBodyDone(res.body, cleanup);
     return res;
   }
 }

@@ -13,7 +13,7 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
-import type { MeshRequest, MeshResponse } from '../core/message.js';
+import { ParsedResponse, type MeshRequest, type MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
 
 /** TLS options for the connections to a service's endpoints. */
@@ -174,14 +174,16 @@ export class PoolService implements Service {
     return new Pool(`${protocol}//${this.address}`, opts);
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.closed) {
-      throw new TransportError(`Endpoint ${this.endpoint} was removed from service "${this.service}"`, {
-        phase: 'connect',
-        retryable: true,
-        service: this.service,
-        endpoint: this.endpoint,
-      });
+      return Promise.reject(
+        new TransportError(`Endpoint ${this.endpoint} was removed from service "${this.service}"`, {
+          phase: 'connect',
+          retryable: true,
+          service: this.service,
+          endpoint: this.endpoint,
+        }),
+      );
     }
     const pool =
       req.protocol === 'http:'
@@ -193,28 +195,23 @@ export class PoolService implements Service {
       if (h === 'logical') headers.host = req.authority;
       else if (h !== undefined) headers.host = h;
     }
-    const opts: Dispatcher.RequestOptions = {
-      method: req.method as Dispatcher.HttpMethod,
-      path: req.path,
-      headers,
-      body: req.body as Dispatcher.RequestOptions['body'],
-      // A CallSignal or an AbortSignal: undici takes anything with aborted/reason/addEventListener.
-      signal: (ctx.signal ?? null) as Dispatcher.RequestOptions['signal'],
-      responseHeaders: 'raw',
-    };
-    let data: Dispatcher.ResponseData;
-    try {
-      data = await pool.request(opts);
-    } catch (err) {
-      throw toTransportError(err, this.service, this.endpoint, false);
-    }
-    return {
-      statusCode: data.statusCode,
-      statusText: data.statusText,
-      rawHeaders: data.headers as unknown as string[],
-      body: data.body,
-    };
+    // One promise frame, no async wrapper: this runs on every attempt. undici parses the response headers
+    // once into a record (its default), which the entry points hand on as they are.
+    return pool
+      .request({
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.path,
+        headers,
+        body: req.body as Dispatcher.RequestOptions['body'],
+        // A CallSignal or an AbortSignal: undici takes anything with aborted/reason/addEventListener.
+        signal: (ctx.signal ?? null) as Dispatcher.RequestOptions['signal'],
+      })
+      .then(toMeshResponse, this.onError);
   }
+
+  private readonly onError = (err: unknown): never => {
+    throw toTransportError(err, this.service, this.endpoint, false);
+  };
 
   /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
   async close(): Promise<void> {
@@ -231,4 +228,8 @@ export class PoolService implements Service {
       [this.http, this.https].map((p) => (p && !p.destroyed ? p.destroy(err ?? null) : undefined)),
     );
   }
+}
+
+function toMeshResponse(data: Dispatcher.ResponseData): MeshResponse {
+  return new ParsedResponse(data.statusCode, data.statusText, data.headers, data.body);
 }
