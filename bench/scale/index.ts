@@ -1,0 +1,101 @@
+/**
+ * bench/scale (issue 8, "Scale"): what the mesh costs as the number of endpoints and services grows.
+ *
+ * 1. Pick cost (pick.ts): each balancer's real distributor at 10, 1,000 and 10,000 endpoints, ns per request
+ *    (pick + load bookkeeping, with loads changing between picks). Target: 10,000 endpoints cost at most
+ *    2 x what 10 cost (no per-pick scan).
+ * 2. Heap per endpoint and per configured service (memory.ts), static discovery, no traffic (pools are lazy).
+ * 3. A mesh of 100 services x 50 endpoints (memory.ts): configured; after one call per service; after one call
+ *    per endpoint (every pool created, one connection each).
+ * 4. The cost of a Consul update of 5,000 instances where one changed is bench/discovery's (update-cost.ts);
+ *    its committed result is quoted, not measured again.
+ *
+ * Run: `npm run bench -- --bench scale`, or this one alone (needs --expose-gc):
+ *   npx tsx --conditions=meshfetch-source --expose-gc bench/scale/index.ts [--quick] [--rounds N] [--no-docs]
+ * Full: about 1.5 minutes; --quick: about 30 s (fewer rounds, 2,000 endpoints and 200 services for the heap
+ * figures; the pick sizes and the 100 x 50 mesh are the same).
+ * Results: bench/results/scale.{json,md,svg} (quick: bench/results/quick/) and, for full runs, the block
+ * between the scale markers of docs/benchmarks.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { numberFlag, parseFlags } from '../lib/cli.js';
+import { describeMachine, machineInfo } from '../lib/machine.js';
+import { writeFormatted, writeJson } from '../lib/output.js';
+import { bigMesh, heapPerEndpoint, heapPerService } from './memory.js';
+import { measurePicks } from './pick.js';
+import {
+  consulUpdateRef,
+  evaluateTargets,
+  printTables,
+  renderMarkdown,
+  renderSvg,
+  updateDocs,
+  type ScaleResults,
+} from './report.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const SIZES = [10, 1_000, 10_000];
+
+async function main(): Promise<void> {
+  process.once('SIGTERM', () => process.exit(143));
+  process.once('SIGINT', () => process.exit(130));
+  const flags = parseFlags(process.argv.slice(2));
+  const quick = flags.quick === true;
+  const rounds = Math.round(numberFlag(flags, 'rounds', quick ? 3 : 9));
+  const loopMs = quick ? 60 : 200;
+  const memoryEndpoints = quick ? 2_000 : 10_000;
+  const memoryServices = quick ? 200 : 1_000;
+  const memoryReps = quick ? 2 : 5;
+  const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
+  const command =
+    process.env.MESHFETCH_BENCH_COMMAND ??
+    `npx tsx --conditions=meshfetch-source --expose-gc bench/scale/index.ts ${process.argv.slice(2).join(' ')}`.trim();
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    throw new Error('bench/scale needs --expose-gc (npm run bench passes it)');
+  }
+  const machine = machineInfo();
+  console.log('# scale: pick cost and memory');
+  console.log(`machine: ${describeMachine(machine)}`);
+  const log = (l: string): void => console.log(l);
+
+  console.log(`\n1. pick cost at ${SIZES.join(', ')} endpoints, ${rounds} rounds`);
+  const picks = measurePicks({ sizes: SIZES, rounds, loopMs, log });
+  console.log(`\n2. heap per endpoint (${memoryEndpoints}) and per service (${memoryServices})`);
+  const perEndpoint = await heapPerEndpoint(memoryEndpoints, memoryReps);
+  const perService = await heapPerService(memoryServices, memoryReps);
+  console.log('\n3. a mesh of 100 services x 50 endpoints');
+  const big = await bigMesh(100, 50);
+
+  const results: ScaleResults = {
+    benchmark: 'scale',
+    command,
+    quick,
+    machine,
+    settings: { sizes: SIZES, rounds, loopMs, memoryEndpoints, memoryServices },
+    picks,
+    heapPerEndpoint: perEndpoint,
+    heapPerService: perService,
+    bigMesh: big,
+    consulUpdate: consulUpdateRef(repo),
+    targets: evaluateTargets(picks, SIZES),
+  };
+  console.log('');
+  printTables(results);
+  mkdirSync(outDir, { recursive: true });
+  await writeJson(path.join(outDir, 'scale.json'), results);
+  const md = await writeFormatted(path.join(outDir, 'scale.md'), renderMarkdown(results));
+  writeFileSync(path.join(outDir, 'scale.svg'), renderSvg(results));
+  console.log(`\nwrote ${path.relative(repo, outDir) || '.'}/scale.{json,md,svg}`);
+  if (!quick && flags['no-docs'] !== true) updateDocs(repo, md);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
