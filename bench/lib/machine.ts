@@ -26,6 +26,17 @@ export interface MachineInfo {
   srcDirty: boolean;
   /** Those changes (`git status --porcelain -- src`), so a result can be tied to the code it measured. */
   srcChanges: string[];
+  /** Which build of meshfetch `import 'meshfetch'` loaded: the tsc output users run, or the sources via tsx. */
+  library: string;
+}
+
+function library(): string {
+  try {
+    const url = import.meta.resolve('meshfetch');
+    return url.includes('/dist/') ? 'dist/ (the tsc build users run)' : 'src/ through tsx (meshfetch-source)';
+  } catch {
+    return 'unknown';
+  }
 }
 
 function cpuModel(): string {
@@ -73,6 +84,7 @@ export function machineInfo(): MachineInfo {
     gitCommit: git(['rev-parse', '--short', 'HEAD']) || 'unknown',
     srcDirty: changes.length > 0,
     srcChanges: changes,
+    library: library(),
   };
 }
 

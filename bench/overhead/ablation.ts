@@ -4,7 +4,7 @@
  * against bare `Pool.request`. It answers "what costs what" where a profile only shows where time is spent.
  *
  * Run:
- *   npx tsx --conditions=meshfetch-source --expose-gc bench/overhead/ablation.ts [--concurrency 64]
+ *   npm run build && npx tsx --expose-gc bench/overhead/ablation.ts [--concurrency 64]
  *     [--rounds 6] [--seconds 1.5] [--out bench/results/overhead-ablation.md]
  */
 import { EventEmitter } from 'node:events';
@@ -295,7 +295,7 @@ async function main(): Promise<void> {
     `Machine: ${describeMachine(machineInfo())}.`,
     '',
     '```sh',
-    `npx tsx --conditions=meshfetch-source --expose-gc bench/overhead/ablation.ts ${process.argv.slice(2).join(' ')}`,
+    `npm run build && npx tsx --expose-gc bench/overhead/ablation.ts ${process.argv.slice(2).join(' ')}`,
     '```',
     '',
     markdownTable(['client', 'client CPU µs/call', 'vs floor', 'req/s', 'x Pool (paired)'], rows, [

@@ -13,7 +13,7 @@
  * shown for context (it is the same work in every row).
  *
  * Run: `npm run bench` (all benchmarks), or this one alone:
- *   npx tsx --conditions=meshfetch-source --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
+ *   npm run build && npx tsx --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
  *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
  *     [--no-docs]
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const command =
     process.env.MESHFETCH_BENCH_COMMAND ??
-    `npx tsx --conditions=meshfetch-source bench/overhead/index.ts ${process.argv.slice(2).join(' ')}`.trim();
+    `npm run build && npx tsx bench/overhead/index.ts ${process.argv.slice(2).join(' ')}`.trim();
 
   const machine = machineInfo();
   console.log(`# overhead: meshfetch vs bare undici vs a HAProxy hop`);

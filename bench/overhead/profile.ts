@@ -6,7 +6,7 @@
  * functions by self time and meshfetch's functions by inclusive time.
  *
  * Run:
- *   npx tsx --conditions=meshfetch-source bench/overhead/profile.ts \
+ *   npm run build && npx tsx bench/overhead/profile.ts \
  *     --variant pool,mesh-request-bal,mesh-request-full --concurrency 64 --seconds 5
  * Variant ids are those of bench/overhead/variants.ts. Profiles are kept in $TMPDIR/meshfetch-profiles/ (open
  * them in Chrome DevTools); with --out FILE the summary is also written as Markdown.
@@ -140,9 +140,7 @@ async function main(): Promise<void> {
   md.push(`Machine: ${describeMachine(machineInfo())}.`);
   md.push('');
   md.push('```sh');
-  md.push(
-    `npx tsx --conditions=meshfetch-source bench/overhead/profile.ts ${process.argv.slice(2).join(' ')}`,
-  );
+  md.push(`npm run build && npx tsx bench/overhead/profile.ts ${process.argv.slice(2).join(' ')}`);
   md.push('```');
   md.push('');
   md.push('CPU time per call (µs) by bucket, from the samples (idle excluded):');

@@ -240,7 +240,8 @@ export function renderMarkdown(r: OverheadResults): string {
   lines.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpuModel}, ${m.cores} cores`);
   lines.push(
     `(${m.os}), Node ${m.node} (built-in undici ${m.builtinUndici}), undici ${m.undici}, commit ${m.gitCommit}` +
-      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
+      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `meshfetch from ${m.library ?? 'src/ through tsx (meshfetch-source)'}.`,
   );
   lines.push(
     `${'version' in r.haproxy ? `HAProxy ${r.haproxy.version} (\`bench/overhead/haproxy.cfg\`, nbthread 1)` : `HAProxy skipped: ${r.haproxy.skipped}`}.`,

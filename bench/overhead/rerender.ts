@@ -1,7 +1,7 @@
 /**
  * Re-renders the overhead benchmark's Markdown, SVG (X.json -> X.md, X.svg) and, for overhead.json, the docs
  * block, from a result file, without measuring:
- *   npx tsx --conditions=meshfetch-source bench/overhead/rerender.ts [bench/results/overhead.json] [--no-docs]
+ *   npm run build && npx tsx bench/overhead/rerender.ts [bench/results/overhead.json] [--no-docs]
  * Targets are re-evaluated from the stored cells, so a change to the report code applies to old results.
  */
 import { readFileSync, writeFileSync } from 'node:fs';

@@ -85,16 +85,14 @@ function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
  */
 export class MeshDispatcher extends Dispatcher {
   private isDestroyed = false;
+  private readonly origins = new Map<string, Origin>();
   constructor(private readonly mesh: Mesh) {
     super();
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
-    let origin: URL;
-    try {
-      origin = typeof opts.origin === 'string' ? new URL(opts.origin) : (opts.origin as URL);
-      if (!(origin instanceof URL)) throw new Error('no origin');
-    } catch {
+    const origin = this.origin(opts.origin);
+    if (origin === undefined) {
       fail(handler, undefined, new InvalidRequestError('origin', opts.origin, 'an absolute http(s) origin'));
       return true;
     }
@@ -177,6 +175,21 @@ export class MeshDispatcher extends Dispatcher {
     return true;
   }
 
+  /** Parses an origin once: fetch hands the same origin string to every dispatch. */
+  private origin(o: unknown): Origin | undefined {
+    if (typeof o === 'string') {
+      let hit = this.origins.get(o);
+      if (hit === undefined) {
+        hit = parseOrigin(o);
+        if (hit === undefined) return undefined;
+        if (this.origins.size >= 256) this.origins.clear();
+        this.origins.set(o, hit);
+      }
+      return hit;
+    }
+    return o instanceof URL ? parseOrigin(o) : undefined;
+  }
+
   override async close(): Promise<void> {
     this.isDestroyed = true;
   }
@@ -193,6 +206,22 @@ export class MeshDispatcher extends Dispatcher {
   /** True once the mesh has closed. */
   get closed(): boolean {
     return this.isDestroyed || this.mesh.closed;
+  }
+}
+
+/** What the dispatcher needs of an origin. */
+interface Origin {
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly host: string;
+}
+
+function parseOrigin(o: string | URL): Origin | undefined {
+  try {
+    const u = typeof o === 'string' ? new URL(o) : o;
+    return { protocol: u.protocol, hostname: u.hostname, host: u.host };
+  } catch {
+    return undefined;
   }
 }
 
