@@ -19,7 +19,7 @@ export { systemRng, seededRng } from './core/rng.js';
 export type { Rng } from './core/rng.js';
 export { silentLogger } from './core/logger.js';
 export type { Logger, LogFn } from './core/logger.js';
-export { CallContext } from './core/context.js';
+export { CallContext, ChildSignal } from './core/context.js';
 export { Filter } from './core/service.js';
 export type { Service, ServiceStatus } from './core/service.js';
 export { Stack } from './core/stack.js';
@@ -90,8 +90,22 @@ export {
   isIdempotent,
 } from './resilience/retry.js';
 export type { RetryOptions, RetryOptionsInput, RetryStats } from './resilience/retry.js';
-export { RetryBudget, RETRY_BUDGET_DEFAULTS } from './resilience/budget.js';
-export type { RetryBudgetOptions } from './resilience/budget.js';
+export { RetryBudget, RETRY_BUDGET_DEFAULTS, shareRetryBudget } from './resilience/budget.js';
+export type { RetryBudgetOptions, RetryBudgetSpender } from './resilience/budget.js';
+export {
+  BackupRequestFilter,
+  backupRequestsModule,
+  BackupRequestParam,
+  BACKUP_REQUEST_DEFAULTS,
+  resolveBackupRequestOptions,
+  LatencyWindow,
+} from './resilience/backup.js';
+export type {
+  BackupRequestOptions,
+  BackupRequestOptionsInput,
+  BackupSnapshot,
+  BackupStats,
+} from './resilience/backup.js';
 export { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter } from './resilience/backoff.js';
 export type { BackoffOptions } from './resilience/backoff.js';
 export {

@@ -28,6 +28,11 @@ import {
   type CircuitBreakerOptions,
 } from '../resilience/breaker.js';
 import { resolveRetryOptions, RetryParam, type RetryOptionsInput } from '../resilience/retry.js';
+import {
+  BackupRequestParam,
+  resolveBackupRequestOptions,
+  type BackupRequestOptionsInput,
+} from '../resilience/backup.js';
 import { balancerByName, balancerNames, defaultBalancer, type BalancerName } from './balancers.js';
 
 /**
@@ -56,6 +61,11 @@ export interface ServiceConfig {
   transport?: Partial<TransportOptions>;
   /** Retries (budget, backoff, Retry-After, replay limit); `false` turns them off. */
   retries?: RetryOptionsInput;
+  /**
+   * Backup requests for idempotent calls: one more attempt, to another endpoint, when the first has not
+   * answered by a latency percentile (`true` for the defaults, or `{ percentile: 0.95, ... }`). Default `false`.
+   */
+  backupRequests?: BackupRequestOptionsInput;
   /** Per-attempt timeout until response headers (ms). Default: none (the total deadline applies). */
   attemptTimeoutMs?: number;
   /** How responses and errors are classified (success, retryable failure, failure, back-pressure). */
@@ -113,6 +123,7 @@ export interface ResolvedServiceConfig {
 
 const RESILIENCE_KEYS = [
   'retries',
+  'backupRequests',
   'attemptTimeoutMs',
   'classifier',
   'failureAccrual',
@@ -364,6 +375,8 @@ export function resolveServiceConfig(
   let params = Params.empty;
   const [retries, retriesPath] = pick('retries');
   params = params.with(RetryParam, resolveRetryOptions(retries, retriesPath));
+  const [backups, backupsPath] = pick('backupRequests');
+  params = params.with(BackupRequestParam, resolveBackupRequestOptions(backups, backupsPath));
   const [attempt, attemptPath] = pick('attemptTimeoutMs');
   params = params.with(AttemptTimeoutParam, resolveAttemptTimeout(attempt, attemptPath));
   const [accrual, accrualPath] = pick('failureAccrual');

@@ -2,7 +2,7 @@
  * The default stacks. Order: the first module listed sees the request first (tower's order). See
  * docs/architecture.md for the full picture and the reasons.
  *
- *   logical   deadline -> retries -> [router leaf]
+ *   logical   deadline -> retries -> backup-requests -> [router leaf]
  *   concrete  admission -> circuit-breaker -> [balancer leaf]
  *   endpoint  failure-accrual -> attempt-timeout -> [undici pool leaf]
  *
@@ -12,6 +12,7 @@
 import { Stack, type Stacks } from '../core/stack.js';
 import { failureAccrualModule } from '../resilience/accrual.js';
 import { admissionModule } from '../resilience/admission.js';
+import { backupRequestsModule } from '../resilience/backup.js';
 import { attemptTimeoutModule } from '../resilience/attempt-timeout.js';
 import { circuitBreakerModule } from '../resilience/breaker.js';
 import { deadlineModule } from '../resilience/deadline.js';
@@ -22,7 +23,7 @@ import { retryModule } from '../resilience/retry.js';
  *
  * @example
  * ```ts
- * defaultStacks().logical.roles(); // ['deadline', 'retries']
+ * defaultStacks().logical.roles(); // ['deadline', 'retries', 'backup-requests']
  * ```
  */
 export function defaultStacks(): Stacks {
@@ -34,6 +35,11 @@ export function defaultStacks(): Stacks {
       // retries: below the deadline (every attempt and backoff inside one budget) and above the router and the
       // balancer, so each attempt routes and picks again, preferring endpoints not yet tried.
       retryModule,
+      // backup-requests: directly below retries, so each attempt may get one backup and a lost race comes back
+      // to the retry filter as one outcome (never retried twice), and so it spends the retry filter's budget
+      // (one per logical service); above the router and the balancer, so the backup routes and picks again
+      // and lands on another endpoint; inside the deadline, which covers both attempts and the winner's body.
+      backupRequestsModule,
     ]),
     concrete: Stack.of('concrete', [
       // admission: first, so a call past the bound is refused at once and never counted as the destination

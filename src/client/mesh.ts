@@ -23,6 +23,7 @@ import { systemRng, type Rng } from '../core/rng.js';
 import { findFilter, type Service } from '../core/service.js';
 import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { AdmissionFilter } from '../resilience/admission.js';
+import { BackupRequestFilter } from '../resilience/backup.js';
 import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import { RetryFilter } from '../resilience/retry.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
@@ -451,6 +452,7 @@ export class Mesh implements AsyncDisposable {
               : {}),
         },
         retryBudget: findFilter(svc.stack, RetryFilter)?.budget.balance ?? null,
+        backupRequests: findFilter(svc.stack, BackupRequestFilter)?.snapshot() ?? null,
         breaker: findFilter(svc.concrete, CircuitBreakerFilter)?.state ?? null,
         admission: findFilter(svc.concrete, AdmissionFilter)?.snapshot() ?? null,
         endpoints: svc.destination.endpoints().map((n) => {

@@ -4,7 +4,52 @@
  * fixed fields keeps it one hidden class for V8.
  */
 import type { Logger } from './logger.js';
-import type { CancelSignal } from './signal.js';
+import { CallSignal, type CancelSignal } from './signal.js';
+
+/**
+ * The signal of a forked context: it aborts when its parent does (linked by hand with one listener, never
+ * `AbortSignal.any`, which leaks with long-lived signals, nodejs/node#55351) or on its own, without touching
+ * the parent. {@link ChildSignal.unlink} removes the listener from the parent; aborting the child unlinks it too.
+ *
+ * @example
+ * ```ts
+ * const child = new ChildSignal(ctx.signal);
+ * const attempt = ctx.fork(child);
+ * // ... this attempt lost a race: cancel it alone.
+ * child.abort(new Error('superseded'));
+ * ```
+ */
+export class ChildSignal extends CallSignal {
+  private parent: CancelSignal | undefined;
+  private readonly onParentAbort = (): void => {
+    const p = this.parent;
+    this.parent = undefined; // a parent removes its listeners as it aborts
+    super.abort(p?.reason);
+  };
+
+  constructor(parent: CancelSignal | undefined) {
+    super();
+    if (parent?.aborted) super.abort(parent.reason);
+    else if (parent !== undefined) {
+      this.parent = parent;
+      parent.addEventListener('abort', this.onParentAbort, { once: true });
+    }
+  }
+
+  /** Stops following the parent (idempotent). Call it when the attempt, body included, is over. */
+  unlink(): void {
+    const p = this.parent;
+    if (p === undefined) return;
+    this.parent = undefined;
+    p.removeEventListener('abort', this.onParentAbort);
+  }
+
+  /** Aborts this signal alone (the parent is not touched) and unlinks it. */
+  override abort(reason?: unknown): void {
+    this.unlink();
+    super.abort(reason);
+  }
+}
 
 /**
  * Per-call state shared by the filters of one logical call.
@@ -39,6 +84,12 @@ export class CallContext {
   endpoint: string | undefined = undefined;
   /** Endpoints already tried by this call, so retries can prefer others. */
   tried: Set<string> | undefined = undefined;
+  /** True on the context of a backup attempt ({@link CallContext.fork}, BackupRequestFilter). */
+  backup = false;
+  /** Backup requests this call sent (set by backup requests). */
+  backupsSent = 0;
+  /** True when a backup request's answer won the race (set by backup requests). */
+  backupWon = false;
   /** When the call started (mesh clock, ms). */
   readonly startedAt: number;
   readonly logger: Logger;
@@ -58,5 +109,36 @@ export class CallContext {
     this.idempotent = idempotent;
     this.startedAt = startedAt;
     this.logger = logger;
+  }
+
+  /**
+   * A child context for one of several attempts of this call in flight at once (a backup request): the lower
+   * layers write `endpoint`, `attempt` and `signal` per attempt, so concurrent attempts must not share one
+   * context. The child copies service, deadline, idempotent, start time, logger, attempt and destination, gets
+   * its own copy of `tried`, and observes `signal` (normally a {@link ChildSignal} of this context's signal, so
+   * it can be cancelled alone). Nothing is copied back: the caller decides what the parent keeps.
+   *
+   * @example
+   * ```ts
+   * const signal = new ChildSignal(ctx.signal);
+   * const child = ctx.fork(signal);
+   * const res = await next.call(reqCopy, child);
+   * ctx.endpoint = child.endpoint;
+   * ```
+   */
+  fork(signal: CancelSignal | undefined): CallContext {
+    const child = new CallContext(
+      this.service,
+      this.callerSignal,
+      this.deadline,
+      this.idempotent,
+      this.startedAt,
+      this.logger,
+    );
+    child.signal = signal;
+    child.attempt = this.attempt;
+    child.destination = this.destination;
+    if (this.tried !== undefined) child.tried = new Set(this.tried);
+    return child;
   }
 }

@@ -53,6 +53,15 @@ export class ReplayableBody {
     return this.ended && this.recording;
   }
 
+  /**
+   * Whether {@link forAttempt} can hand out the bytes without reading the source: a buffered body, or a
+   * stream recorded to its end within the limit. A second attempt sent while the first is still in flight (a
+   * backup request) needs this: a stream not yet read would otherwise be read by both.
+   */
+  get complete(): boolean {
+    return this.staticBody || (this.ended && this.recording);
+  }
+
   /** True when the body was a stream larger than the replay limit. */
   get overLimit(): boolean {
     return !this.recording;

@@ -9,6 +9,7 @@
  * per operation with no per-request allocation.
  */
 import type { Clock } from '../core/clock.js';
+import { Filter, type Service } from '../core/service.js';
 
 /** Budget settings (Finagle's defaults). */
 export interface RetryBudgetOptions {
@@ -96,5 +97,48 @@ export class RetryBudget {
       0,
       Math.floor(this.reserve + this.options.percentCanRetry * this.depositSum - this.withdrawalSum),
     );
+  }
+}
+
+/**
+ * A filter that spends a logical service's retry budget without owning it (backup requests). There is one
+ * budget per logical service: the retry filter owns it, deposits once per call, and hands it to every spender
+ * below it in the same logical stack ({@link shareRetryBudget}); a spender that is never handed one keeps its
+ * own and deposits itself.
+ *
+ * @example
+ * ```ts
+ * class MySpender extends Filter implements RetryBudgetSpender {
+ *   private budget = new RetryBudget(RETRY_BUDGET_DEFAULTS, clock);
+ *   useRetryBudget(budget: RetryBudget): void { this.budget = budget; }
+ *   call(req: MeshRequest, ctx: CallContext) { return this.next.call(req, ctx); }
+ * }
+ * ```
+ */
+export interface RetryBudgetSpender {
+  /** From now on, withdraw from `budget` (whose owner deposits), instead of a budget of one's own. */
+  useRetryBudget(budget: RetryBudget): void;
+}
+
+function isSpender(s: unknown): s is RetryBudgetSpender {
+  return typeof (s as Partial<RetryBudgetSpender>).useRetryBudget === 'function';
+}
+
+/**
+ * Hands `budget` to every {@link RetryBudgetSpender} in the chain of filters starting at `service`. The walk
+ * stops at the first service that is not a filter (the router, the leaf of the logical stack), so it never
+ * reaches another level's stack.
+ *
+ * @example
+ * ```ts
+ * // In the retry filter's constructor, `next` is the rest of the logical stack below it.
+ * shareRetryBudget(next, this.budget);
+ * ```
+ */
+export function shareRetryBudget(service: Service, budget: RetryBudget): void {
+  let s: unknown = service;
+  for (let depth = 0; s instanceof Filter && depth < 64; depth++) {
+    if (isSpender(s)) s.useRetryBudget(budget);
+    s = (s as unknown as { next: unknown }).next;
   }
 }

@@ -27,7 +27,7 @@ import { Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
 import { ReplayableBody } from './body.js';
-import { RETRY_BUDGET_DEFAULTS, RetryBudget, type RetryBudgetOptions } from './budget.js';
+import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
 import { ClassifierParam, type Classifier } from './classifier.js';
 
 /** Retry settings of a service. */
@@ -206,7 +206,8 @@ export interface RetryStats {
 }
 
 /**
- * The retry filter (one per logical service; it owns that service's budget).
+ * The retry filter (one per logical service; it owns that service's budget, deposits into it once per call,
+ * and shares it with the backup-request filter below it, so retries and backups together stay within it).
  *
  * @example
  * ```ts
@@ -227,6 +228,8 @@ export class RetryFilter extends Filter {
   ) {
     super(next);
     this.budget = new RetryBudget(options.budget, clock);
+    // One budget per logical service: filters below that spend it (backup requests) get this one.
+    shareRetryBudget(next, this.budget);
   }
 
   async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {

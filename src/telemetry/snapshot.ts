@@ -35,6 +35,11 @@ export interface ServiceSnapshot {
   };
   /** Retries the budget allows right now; null when retries are off. */
   retryBudget: number | null;
+  /**
+   * Backup requests: the delay after which one is sent (ms; null while too few latency samples), and how many
+   * were sent, won (their answer was returned) or not sent for want of budget; null when they are off.
+   */
+  backupRequests: { delayMs: number | null; sent: number; won: number; budgetExhausted: number } | null;
   /** The circuit breaker's state; null when it is off. */
   breaker: 'closed' | 'open' | 'half-open' | null;
   /** Calls in flight against the admission bound; null when it is off. */

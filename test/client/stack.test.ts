@@ -47,7 +47,7 @@ const tag = (name: string, log: string[]): StackModule => ({
 describe('Stack', () => {
   it('builds the default stacks with documented roles', () => {
     const d = defaultStacks();
-    expect(d.logical.roles()).toEqual(['deadline', 'retries']);
+    expect(d.logical.roles()).toEqual(['deadline', 'retries', 'backup-requests']);
     expect(d.concrete.roles()).toEqual(['admission', 'circuit-breaker']);
     expect(d.endpoint.roles()).toEqual(['failure-accrual', 'attempt-timeout']);
     expect(d.concrete.level).toBe('concrete');
@@ -88,7 +88,7 @@ describe('Stack', () => {
     expect(log).toEqual(['instead:-']);
     await mesh.close();
     const removed = defaultStacks().logical.remove('deadline');
-    expect(removed.roles()).toEqual(['retries']);
+    expect(removed.roles()).toEqual(['retries', 'backup-requests']);
   });
 
   it('names the known roles when a role is unknown, and refuses duplicates', () => {
