@@ -34,6 +34,12 @@ import {
   type BackupRequestOptionsInput,
 } from '../resilience/backup.js';
 import { balancerByName, balancerNames, defaultBalancer, type BalancerName } from './balancers.js';
+import {
+  resolveRouting,
+  type DestinationConfig,
+  type ResolvedRouting,
+  type RouteRule,
+} from '../routing/config.js';
 
 /**
  * One logical service.
@@ -76,10 +82,17 @@ export interface ServiceConfig {
   circuitBreaker?: Partial<CircuitBreakerOptions> | boolean;
   /** A bound on calls in flight per destination; `false` turns it off. */
   admission?: AdmissionOptions | boolean;
+  /**
+   * Routing rules, in order: the first whose match holds sends the request to a destination or a weighted
+   * split. Default: everything to `primary` (the service's own `endpoints` / `discovery`). See docs/routing.md.
+   */
+  routes?: readonly RouteRule[];
+  /** Named concrete destinations (a discovery source, a subset, a datacenter, fallbacks) the rules send to. */
+  destinations?: Readonly<Record<string, DestinationConfig>>;
 }
 
 /** Settings applied to every service unless the service overrides them. */
-export type ServiceDefaults = Omit<ServiceConfig, 'endpoints' | 'discovery'>;
+export type ServiceDefaults = Omit<ServiceConfig, 'endpoints' | 'discovery' | 'routes' | 'destinations'>;
 
 /**
  * The whole mesh.
@@ -107,6 +120,11 @@ export interface MeshConfig {
   rng?: Rng;
   /** Changes the default stacks: insert, replace or remove modules by role. */
   stack?: (defaults: Stacks) => Stacks;
+  /**
+   * Per-request routing overrides (the `mesh-dtab` header, and the one the server helper takes from a trusted
+   * caller): applied and forwarded only when `enabled`. Default off: the header is removed and ignored.
+   */
+  overrides?: { enabled?: boolean };
 }
 
 /** A service config after validation and defaulting. */
@@ -119,6 +137,8 @@ export interface ResolvedServiceConfig {
   readonly transport: Readonly<TransportOptions>;
   /** Module params built from the resilience options. */
   readonly params: Params;
+  /** The routing rules and named destinations (`primary` alone when none are configured). */
+  readonly routing: ResolvedRouting;
 }
 
 const RESILIENCE_KEYS = [
@@ -138,9 +158,20 @@ const SERVICE_KEYS = new Set([
   'hostHeader',
   'transport',
   ...RESILIENCE_KEYS,
+  'routes',
+  'destinations',
 ]);
 const DEFAULT_KEYS = new Set(['balancer', 'timeoutMs', 'hostHeader', 'transport', ...RESILIENCE_KEYS]);
-const MESH_KEYS = new Set(['services', 'defaults', 'unknownHosts', 'logger', 'clock', 'rng', 'stack']);
+const MESH_KEYS = new Set([
+  'services',
+  'defaults',
+  'unknownHosts',
+  'logger',
+  'clock',
+  'rng',
+  'stack',
+  'overrides',
+]);
 const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
 const TLS_KEYS = new Set(['servername', 'ca', 'cert', 'key', 'rejectUnauthorized']);
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -196,6 +227,12 @@ export function validateMeshConfig(config: unknown): MeshConfig {
   }
   if (c.stack !== undefined && typeof c.stack !== 'function')
     throw new ConfigError('stack', c.stack, 'a function (defaults) => stacks');
+  if (c.overrides !== undefined) {
+    if (!isObject(c.overrides)) throw new ConfigError('overrides', c.overrides, 'an object { enabled }');
+    checkKeys(c.overrides, new Set(['enabled']), 'overrides');
+    if (c.overrides.enabled !== undefined && typeof c.overrides.enabled !== 'boolean')
+      throw new ConfigError('overrides.enabled', c.overrides.enabled, 'a boolean');
+  }
   return c;
 }
 
@@ -325,7 +362,7 @@ export function resolveServiceConfig(
   if (!isObject(config)) throw new ConfigError(path, config, 'an object');
   checkKeys(config, SERVICE_KEYS, path);
   const c = config as ServiceConfig;
-  let discovery: Discovery;
+  let discovery: Discovery | undefined;
   if (c.endpoints !== undefined && c.discovery !== undefined) {
     throw new ConfigError(
       `${path}.discovery`,
@@ -343,7 +380,7 @@ export function resolveServiceConfig(
       );
     }
     discovery = c.discovery;
-  } else {
+  } else if (c.destinations === undefined) {
     throw new ConfigError(
       `${path}.endpoints`,
       undefined,
@@ -393,5 +430,10 @@ export function resolveServiceConfig(
       throw new ConfigError(classifierPath, classifier, 'a function (input) => Classification');
     params = params.with(ClassifierParam, classifier);
   }
-  return { name, discovery, balancer, timeoutMs, hostHeader, transport, params };
+  const routing = resolveRouting(c, discovery, path);
+  // With named destinations only, the service's discovery (shown in snapshots) is its default destination's.
+  discovery ??= (
+    routing.destinations.get(routing.rules[0]!.split[0]!.name) ?? [...routing.destinations.values()][0]!
+  ).discovery;
+  return { name, discovery, balancer, timeoutMs, hostHeader, transport, params, routing };
 }

@@ -27,10 +27,15 @@ import { BackupRequestFilter } from '../resilience/backup.js';
 import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import { RetryFilter } from '../resilience/retry.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
-import { SingleRouter } from '../routing/router.js';
+import {
+  resolveDestinations,
+  resolveRoutes,
+  type DestinationConfig,
+  type RouteRule,
+} from '../routing/config.js';
+import { RulesRouter } from '../routing/router.js';
+import { SharedResolvers } from '../routing/subset.js';
 import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
-import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
-import { observeMesh } from '../telemetry/metrics.js';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
 import {
   resolveServiceConfig,
@@ -42,7 +47,7 @@ import {
   type ServiceDefaults,
 } from './config.js';
 import { defaultStacks } from './default-stack.js';
-import { Destination } from './destination.js';
+import type { Destination } from './destination.js';
 import { MeshDispatcher } from './dispatcher.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 
@@ -86,15 +91,22 @@ export class LogicalService {
   constructor(
     readonly config: ResolvedServiceConfig,
     readonly stack: Service,
-    readonly destination: Destination,
-    /** The destination's concrete stack (admission, breaker, balancer). */
-    readonly concrete: Service,
+    /** The leaf of the logical stack: rules, splits, overrides and failover over the concrete destinations. */
+    readonly router: RulesRouter,
   ) {}
   get name(): string {
     return this.config.name;
   }
+  /** The default concrete destination (`primary`, else the first rule's): its balancer and endpoints. */
+  get destination(): Destination {
+    return this.router.defaultDestination.destination;
+  }
+  /** The default destination's concrete stack (admission, breaker, balancer). */
+  get concrete(): Service {
+    return this.router.defaultDestination.stack;
+  }
   async close(force: boolean): Promise<void> {
-    await this.destination.close(force);
+    await this.router.closeAll(force);
     await this.stack.close();
   }
 }
@@ -125,12 +137,11 @@ export class Mesh implements AsyncDisposable {
   private readonly stacks: Stacks;
   private readonly defaults: ServiceDefaults;
   private readonly rejectUnknown: boolean;
+  private readonly overridesEnabled: boolean;
   private agent: Agent | undefined;
   private inflight = 0;
   private idleWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
-  /** Registration with the metrics' observable instruments (they read {@link Mesh.snapshot}). */
-  private readonly observed: { dispose(): void };
   private readonly onCallDone = (): void => {
     if (--this.inflight === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
@@ -146,6 +157,7 @@ export class Mesh implements AsyncDisposable {
     this.logger = c.logger ?? silentLogger;
     this.defaults = c.defaults ?? {};
     this.rejectUnknown = c.unknownHosts === 'reject';
+    this.overridesEnabled = c.overrides?.enabled === true;
     const base = defaultStacks();
     this.stacks = c.stack ? c.stack(base) : base;
     if (!this.stacks || !this.stacks.logical || !this.stacks.concrete || !this.stacks.endpoint) {
@@ -160,7 +172,6 @@ export class Mesh implements AsyncDisposable {
     const entries = Object.entries(c.services ?? {});
     const resolved = entries.map(([name, sc]) => resolveServiceConfig(name, sc, this.defaults));
     for (const r of resolved) this.services.set(r.name, this.build(r));
-    this.observed = observeMesh(this);
   }
 
   /** True once {@link Mesh.close} has been called. */
@@ -222,25 +233,77 @@ export class Mesh implements AsyncDisposable {
       rng: this.rng,
       logger: this.logger,
     };
-    const resolver = config.discovery.resolve({
+    // One discovery watch per source, shared by the destinations that take subsets of it.
+    const resolvers = new SharedResolvers({
       service: config.name,
       clock: this.clock,
       rng: this.rng,
       logger: this.logger,
     });
-    const destEnv: ModuleEnv = { ...base, level: 'concrete', destination: 'primary' };
-    const destination = new Destination(resolver, {
-      name: 'primary',
-      balancer: config.balancer,
-      endpointStack: this.stacks.endpoint,
-      transport: config.transport,
-      hostHeader: config.hostHeader,
-      env: destEnv,
+    const router = new RulesRouter({
+      service: config.name,
+      routing: config.routing,
+      factory: {
+        stacks: this.stacks,
+        env: base,
+        balancer: config.balancer,
+        transport: config.transport,
+        hostHeader: config.hostHeader,
+        resolvers,
+      },
+      overrides: this.overridesEnabled,
+      rng: this.rng,
+      logger: this.logger,
     });
-    const concrete = this.stacks.concrete.build(destination, destEnv);
-    const router = new SingleRouter('primary', concrete);
     const stack = this.stacks.logical.build(router, base);
-    return new LogicalService(config, stack, destination, concrete);
+    return new LogicalService(config, stack, router);
+  }
+
+  /**
+   * Replaces a service's routing rules (and, when given, its named destinations) at run time, atomically:
+   * calls in flight finish where they were sent; the next call routes with the new table. Destinations kept
+   * under the same name and source keep their balancer, breaker and connections; the ones no longer named
+   * drain and close. Everything is validated first: a {@link ConfigError} names the option path (e.g.
+   * `services.users.routes[0].to[1].weight`) and changes nothing.
+   *
+   * @example
+   * ```ts
+   * // Canary: 90 % stable, 10 % v2, sticky per user.
+   * mesh.setRoutes('users', [
+   *   { to: [{ destination: 'v1', weight: 90 }, { destination: 'v2', weight: 10 }], sticky: { header: 'x-user-id' } },
+   * ]);
+   * ```
+   */
+  setRoutes(
+    service: string,
+    routes: readonly RouteRule[],
+    destinations?: Readonly<Record<string, DestinationConfig>>,
+  ): void {
+    if (this.closing) throw new MeshClosedError();
+    const svc = this.services.get(service);
+    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    const current = svc.router.current.routing;
+    const path = `services.${service}`;
+    const dests =
+      destinations === undefined
+        ? current.destinations
+        : resolveDestinations(destinations, current.base, `${path}.destinations`);
+    const rules = resolveRoutes(routes, dests, `${path}.routes`);
+    svc.router.setRouting({ destinations: dests, rules, base: current.base });
+  }
+
+  /**
+   * The routing rules a service uses now, as given (to change a weight and {@link Mesh.setRoutes} them back).
+   *
+   * @example
+   * ```ts
+   * const rules = mesh.routes('users');
+   * ```
+   */
+  routes(service: string): RouteRule[] {
+    const svc = this.services.get(service);
+    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    return svc.router.current.routing.rules.map((r) => r.source);
   }
 
   /** @internal The plain Agent for hosts that are not services. */
@@ -262,37 +325,15 @@ export class Mesh implements AsyncDisposable {
       return Promise.reject(err);
     }
     this.inflight++;
-    if (requestEventsWanted()) publishRequestStart(req, ctx, this.clock);
     let pending: Promise<MeshResponse>;
     try {
       pending = svc.stack.call(req, ctx);
     } catch (err) {
       this.onCallDone();
-      ctx.end(undefined, err);
       return Promise.reject(err);
     }
-    // Telemetry (spans, request events) waits for the end of the body: the one place that runs ctx.end. A
-    // closure per call only then; with no SDK and no event subscriber there is no end hook.
-    if (ctx.hasEndHooks)
-      return pending.then(
-        (res) => this.endWithBody(ctx, res),
-        (err: unknown) => this.endWithError(ctx, err),
-      );
     // No async frame here: one `then` with pre-bound handlers, no closure per call.
     return pending.then(this.onResponse, this.onFailure);
-  }
-
-  private endWithBody(ctx: CallContext, res: MeshResponse): MeshResponse {
-    const body = res.body;
-    whenBodyDone(body, this.onCallDone);
-    whenBodyDone(body, () => ctx.end(res, body.errored ?? undefined));
-    return res;
-  }
-
-  private endWithError(ctx: CallContext, err: unknown): never {
-    this.onCallDone();
-    ctx.end(undefined, err);
-    throw err;
   }
 
   private readonly onResponse = (res: MeshResponse): MeshResponse => {
@@ -447,7 +488,6 @@ export class Mesh implements AsyncDisposable {
         : undefined,
     ]);
     await this.dispatcher.destroyed();
-    this.observed.dispose();
   }
 
   /**
@@ -483,6 +523,7 @@ export class Mesh implements AsyncDisposable {
         backupRequests: findFilter(svc.stack, BackupRequestFilter)?.snapshot() ?? null,
         breaker: findFilter(svc.concrete, CircuitBreakerFilter)?.state ?? null,
         admission: findFilter(svc.concrete, AdmissionFilter)?.snapshot() ?? null,
+        routing: svc.router.snapshot(),
         endpoints: svc.destination.endpoints().map((n) => {
           const load = n.load as { rtt?: (now: number) => number };
           const accrual = findFilter(n.service, FailureAccrualFilter)?.snapshot();
@@ -492,7 +533,6 @@ export class Mesh implements AsyncDisposable {
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
-            ...n.stats.snapshot(now),
             ...(accrual
               ? {
                   accrual: {

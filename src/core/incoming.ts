@@ -6,6 +6,7 @@
  * would be expensive on Node 20; reading it is not.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { RouteOverrides } from '../routing/override.js';
 
 /**
  * What outgoing calls inherit from the request being served.
@@ -20,6 +21,11 @@ export interface IncomingContext {
   readonly deadline: number;
   /** Aborted when the incoming request is abandoned (client gone) or its deadline passes. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * The routing override (`mesh-dtab`) a trusted caller sent, applied to and forwarded with every mesh call made
+   * while serving the request (only by meshes created with `overrides: { enabled: true }`).
+   */
+  readonly overrides?: RouteOverrides | undefined;
 }
 
 /** The storage the server helper enters and the mesh reads. */

@@ -34,11 +34,26 @@ export class ConsulDiscovery implements Discovery {
   /** The validated options with defaults applied (without the token). */
   readonly options: ResolvedConsulOptions;
   readonly #token: string | undefined;
+  readonly #input: ConsulDiscoveryOptions;
 
   constructor(options: ConsulDiscoveryOptions = {}) {
     const { options: resolved, token } = resolveConsulOptions(options);
     this.options = resolved;
     this.#token = token;
+    this.#input = { ...options };
+  }
+
+  /**
+   * The same source (agent, token, options) reading another datacenter through the same agent. Routing uses
+   * it for a destination's `datacenter` and an override's `@dc`.
+   *
+   * @example
+   * ```ts
+   * const dc2 = consulDiscovery({ address: '127.0.0.1:8500' }).inDatacenter('dc2');
+   * ```
+   */
+  inDatacenter(datacenter: string): ConsulDiscovery {
+    return new ConsulDiscovery({ ...this.#input, datacenter });
   }
 
   /** Starts watching the service `ctx.service` (or `options.service`). */

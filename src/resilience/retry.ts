@@ -174,15 +174,7 @@ export class RetryAfterExceedsDeadlineError extends MeshError {
 
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/**
- * A request is idempotent by method unless the caller said otherwise (`callOptions({ idempotent })`). Retries
- * and backup requests both ask it.
- *
- * @example
- * ```ts
- * if (isIdempotent(req, ctx)) sendAgain(req);
- * ```
- */
+/** A request is idempotent by method unless the caller said otherwise. */
 export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
   return ctx.idempotent ?? IDEMPOTENT_METHODS.has(req.method);
 }
@@ -195,15 +187,7 @@ function notProcessed(err: unknown): boolean {
   return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
 }
 
-/**
- * Consumes and discards a response body so its connection returns to the pool (a retried response, a backup
- * race's loser).
- *
- * @example
- * ```ts
- * if (res.statusCode === 503) drain(res);
- * ```
- */
+/** Consumes and discards a response body so its connection returns to the pool. */
 export function drain(res: MeshResponse): void {
   const body = res.body as MeshResponse['body'] & { dump?: (o?: { limit?: number }) => Promise<void> };
   if (body.destroyed || body.readableEnded) return;

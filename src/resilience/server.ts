@@ -18,6 +18,8 @@ import { DEADLINE_HEADER, parseDeadlineHeader } from '../client/call-options.js'
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ConfigError, DeadlineExceededError, MeshError, type Phase } from '../core/errors.js';
 import { incomingContext, type IncomingContext } from '../core/incoming.js';
+import { InvalidOverrideError } from '../routing/errors.js';
+import { OVERRIDE_HEADER, readOverrideHeader, type RouteOverrides } from '../routing/override.js';
 
 /** gRPC's deadline header: `<1-8 digits><unit>`, unit one of `H M S m u n`. */
 export const GRPC_TIMEOUT_HEADER = 'grpc-timeout';
@@ -76,6 +78,14 @@ export interface MeshHandlerOptions {
   service?: string;
   /** The mesh's clock: deadlines are absolute times on it. Pass `mesh.clock` if you gave the mesh a clock. */
   clock?: Clock;
+  /**
+   * Per-request routing overrides (`mesh-dtab`, docs/routing.md). Without this option, or from a caller `trust`
+   * does not accept (the default: nobody), the header is removed from the request before the handler sees it.
+   * From a trusted caller it is parsed (malformed: 400 and the handler is not called) and applied to, and
+   * forwarded with, every mesh call the handler makes (by meshes created with `overrides: { enabled: true }`).
+   * A `trust` that throws counts as `false`.
+   */
+  overrides?: { trust?: (req: IncomingMessage) => boolean };
 }
 
 /**
@@ -143,6 +153,7 @@ const HANDLER_KEYS = new Set([
   'expiredStatus',
   'service',
   'clock',
+  'overrides',
 ]);
 
 const GRPC_RE = /^([0-9]{1,8})([HMSmun])$/;
@@ -346,8 +357,23 @@ export function meshHandler<
   }
   const service = checkService('meshHandler.service', options.service);
   const clock = checkClock('meshHandler.clock', options.clock);
+  const overrideTrust = checkOverrides('meshHandler.overrides', options.overrides);
 
   return (req: Req, res: Res): R | undefined => {
+    let overrides: RouteOverrides | undefined;
+    if (req.headers[OVERRIDE_HEADER] !== undefined) {
+      if (overrideTrust !== undefined && isTrusted(overrideTrust, req)) {
+        try {
+          overrides = readOverrideHeader(req.headers[OVERRIDE_HEADER]);
+        } catch (err) {
+          if (!(err instanceof InvalidOverrideError)) throw err;
+          refuseOverride(res, err);
+          return undefined;
+        }
+      } else {
+        delete req.headers[OVERRIDE_HEADER];
+      }
+    }
     let budget: number | undefined;
     if (isTrusted(trust, req)) budget = readBudget(req.headers, max, grpc);
     if (budget === undefined) budget = fallback;
@@ -367,7 +393,7 @@ export function meshHandler<
       if (!res.writableFinished) controller.abort(new IncomingAbortedError(service));
     };
     res.once('close', onClose);
-    return incomingContext.run(store, handler, req, res);
+    return incomingContext.run(overrides ? { ...store, overrides } : store, handler, req, res);
   };
 }
 
@@ -378,6 +404,30 @@ function isTrusted(trust: ((req: IncomingMessage) => boolean) | undefined, req: 
   } catch {
     return false;
   }
+}
+
+function checkOverrides(path: string, v: unknown): ((req: IncomingMessage) => boolean) | undefined {
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new ConfigError(path, v, 'an object { trust }');
+  for (const k of Object.keys(v)) {
+    if (k !== 'trust')
+      throw new ConfigError(`${path}.${k}`, (v as Record<string, unknown>)[k], 'a known option (trust)');
+  }
+  const trust = (v as { trust?: unknown }).trust;
+  if (trust === undefined) return () => false;
+  if (typeof trust !== 'function')
+    throw new ConfigError(`${path}.trust`, trust, 'a function (req) => boolean');
+  return trust as (req: IncomingMessage) => boolean;
+}
+
+function refuseOverride(res: ServerResponse, err: InvalidOverrideError): void {
+  const body = `${err.message}\n`;
+  res.writeHead(err.statusCode, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
 }
 
 function refuse(res: ServerResponse, status: number): void {
@@ -415,7 +465,12 @@ function refuse(res: ServerResponse, status: number): void {
  * ```
  */
 export function runWithDeadline<T>(
-  init: { deadlineMs?: number | undefined; signal?: AbortSignal | undefined },
+  init: {
+    deadlineMs?: number | undefined;
+    signal?: AbortSignal | undefined;
+    /** A routing override from a trusted caller (`readOverrideHeader(req.headers['mesh-dtab'])`). */
+    overrides?: RouteOverrides | undefined;
+  },
   fn: (scope: DeadlineScope) => T,
   options: RunWithDeadlineOptions = {},
 ): T {
@@ -440,7 +495,7 @@ export function runWithDeadline<T>(
   const scope: DeadlineScope = { signal: store.signal, deadline: store.deadline, release };
   let result: T;
   try {
-    result = incomingContext.run(store, fn, scope);
+    result = incomingContext.run(init.overrides ? { ...store, overrides: init.overrides } : store, fn, scope);
   } catch (err) {
     release();
     throw err;

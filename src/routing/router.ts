@@ -1,10 +1,45 @@
 /**
- * The router is the leaf of the logical stack: it chooses the concrete destination a call goes to. Until
- * routing rules exist, a logical service has one destination, `primary`.
+ * The router is the leaf of the logical stack: it chooses the concrete destination a call goes to, and does
+ * nothing else (each destination keeps its own balancer, breaker and endpoint state). It sits below retries,
+ * so every attempt routes again and may land on another destination (a fallback, another datacenter).
+ *
+ * Per call: a per-request override (`mesh-dtab`, when enabled) decides first; otherwise the first rule whose
+ * match holds picks a destination from its split (sticky by hash, or at random from the injected rng). The
+ * destination's fallbacks are used, in order, while it is unavailable: no healthy endpoints (discovery bound to
+ * none, negative or failed) or an open breaker. It is used again as soon as it recovers, since availability is
+ * read on every call. A destination that refuses a call before sending it (no endpoint, open breaker, full
+ * admission) makes the router try the next fallback within the same attempt.
+ *
+ * The rules and destinations form an immutable {@link RoutingTable}; {@link RulesRouter.setRouting} swaps it
+ * in one assignment, so a call in flight keeps the table it started with. Destinations the new table no
+ * longer references drain (see concrete.ts).
  */
 import type { CallContext } from '../core/context.js';
+import { ConfigError, MeshError } from '../core/errors.js';
+import { incomingContext } from '../core/incoming.js';
+import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
+import type { Rng } from '../core/rng.js';
 import type { Service, ServiceStatus } from '../core/service.js';
+import { CircuitBreakerFilter } from '../resilience/breaker.js';
+import { findFilter } from '../core/service.js';
+import { ConcreteDestination, type ConcreteFactoryOptions, type ConcreteSource } from './concrete.js';
+import {
+  discoveryInDatacenter,
+  PRIMARY,
+  subsetOf,
+  type CompiledRule,
+  type ResolvedRouting,
+} from './config.js';
+import { InvalidOverrideError, NoRouteError } from './errors.js';
+import { stickyIndex, weightedIndex } from './hash.js';
+import {
+  OVERRIDE_HEADER,
+  readOverrideHeader,
+  type OverrideEntry,
+  type OverrideTarget,
+  type RouteOverrides,
+} from './override.js';
 
 /**
  * Sends every call to one destination.
@@ -28,5 +63,485 @@ export class SingleRouter implements Service {
   }
   close(): Promise<void> {
     return this.destination.close();
+  }
+}
+
+/** Errors after which the request was provably not sent, so another destination may take it at once. */
+const NOT_SENT = new Set([
+  'MESH_NO_HEALTHY_ENDPOINTS',
+  'MESH_CIRCUIT_OPEN',
+  'MESH_OVERLOADED',
+  'MESH_SERVICE_NOT_FOUND',
+  'MESH_DISCOVERY_FAILED',
+]);
+
+/** Longest-unused override destinations are retired past this many per service. */
+const MAX_OVERRIDE_DESTINATIONS = 16;
+
+/** One rule of a {@link RoutingSnapshot}. */
+export interface RuleSnapshot {
+  name: string;
+  match: { method?: string[]; pathPrefix?: string; path?: string; headers?: Record<string, string> };
+  to: Array<{ destination: string; weight: number }>;
+  sticky: boolean;
+}
+
+/** One concrete destination of a {@link RoutingSnapshot}. */
+export interface RoutedDestinationSnapshot {
+  name: string;
+  /** `config` (named in the service's config), `override` (made for a per-request override). */
+  origin: 'config' | 'override';
+  discovery: string;
+  datacenter: string | null;
+  /** The subset's canonical text (`tag:canary,version=v2`), null for all endpoints. */
+  subset: string | null;
+  fallbacks: string[];
+  /** Discovery state of the destination's view. */
+  state: 'pending' | 'bound' | 'negative' | 'failed';
+  endpoints: number;
+  /** What failover sees: `down` means the router skips it for its fallbacks. */
+  availability: ServiceStatus;
+  breaker: 'closed' | 'open' | 'half-open' | null;
+  inflight: number;
+}
+
+/**
+ * The routing of one logical service at one instant: its rules in order, its destinations and the ones still
+ * draining after a table swap.
+ *
+ * @example
+ * ```ts
+ * console.table(mesh.snapshot().services[0]?.routing?.destinations);
+ * ```
+ */
+export interface RoutingSnapshot {
+  /** Table swaps since the service was built. */
+  version: number;
+  overrides: boolean;
+  rules: RuleSnapshot[];
+  destinations: RoutedDestinationSnapshot[];
+  draining: string[];
+}
+
+/**
+ * An immutable routing table: compiled rules, the destinations they name, and each destination's failover
+ * chain (itself, then its fallbacks).
+ *
+ * @example
+ * ```ts
+ * const rule = table.match(req);
+ * ```
+ */
+export class RoutingTable {
+  /** The one destination when the table is "everything to X, no fallbacks": the fast path. */
+  readonly simple: ConcreteDestination | undefined;
+  constructor(
+    readonly routing: ResolvedRouting,
+    readonly destinations: ReadonlyMap<string, ConcreteDestination>,
+    readonly chains: ReadonlyMap<string, readonly ConcreteDestination[]>,
+    readonly version: number,
+  ) {
+    const rules = routing.rules;
+    const only = rules.length === 1 ? rules[0]! : undefined;
+    const unconditional =
+      only !== undefined &&
+      only.methods === undefined &&
+      only.pathPrefix === undefined &&
+      only.path === undefined &&
+      only.headers.length === 0 &&
+      only.split.length === 1;
+    const chain = unconditional ? chains.get(only.split[0]!.name) : undefined;
+    this.simple = chain !== undefined && chain.length === 1 ? chain[0] : undefined;
+  }
+
+  /** The first rule whose match holds, or undefined. */
+  match(req: MeshRequest): CompiledRule | undefined {
+    let pathOnly: string | undefined;
+    for (const r of this.routing.rules) {
+      if (r.methods !== undefined && !r.methods.has(req.method)) continue;
+      if (r.pathPrefix !== undefined || r.path !== undefined) {
+        if (pathOnly === undefined) {
+          const q = req.path.indexOf('?');
+          pathOnly = q < 0 ? req.path : req.path.slice(0, q);
+        }
+        if (r.pathPrefix !== undefined && !pathOnly.startsWith(r.pathPrefix)) continue;
+        if (r.path !== undefined && !r.path.test(pathOnly)) continue;
+      }
+      if (r.headers.length > 0 && !headersMatch(r.headers, req)) continue;
+      return r;
+    }
+    return undefined;
+  }
+}
+
+function headersMatch(conds: CompiledRule['headers'], req: MeshRequest): boolean {
+  for (const [name, want] of conds) {
+    const v = req.headers[name];
+    if (v === undefined) return false;
+    const values = Array.isArray(v) ? v : [v];
+    let ok = false;
+    for (const x of values) {
+      if (typeof want === 'string' ? x === want : want.test(x)) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/** What a {@link RulesRouter} needs. */
+export interface RulesRouterOptions {
+  readonly service: string;
+  readonly routing: ResolvedRouting;
+  readonly factory: ConcreteFactoryOptions;
+  /** Apply per-request overrides (the `mesh-dtab` header and the incoming request's). Off by default. */
+  readonly overrides: boolean;
+  readonly rng: Rng;
+  readonly logger: Logger;
+}
+
+/**
+ * The rules router: the leaf of a logical service's stack.
+ *
+ * @example
+ * ```ts
+ * const router = new RulesRouter({ service: 'users', routing, factory, overrides: false, rng, logger });
+ * router.setRouting(resolveRouting({ routes, destinations }, base, 'services.users'));
+ * ```
+ */
+export class RulesRouter implements Service {
+  readonly service: string;
+  readonly overrides: boolean;
+  private table: RoutingTable;
+  private readonly factory: ConcreteFactoryOptions;
+  private readonly rng: Rng;
+  private readonly logger: Logger;
+  private readonly dynamic = new Map<string, ConcreteDestination>();
+  private readonly draining = new Set<ConcreteDestination>();
+  private closed = false;
+
+  constructor(options: RulesRouterOptions) {
+    this.service = options.service;
+    this.overrides = options.overrides;
+    this.factory = options.factory;
+    this.rng = options.rng;
+    this.logger = options.logger;
+    this.table = this.buildTable(options.routing, new Map(), 0);
+  }
+
+  /** The current table (immutable; replaced whole by {@link RulesRouter.setRouting}). */
+  get current(): RoutingTable {
+    return this.table;
+  }
+
+  /** The destination a plain request most likely goes to: `primary` if there is one, else the first rule's. */
+  get defaultDestination(): ConcreteDestination {
+    const t = this.table;
+    return t.destinations.get(PRIMARY) ?? t.destinations.get(t.routing.rules[0]!.split[0]!.name)!;
+  }
+
+  /** `ready` if any destination is, else `busy` if any is, else `down`. */
+  get status(): ServiceStatus {
+    if (this.closed) return 'down';
+    let busy = false;
+    for (const d of this.table.destinations.values()) {
+      const s = d.availability;
+      if (s === 'ready') return 'ready';
+      if (s === 'busy') busy = true;
+    }
+    return busy ? 'busy' : 'down';
+  }
+
+  private buildTable(
+    routing: ResolvedRouting,
+    previous: ReadonlyMap<string, ConcreteDestination>,
+    version: number,
+  ): RoutingTable {
+    const built: ConcreteDestination[] = [];
+    const destinations = new Map<string, ConcreteDestination>();
+    try {
+      for (const [name, d] of routing.destinations) {
+        const old = previous.get(name);
+        if (old !== undefined && !old.isRetired && old.sameSource(d)) destinations.set(name, old);
+        else {
+          const c = new ConcreteDestination(name, d, this.factory);
+          built.push(c);
+          destinations.set(name, c);
+        }
+      }
+    } catch (err) {
+      for (const c of built) void c.close(true).catch(() => {});
+      throw err;
+    }
+    const chains = new Map<string, ConcreteDestination[]>();
+    for (const [name, d] of routing.destinations) {
+      chains.set(name, [destinations.get(name)!, ...d.fallbacks.map((f) => destinations.get(f)!)]);
+    }
+    return new RoutingTable(routing, destinations, chains, version);
+  }
+
+  /**
+   * Replaces the routing table atomically. Destinations kept under the same name with the same source keep
+   * their state (balancer, breaker, pools); the ones no longer referenced drain and close. Calls in flight are
+   * untouched; the next call routes with the new table.
+   */
+  setRouting(routing: ResolvedRouting): void {
+    if (this.closed)
+      throw new ConfigError(`services.${this.service}`, this.service, 'a service that is open');
+    const old = this.table;
+    const next = this.buildTable(routing, old.destinations, old.version + 1);
+    this.table = next;
+    const kept = new Set(next.destinations.values());
+    for (const d of old.destinations.values()) {
+      if (kept.has(d)) continue;
+      this.draining.add(d);
+      d.retire();
+    }
+    for (const d of this.draining) if (d.isClosed) this.draining.delete(d);
+  }
+
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    const t = this.table;
+    try {
+      if (this.overrides) {
+        const o = this.inheritOverrides(req);
+        const entry = o?.get(this.service);
+        if (entry !== undefined) return this.callChain(this.overrideChain(entry, t), req, ctx);
+      } else if (req.headers[OVERRIDE_HEADER] !== undefined) {
+        // Overrides are off in this mesh: neither applied nor forwarded.
+        delete req.headers[OVERRIDE_HEADER];
+      }
+      const simple = t.simple;
+      if (simple !== undefined) return simple.call(req, ctx);
+      const rule = t.match(req);
+      if (rule === undefined) throw new NoRouteError(this.service, req.method, req.path);
+      const name = this.pick(rule, req);
+      return this.callChain(t.chains.get(name)!, req, ctx);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The split's choice for this request: by the sticky key's hash when there is one, else at random. */
+  private pick(rule: CompiledRule, req: MeshRequest): string {
+    const split = rule.split;
+    if (split.length === 1) return split[0]!.name;
+    if (rule.sticky !== undefined) {
+      let key: string | undefined;
+      try {
+        key = rule.sticky(req);
+      } catch (err) {
+        this.logger.debug(
+          { err, service: this.service, rule: rule.name },
+          'sticky key threw; assigned at random',
+        );
+      }
+      if (typeof key === 'string' && key.length > 0) return split[stickyIndex(split, key)]!.name;
+    }
+    return split[weightedIndex(split, rule.total, this.rng)]!.name;
+  }
+
+  /**
+   * The override this call carries: the incoming request's (from the server helper's context) followed by the
+   * request's own header, whose entries win. Writes the combined override back into the header, so it is
+   * forwarded to the next hop (only mesh services reach the router, so it never leaves for another host).
+   */
+  private inheritOverrides(req: MeshRequest): RouteOverrides | undefined {
+    const h = req.headers[OVERRIDE_HEADER];
+    const inherited = incomingContext.getStore()?.overrides;
+    if (h === undefined) {
+      if (inherited === undefined || inherited.size === 0) return undefined;
+      req.headers[OVERRIDE_HEADER] = inherited.text;
+      return inherited;
+    }
+    let own: RouteOverrides | undefined;
+    try {
+      own = readOverrideHeader(h);
+    } catch (err) {
+      if (err instanceof InvalidOverrideError) {
+        throw new InvalidOverrideError(err.reason, err.part, err.offset, this.service);
+      }
+      throw err;
+    }
+    const combined = inherited !== undefined && own !== undefined ? inherited.then(own) : own!;
+    if (combined.size === 0) {
+      delete req.headers[OVERRIDE_HEADER];
+      return undefined;
+    }
+    req.headers[OVERRIDE_HEADER] = combined.text;
+    return combined;
+  }
+
+  /** The destinations an override entry names, in order. */
+  private overrideChain(entry: OverrideEntry, t: RoutingTable): ConcreteDestination[] {
+    return entry.targets.map((target) => {
+      if (target.kind === 'destination') {
+        const d = t.destinations.get(target.name);
+        if (d === undefined) {
+          throw new InvalidOverrideError(
+            `service "${this.service}" has no destination "${target.name}" (it has ${[...t.destinations.keys()].join(', ')})`,
+            target.key,
+            -1,
+            this.service,
+          );
+        }
+        return d;
+      }
+      return this.overrideDestination(target, t);
+    });
+  }
+
+  /** A destination made for a subset override, kept (at most 16 per service, least recently used out). */
+  private overrideDestination(
+    target: Extract<OverrideTarget, { kind: 'subset' }>,
+    t: RoutingTable,
+  ): ConcreteDestination {
+    const found = this.dynamic.get(target.key);
+    if (found !== undefined && !found.isRetired) {
+      this.dynamic.delete(target.key); // most recently used last
+      this.dynamic.set(target.key, found);
+      return found;
+    }
+    const base = t.routing.base;
+    if (base === undefined) {
+      throw new InvalidOverrideError(
+        `service "${this.service}" has no discovery of its own to take a subset of; name a destination with "#"`,
+        target.key,
+        -1,
+        this.service,
+      );
+    }
+    let discovery = base;
+    if (target.datacenter !== undefined) {
+      try {
+        discovery = discoveryInDatacenter(base, target.datacenter, 'override');
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        throw new InvalidOverrideError(
+          `service "${this.service}" uses '${base.kind}' discovery, which has no datacenters`,
+          target.key,
+          -1,
+          this.service,
+        );
+      }
+    }
+    const hasSubset = target.tags.length > 0 || Object.keys(target.meta).length > 0;
+    const source: ConcreteSource = {
+      discovery,
+      subset: hasSubset ? subsetOf(target.tags, target.meta) : undefined,
+      datacenter: target.datacenter,
+    };
+    const d = new ConcreteDestination(`~${target.key}`, source, this.factory);
+    this.dynamic.set(target.key, d);
+    if (this.dynamic.size > MAX_OVERRIDE_DESTINATIONS) {
+      const [oldestKey, oldest] = this.dynamic.entries().next().value!;
+      this.dynamic.delete(oldestKey);
+      this.draining.add(oldest);
+      oldest.retire();
+    }
+    return d;
+  }
+
+  /**
+   * Calls the first available destination of `chain` (ready, else busy, else the first), and on a refusal that
+   * provably did not send the request, the others in order.
+   */
+  private callChain(
+    chain: readonly ConcreteDestination[],
+    req: MeshRequest,
+    ctx: CallContext,
+  ): Promise<MeshResponse> {
+    if (chain.length === 1) return chain[0]!.call(req, ctx);
+    let start = -1;
+    let busy = -1;
+    for (let i = 0; i < chain.length; i++) {
+      const a = chain[i]!.availability;
+      if (a === 'ready') {
+        start = i;
+        break;
+      }
+      if (a === 'busy' && busy < 0) busy = i;
+    }
+    if (start < 0) start = busy < 0 ? 0 : busy;
+    return this.callFrom(chain, start, req, ctx);
+  }
+
+  private async callFrom(
+    chain: readonly ConcreteDestination[],
+    start: number,
+    req: MeshRequest,
+    ctx: CallContext,
+  ): Promise<MeshResponse> {
+    let first: unknown;
+    const order = [start, ...chain.keys()].filter((i, k) => k === 0 || i !== start);
+    for (const i of order) {
+      const d = chain[i]!;
+      if (i !== start && (d.isRetired || d.availability === 'down')) continue;
+      try {
+        return await d.call(req, ctx);
+      } catch (err) {
+        if (!(err instanceof MeshError) || !NOT_SENT.has(err.code) || ctx.signal?.aborted) throw err;
+        first ??= err;
+      }
+    }
+    throw first;
+  }
+
+  /** A view for `mesh.snapshot()`. */
+  snapshot(): RoutingSnapshot {
+    const t = this.table;
+    const describe = (d: ConcreteDestination, origin: 'config' | 'override'): RoutedDestinationSnapshot => {
+      const addr = d.destination.addr;
+      return {
+        name: d.name,
+        origin,
+        discovery: d.source.discovery.kind,
+        datacenter: d.source.datacenter ?? null,
+        subset: d.source.subset?.key ?? null,
+        fallbacks: origin === 'config' ? [...(t.routing.destinations.get(d.name)?.fallbacks ?? [])] : [],
+        state: addr.state,
+        endpoints: addr.state === 'bound' ? addr.endpoints.length : 0,
+        availability: d.availability,
+        breaker: findFilter(d.stack, CircuitBreakerFilter)?.state ?? null,
+        inflight: d.inflightCalls,
+      };
+    };
+    return {
+      version: t.version,
+      overrides: this.overrides,
+      rules: t.routing.rules.map((r) => ({
+        name: r.name,
+        match: {
+          ...(r.methods ? { method: [...r.methods] } : {}),
+          ...(r.pathPrefix !== undefined ? { pathPrefix: r.pathPrefix } : {}),
+          ...(r.path ? { path: String(r.path) } : {}),
+          ...(r.headers.length > 0
+            ? { headers: Object.fromEntries(r.headers.map(([k, v]) => [k, String(v)])) }
+            : {}),
+        },
+        to: r.split.map((s) => ({ destination: s.name, weight: s.weight })),
+        sticky: r.sticky !== undefined,
+      })),
+      destinations: [
+        ...[...t.destinations.values()].map((d) => describe(d, 'config')),
+        ...[...this.dynamic.values()].map((d) => describe(d, 'override')),
+      ],
+      draining: [...this.draining].filter((d) => !d.isClosed).map((d) => d.name),
+    };
+  }
+
+  /** Closes every destination (gracefully, or aborting what is in flight with `force`). */
+  async closeAll(force: boolean): Promise<void> {
+    this.closed = true;
+    const all = new Set([...this.table.destinations.values(), ...this.dynamic.values(), ...this.draining]);
+    this.dynamic.clear();
+    this.draining.clear();
+    await Promise.all([...all].map((d) => d.close(force)));
+  }
+
+  close(): Promise<void> {
+    return this.closeAll(false);
   }
 }
