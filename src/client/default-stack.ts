@@ -2,9 +2,9 @@
  * The default stacks. Order: the first module listed sees the request first (tower's order). See
  * docs/architecture.md for the full picture and the reasons.
  *
- *   logical   deadline -> retries -> backup-requests -> [router leaf]
+ *   logical   deadline -> logical-span -> retries -> backup-requests -> [router leaf]
  *   concrete  admission -> circuit-breaker -> [balancer leaf]
- *   endpoint  failure-accrual -> attempt-timeout -> [undici pool leaf]
+ *   endpoint  failure-accrual -> attempt-timeout -> attempt-span -> [undici pool leaf]
  *
  * Later modules (retries, breaker, failure accrual, per-attempt timeout, telemetry) slot in by role; each
  * entry below says what it must sit above or below.
@@ -17,13 +17,14 @@ import { attemptTimeoutModule } from '../resilience/attempt-timeout.js';
 import { circuitBreakerModule } from '../resilience/breaker.js';
 import { deadlineModule } from '../resilience/deadline.js';
 import { retryModule } from '../resilience/retry.js';
+import { attemptSpanModule, logicalSpanModule } from '../telemetry/spans.js';
 
 /**
  * Builds the default stacks.
  *
  * @example
  * ```ts
- * defaultStacks().logical.roles(); // ['deadline', 'retries', 'backup-requests']
+ * defaultStacks().logical.roles(); // ['deadline', 'logical-span', 'retries', 'backup-requests']
  * ```
  */
 export function defaultStacks(): Stacks {
@@ -32,6 +33,10 @@ export function defaultStacks(): Stacks {
       // deadline: first of all, so every attempt, every backoff and the response body run inside one budget,
       // and an expired call fails before touching routing or the network.
       deadlineModule,
+      // logical-span: below the deadline (the span covers the time the call was allowed; an already expired call
+      // never went anywhere) and above retries and backup requests, so one span is the parent of every attempt,
+      // sees the outcome after retries, and stays open until the body ends. Costs one global read with no SDK.
+      logicalSpanModule,
       // retries: below the deadline (every attempt and backoff inside one budget) and above the router and the
       // balancer, so each attempt routes and picks again, preferring endpoints not yet tried.
       retryModule,
@@ -56,6 +61,10 @@ export function defaultStacks(): Stacks {
       // attempt-timeout: just above the pool, so it times exactly one attempt on one endpoint until headers;
       // below failure accrual, so a timed-out attempt counts against the endpoint that was slow.
       attemptTimeoutModule,
+      // attempt-span: last, just above the pool, so its CLIENT span times exactly one attempt on the wire (a
+      // per-attempt timeout above ends it with error.type) and the trace context it injects goes into the
+      // headers of the attempt actually sent.
+      attemptSpanModule,
     ]),
   };
 }

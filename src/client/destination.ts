@@ -27,6 +27,15 @@ import {
 } from '../discovery/types.js';
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
+import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
+import { EndpointStats } from '../telemetry/endpoint-stats.js';
+import {
+  discoveryUpdateChannel,
+  endpointAddedChannel,
+  endpointRemovedChannel,
+  type DiscoveryUpdateEvent,
+  type EndpointEvent,
+} from '../telemetry/events.js';
 import { DEADLINE_HEADER } from './call-options.js';
 
 /** One endpoint of a destination, as the balancer sees it. */
@@ -36,6 +45,8 @@ export class EndpointNode implements BalancerNode {
   readonly load: LoadMetric;
   readonly leaf: PoolService;
   readonly service: Service;
+  /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
+  readonly stats = new EndpointStats();
   private readonly clock: Clock;
   constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
     this.id = endpoint.id;
@@ -87,6 +98,8 @@ export class Destination implements Service {
   private readonly distributor: Distributor<EndpointNode>;
   private readonly subscription: Subscription;
   private waiters: Waiter[] = [];
+  /** The service's classifier, for the endpoint stats (the same one retries, accrual and the breaker use). */
+  private readonly classifier: Classifier;
   private closed = false;
   addr: Addr;
 
@@ -96,6 +109,7 @@ export class Destination implements Service {
   ) {
     const env = { clock: opts.env.clock, rng: opts.env.rng };
     this.distributor = opts.balancer.newDistributor<EndpointNode>(env);
+    this.classifier = opts.env.params.get(ClassifierParam);
     this.addr = resolver.addr;
     this.apply(this.addr);
     this.subscription = resolver.subscribe((addr) => this.apply(addr));
@@ -115,6 +129,9 @@ export class Destination implements Service {
   private apply(addr: Addr): void {
     if (this.closed) return;
     this.addr = addr;
+    const events = discoveryUpdateChannel.hasSubscribers;
+    const added: string[] = [];
+    const removed: string[] = [];
     if (addr.state === 'bound') {
       const next = new Map<string, EndpointNode>();
       for (const ep of addr.endpoints) {
@@ -124,10 +141,12 @@ export class Destination implements Service {
           next.set(ep.id, old);
         } else if (!next.has(ep.id)) {
           next.set(ep.id, this.makeNode(ep));
+          this.endpointEvent(endpointAddedChannel, ep.id, added);
         }
       }
       for (const [id, node] of this.nodes) {
         if (!next.has(id)) {
+          this.endpointEvent(endpointRemovedChannel, id, removed);
           node.service.close().catch((err: unknown) => {
             this.opts.env.logger.warn(
               { err, endpoint: id, service: this.opts.env.service },
@@ -141,16 +160,43 @@ export class Destination implements Service {
       this.distributor.update([...next.values()]);
     } else if (addr.state === 'negative') {
       // The source says the service is gone: stop using what we had.
+      for (const id of this.nodes.keys()) this.endpointEvent(endpointRemovedChannel, id, removed);
       for (const node of this.nodes.values()) void node.service.close().catch(() => {});
       this.nodes.clear();
       this.distributor.update([]);
     }
     // 'failed' keeps whatever endpoints we have (a source that fails after answering reports 'bound' + stale).
+    if (events) {
+      const e: DiscoveryUpdateEvent = {
+        service: this.opts.env.service,
+        destination: this.opts.name,
+        state: addr.state,
+        endpoints: addr.state === 'bound' ? addr.endpoints.length : 0,
+        stale: addr.state === 'bound' && addr.stale,
+        added,
+        removed,
+        at: this.opts.env.clock.now(),
+      };
+      discoveryUpdateChannel.publish(e);
+    }
     if (addr.state !== 'pending') {
       const w = this.waiters;
       this.waiters = [];
       for (const x of w) x.resolve();
     }
+  }
+
+  /** Publishes an endpoint event (when anyone listens) and notes the address for the discovery event. */
+  private endpointEvent(ch: typeof endpointAddedChannel, endpoint: string, list: string[]): void {
+    list.push(endpoint);
+    if (!ch.hasSubscribers) return;
+    const e: EndpointEvent = {
+      service: this.opts.env.service,
+      destination: this.opts.name,
+      endpoint,
+      at: this.opts.env.clock.now(),
+    };
+    ch.publish(e);
   }
 
   private makeNode(ep: Endpoint): EndpointNode {
@@ -194,6 +240,7 @@ export class Destination implements Service {
     const node = this.distributor.pick(ctx.tried);
     if (node === undefined) throw this.noEndpoint();
     ctx.endpoint = node.id;
+    ctx.balancer = this.opts.balancer.kind;
     const load = node.load;
     const clock = this.opts.env.clock;
     const t0 = clock.now();
@@ -208,12 +255,32 @@ export class Destination implements Service {
       const t1 = clock.now();
       load.observe(t1 - t0, t1);
       load.end(t1);
+      this.count(node, req, ctx, undefined, err, t1);
       throw err;
     }
     const t1 = clock.now();
     load.observe(t1 - t0, t1);
+    this.count(node, req, ctx, res, undefined, t1);
     whenBodyDone(res.body, node);
     return res;
+  }
+
+  /** Counts an attempt's outcome in the endpoint's stats (a classifier that throws: counted as ignored). */
+  private count(
+    node: EndpointNode,
+    req: MeshRequest,
+    ctx: CallContext,
+    res: MeshResponse | undefined,
+    error: unknown,
+    now: number,
+  ): void {
+    let kind: 'success' | 'failure' | 'ignored';
+    try {
+      kind = this.classifier(res !== undefined ? { req, ctx, res } : { req, ctx, error }).kind;
+    } catch {
+      kind = 'ignored';
+    }
+    node.stats.record(kind, now);
   }
 
   private noEndpoint(): Error {

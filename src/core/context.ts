@@ -4,6 +4,7 @@
  * fixed fields keeps it one hidden class for V8.
  */
 import type { Logger } from './logger.js';
+import type { MeshResponse } from './message.js';
 import { CallSignal, type CancelSignal } from './signal.js';
 
 /**
@@ -86,10 +87,33 @@ export class CallContext {
   tried: Set<string> | undefined = undefined;
   /** True on the context of a backup attempt ({@link CallContext.fork}, BackupRequestFilter). */
   backup = false;
+
+  // Telemetry: each field is written by the module that knows it and read by src/telemetry (spans, metrics).
+  /** The balancer of the destination that picked the current attempt's endpoint (set by the balancer leaf). */
+  balancer: string | undefined = undefined;
+  /** The circuit breaker state the current attempt met (set by the circuit-breaker module). */
+  breakerState: 'closed' | 'open' | 'half-open' | undefined = undefined;
+  /**
+   * Why each retry of this call was scheduled, oldest first (set by retries): the status code of the retried
+   * response (`'503'`) or the error type of the failed attempt (`'ECONNREFUSED'`, `'MESH_CIRCUIT_OPEN'`).
+   * Undefined until the first retry, so a call that is not retried allocates nothing.
+   */
+  retryReasons: string[] | undefined = undefined;
+  /** Retries the service's budget allowed after this call's last retry decision (set by retries). */
+  budgetLeft: number | undefined = undefined;
+  /** True when the budget refused a retry this call wanted (set by retries). */
+  budgetExhausted = false;
   /** Backup requests this call sent (set by backup requests). */
   backupsSent = 0;
   /** True when a backup request's answer won the race (set by backup requests). */
   backupWon = false;
+  /**
+   * The OpenTelemetry `Context` holding the logical call's span: the parent of the attempt spans. Opaque here
+   * (core does not depend on OpenTelemetry); set by the `logical-span` module, undefined when not tracing.
+   */
+  traceContext: unknown = undefined;
+  private endHook: CallEndHook | undefined = undefined;
+  private moreEndHooks: CallEndHook[] | undefined = undefined;
   /** When the call started (mesh clock, ms). */
   readonly startedAt: number;
   readonly logger: Logger;
@@ -138,7 +162,77 @@ export class CallContext {
     child.signal = signal;
     child.attempt = this.attempt;
     child.destination = this.destination;
+    child.traceContext = this.traceContext;
     if (this.tried !== undefined) child.tried = new Set(this.tried);
     return child;
   }
+
+  /**
+   * Runs `hook` once when the logical call ends: when its response body closes (read to the end, destroyed,
+   * aborted or failed), or when the call fails before a response. The entry point runs the hooks (one place
+   * watches the body, not one listener per filter). A hook is an object, so a filter registers itself or one
+   * small per-call record, never a closure.
+   *
+   * @example
+   * ```ts
+   * class CountCalls extends Filter implements CallEndHook {
+   *   ended = 0;
+   *   call(req: MeshRequest, ctx: CallContext) {
+   *     ctx.onEnd(this);
+   *     return this.next.call(req, ctx);
+   *   }
+   *   callEnded() {
+   *     this.ended++;
+   *   }
+   * }
+   * ```
+   */
+  onEnd(hook: CallEndHook): void {
+    if (this.endHook === undefined) this.endHook = hook;
+    else (this.moreEndHooks ??= []).push(hook);
+  }
+
+  /** Whether any {@link CallContext.onEnd} hook waits for the end of this call. */
+  get hasEndHooks(): boolean {
+    return this.endHook !== undefined;
+  }
+
+  /**
+   * @internal Run by the entry point, once, when the call ends: `res` is the response (undefined when the call
+   * failed before one), `error` why it failed (a body error included). Hooks run in registration order; one
+   * that throws is logged and the others still run. Later calls do nothing.
+   */
+  end(res: MeshResponse | undefined, error: unknown): void {
+    const first = this.endHook;
+    if (first === undefined) return;
+    const more = this.moreEndHooks;
+    this.endHook = undefined;
+    this.moreEndHooks = undefined;
+    this.runHook(first, res, error);
+    if (more !== undefined) for (const h of more) this.runHook(h, res, error);
+  }
+
+  private runHook(hook: CallEndHook, res: MeshResponse | undefined, error: unknown): void {
+    try {
+      hook.callEnded(this, res, error);
+    } catch (err) {
+      this.logger.warn({ err, service: this.service }, 'a call-end hook threw');
+    }
+  }
+}
+
+/**
+ * Something to run once when a logical call ends (see {@link CallContext.onEnd}).
+ *
+ * @example
+ * ```ts
+ * const logEnd: CallEndHook = {
+ *   callEnded(ctx, res, error) {
+ *     console.log(ctx.service, res?.statusCode ?? error);
+ *   },
+ * };
+ * ```
+ */
+export interface CallEndHook {
+  callEnded(ctx: CallContext, res: MeshResponse | undefined, error: unknown): void;
 }

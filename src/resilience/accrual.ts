@@ -43,6 +43,7 @@ import type { Rng } from '../core/rng.js';
 import { Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
+import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
 
 /**
  * Options of failure accrual, as a service's config gives them. Every field is optional; a missing one takes
@@ -660,6 +661,9 @@ export class FailureAccrualFilter extends Filter {
         'failure accrual: endpoint ready again',
       );
     }
+    // diagnostics_channel events (and the metrics fed from them): marked busy, and ready again.
+    const ch = to === BUSY ? endpointBusyChannel : to === READY ? endpointReadyChannel : undefined;
+    if (ch?.hasSubscribers) ch.publish(t);
     for (const l of this.listeners) {
       try {
         l(t);

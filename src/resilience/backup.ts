@@ -472,6 +472,8 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
         parent.endpoint = winner.ctx.endpoint;
         parent.destination = winner.ctx.destination;
         parent.attempt = winner.ctx.attempt;
+        parent.balancer = winner.ctx.balancer; // for telemetry: the logical span reads them
+        parent.breakerState = winner.ctx.breakerState;
         for (const leg of [original, backup]) {
           const ep = leg?.ctx.endpoint;
           if (ep !== undefined) (parent.tried ??= new Set()).add(ep);

@@ -46,6 +46,7 @@ import { defineParam } from '../core/params.js';
 import { Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, StackModule } from '../core/stack.js';
 import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
+import { breakerStateChannel } from '../telemetry/events.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Options
@@ -503,6 +504,7 @@ export class CircuitBreakerFilter extends Filter {
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.shut) return Promise.reject(new MeshClosedError());
     const b = opossumGate(this.opossum);
+    ctx.breakerState = b ?? this.current; // for telemetry: the state this attempt met
     // opossum's own test (lib/circuit.js `call`), made here so that a fast failure allocates one typed error
     // and does not enter opossum's window (rejections would otherwise count as requests there).
     if (b !== undefined) {
@@ -600,6 +602,7 @@ export class CircuitBreakerFilter extends Filter {
       to,
       at: this.clock.now(),
     };
+    if (breakerStateChannel.hasSubscribers) breakerStateChannel.publish(change);
     const fields = { service: this.service, destination: this.destination, from, to };
     if (to === 'open') this.logger.warn(fields, 'circuit breaker opened');
     else this.logger.info(fields, `circuit breaker ${to}`);

@@ -29,6 +29,7 @@ import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } 
 import { ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
 import { ClassifierParam, type Classifier } from './classifier.js';
+import { errorType } from '../telemetry/attributes.js';
 
 /** Retry settings of a service. */
 export interface RetryOptions {
@@ -174,7 +175,15 @@ export class RetryAfterExceedsDeadlineError extends MeshError {
 
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
-/** A request is idempotent by method unless the caller said otherwise. */
+/**
+ * A request is idempotent by method unless the caller said otherwise (`callOptions({ idempotent })`). Retries
+ * and backup requests both ask it.
+ *
+ * @example
+ * ```ts
+ * if (isIdempotent(req, ctx)) sendAgain(req);
+ * ```
+ */
 export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
   return ctx.idempotent ?? IDEMPOTENT_METHODS.has(req.method);
 }
@@ -187,7 +196,15 @@ function notProcessed(err: unknown): boolean {
   return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
 }
 
-/** Consumes and discards a response body so its connection returns to the pool. */
+/**
+ * Consumes and discards a response body so its connection returns to the pool (a retried response, a backup
+ * race's loser).
+ *
+ * @example
+ * ```ts
+ * if (res.statusCode === 503) drain(res);
+ * ```
+ */
 export function drain(res: MeshResponse): void {
   const body = res.body as MeshResponse['body'] & { dump?: (o?: { limit?: number }) => Promise<void> };
   if (body.destroyed || body.readableEnded) return;
@@ -286,13 +303,20 @@ export class RetryFilter extends Filter {
         // Counted when scheduled, not when sent (envoy#30205).
         if (!this.budget.tryWithdraw()) {
           this.stats.budgetExhausted++;
+          ctx.budgetExhausted = true; // for telemetry (the logical span and metrics)
+          ctx.budgetLeft = 0;
           this.logger.debug({ service: ctx.service, attempt }, 'retry budget exhausted');
           return this.finish(res, error, attempt);
         }
         retries++;
+        ctx.budgetLeft = this.budget.balance;
         if (delay === 0) delay = backoffDelay(opts.backoff, retries, this.rng);
       }
       this.stats.retries++;
+      // Why, for telemetry: the status retried, or the error type (allocated only when a call is retried).
+      (ctx.retryReasons ??= []).push(
+        free ? 'idle_close' : res !== undefined ? String(res.statusCode) : errorType(error),
+      );
       if (res !== undefined) drain(res);
       if (delay > 0) await this.sleep(delay, ctx);
     }

@@ -47,9 +47,9 @@ const tag = (name: string, log: string[]): StackModule => ({
 describe('Stack', () => {
   it('builds the default stacks with documented roles', () => {
     const d = defaultStacks();
-    expect(d.logical.roles()).toEqual(['deadline', 'retries', 'backup-requests']);
+    expect(d.logical.roles()).toEqual(['deadline', 'logical-span', 'retries', 'backup-requests']);
     expect(d.concrete.roles()).toEqual(['admission', 'circuit-breaker']);
-    expect(d.endpoint.roles()).toEqual(['failure-accrual', 'attempt-timeout']);
+    expect(d.endpoint.roles()).toEqual(['failure-accrual', 'attempt-timeout', 'attempt-span']);
     expect(d.concrete.level).toBe('concrete');
     expect(d.endpoint.level).toBe('endpoint');
   });
@@ -88,7 +88,7 @@ describe('Stack', () => {
     expect(log).toEqual(['instead:-']);
     await mesh.close();
     const removed = defaultStacks().logical.remove('deadline');
-    expect(removed.roles()).toEqual(['retries', 'backup-requests']);
+    expect(removed.roles()).toEqual(['logical-span', 'retries', 'backup-requests']);
   });
 
   it('names the known roles when a role is unknown, and refuses duplicates', () => {

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createMesh } from 'meshfetch';
 import { FakeClock, seededRng } from 'meshfetch/testing';
-import { CallContext } from '../../src/core/context.js';
+import { CallContext, ChildSignal } from '../../src/core/context.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
@@ -175,6 +175,56 @@ describe('LatencyWindow', () => {
   });
 });
 
+describe('ChildSignal and CallContext.fork', () => {
+  it('follows its parent with one listener, can be aborted alone, and unlinks', () => {
+    const parent = new CallSignal();
+    const a = new ChildSignal(parent);
+    const b = new ChildSignal(parent);
+    expect(parent.listenerCount).toBe(2);
+    a.abort(new Error('alone'));
+    expect(a.aborted).toBe(true);
+    expect(parent.aborted).toBe(false);
+    expect(parent.listenerCount).toBe(1);
+    const reason = new Error('deadline');
+    parent.abort(reason);
+    expect(b.reason).toBe(reason);
+    b.unlink(); // after the parent aborted: nothing to remove, no error
+    b.unlink();
+    expect(new ChildSignal(parent).reason).toBe(reason); // born aborted when the parent already is
+    const free = new ChildSignal(undefined);
+    free.unlink();
+    expect(free.aborted).toBe(false);
+  });
+
+  it('fork copies what an attempt reads and shares nothing an attempt writes', () => {
+    const clock = new FakeClock();
+    const ctx = context(clock);
+    ctx.idempotent = true;
+    ctx.attempt = 2;
+    ctx.destination = 'primary';
+    ctx.tried = new Set(['a:1']);
+    const signal = new ChildSignal(ctx.signal);
+    const child = ctx.fork(signal);
+    expect(child).toMatchObject({
+      service: 'svc',
+      deadline: ctx.deadline,
+      idempotent: true,
+      attempt: 2,
+      destination: 'primary',
+      startedAt: ctx.startedAt,
+      callerSignal: ctx.callerSignal,
+      backup: false,
+    });
+    expect(child.signal).toBe(signal);
+    expect(child.tried).not.toBe(ctx.tried);
+    child.tried!.add('b:2');
+    child.endpoint = 'b:2';
+    expect([...ctx.tried]).toEqual(['a:1']);
+    expect(ctx.endpoint).toBeUndefined();
+    signal.unlink();
+  });
+});
+
 describe('BackupRequestFilter: the delay', () => {
   it('sends no backup until the window has minSamples, then waits the clamped percentile', async () => {
     const s = setup({ minSamples: 10, minDelayMs: 20, maxDelayMs: 30 });
@@ -248,6 +298,9 @@ describe('BackupRequestFilter: the race', () => {
     await flush();
     expect(parentSignal.listenerCount).toBe(0);
     expect(s.filter.snapshot()).toMatchObject({ sent: 1, won: 1, budgetExhausted: 0 });
+    // For telemetry, on the call's context.
+    expect(ctx.backupsSent).toBe(1);
+    expect(ctx.backupWon).toBe(true);
   });
 
   it('a deadline or caller abort during the race reaches both attempts, and leaves no listener', async () => {

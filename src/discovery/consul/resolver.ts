@@ -23,6 +23,7 @@ import { ConsulApi, ConsulRequestError } from './client.js';
 import { parseHealthEntries, reconcileEndpoints, type SkippedInstance } from './entries.js';
 import { backoffDelay, nextIndex, parseIndex, TokenBucket } from './loop.js';
 import type { ResolvedConsulOptions } from './options.js';
+import { publishDiscoveryError } from '../../telemetry/events.js';
 
 /**
  * Counters of one resolver's loop.
@@ -377,6 +378,15 @@ export class ConsulResolver implements Resolver {
     const message = this.#explain(e);
     const safe = new ConsulRequestError(e.kind, message, e.statusCode);
     this.#lastError = safe;
+    publishDiscoveryError({
+      service: this.#logical,
+      kind: 'consul',
+      errorKind: e.kind,
+      message, // scrubbed: never the token
+      consecutiveErrors: this.#consecutiveErrors,
+      stale: this.#addr.state === 'bound',
+      at: this.#clock.now(),
+    });
     const fields = {
       ...this.#fields,
       kind: e.kind,
