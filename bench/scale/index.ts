@@ -17,14 +17,15 @@
  * Results: bench/results/scale.{json,md,svg} (quick: bench/results/quick/) and, for full runs, the block
  * between the scale markers of docs/benchmarks.md.
  */
+import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { numberFlag, parseFlags } from '../lib/cli.js';
+import { numberFlag, parseFlags, type Flags } from '../lib/cli.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';
 import { writeFormatted, writeJson } from '../lib/output.js';
 import { bigMesh, heapPerEndpoint, heapPerService } from './memory.js';
-import { measurePicks } from './pick.js';
+import { measurePicks, PICK_BALANCERS, type PickCell } from './pick.js';
 import {
   consulUpdateRef,
   evaluateTargets,
@@ -39,10 +40,49 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const SIZES = [10, 1_000, 10_000];
 
+/** Runs the pick measurement of one balancer in a child process (this file with --pick-child). */
+function pickInChild(id: string, rounds: number, loopMs: number): Promise<PickCell[]> {
+  const child = fork(
+    fileURLToPath(import.meta.url),
+    ['--pick-child', id, '--rounds', String(rounds), '--loop-ms', String(loopMs)],
+    {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    let cells: PickCell[] | undefined;
+    child.once('message', (m: PickCell[]) => (cells = m));
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      cells ? resolve(cells) : reject(new Error(`pick measurement of ${id} exited with ${code}`)),
+    );
+  });
+}
+
+/** The child side of {@link pickInChild}. */
+function pickChild(flags: Flags): Promise<void> {
+  const id = String(flags['pick-child']);
+  const b = PICK_BALANCERS.find((x) => x.id === id);
+  if (!b) throw new Error(`unknown balancer ${id}`);
+  const cells = measurePicks(
+    {
+      sizes: SIZES,
+      rounds: numberFlag(flags, 'rounds', 9),
+      loopMs: numberFlag(flags, 'loop-ms', 200),
+      log: () => {},
+    },
+    [b],
+  );
+  // Resolve once the message is out: main's caller exits the process right after.
+  return new Promise((resolve) => process.send!(cells, undefined, {}, () => resolve()));
+}
+
 async function main(): Promise<void> {
   process.once('SIGTERM', () => process.exit(143));
   process.once('SIGINT', () => process.exit(130));
   const flags = parseFlags(process.argv.slice(2));
+  if (flags['pick-child'] !== undefined) return pickChild(flags);
   const quick = flags.quick === true;
   const rounds = Math.round(numberFlag(flags, 'rounds', quick ? 3 : 9));
   const loopMs = quick ? 60 : 200;
@@ -61,8 +101,17 @@ async function main(): Promise<void> {
   console.log(`machine: ${describeMachine(machine)}`);
   const log = (l: string): void => console.log(l);
 
-  console.log(`\n1. pick cost at ${SIZES.join(', ')} endpoints, ${rounds} rounds`);
-  const picks = measurePicks({ sizes: SIZES, rounds, loopMs, log });
+  console.log(`\n1. pick cost at ${SIZES.join(', ')} endpoints, ${rounds} rounds, one process per balancer`);
+  const picks: PickCell[] = [];
+  for (const b of PICK_BALANCERS) {
+    const cells = await pickInChild(b.id, rounds, loopMs);
+    for (const c of cells) {
+      log(
+        `  ${c.label.padEnd(32)} ${String(c.endpoints).padStart(6)} endpoints: ${c.perRequestNs.toFixed(1)} ns/request, pick alone ${c.pickNs.toFixed(1)} ns`,
+      );
+    }
+    picks.push(...cells);
+  }
   console.log(`\n2. heap per endpoint (${memoryEndpoints}) and per service (${memoryServices})`);
   const perEndpoint = await heapPerEndpoint(memoryEndpoints, memoryReps);
   const perService = await heapPerService(memoryServices, memoryReps);

@@ -10,8 +10,8 @@
  * picking; the difference is the pick alone (it touches as many random endpoints, so memory effects of a
  * large set are in both and cancel).
  *
- * Sizes and balancers are alternated within each round (every size of every balancer once per round), and
- * each figure is the median over rounds. Part of bench/scale (see index.ts for how to run it).
+ * Sizes are alternated within each round (every size once per round), and each figure is the median over
+ * rounds. Part of bench/scale (see index.ts for how to run it).
  */
 import {
   p2cLeastLoaded,
@@ -157,11 +157,18 @@ export interface PickOptions {
   log: (line: string) => void;
 }
 
-/** Measures every balancer at every size; see the file comment. */
-export function measurePicks(o: PickOptions): PickCell[] {
+/**
+ * Measures the given balancers at every size; see the file comment. index.ts calls it in a separate process
+ * per balancer, so the loops' call sites see one distributor and one load class (as in a mesh that uses one
+ * balancer) and one balancer's JIT state does not slow another's.
+ */
+export function measurePicks(
+  o: PickOptions,
+  balancers: readonly PickBalancer[] = PICK_BALANCERS,
+): PickCell[] {
   const gc = (globalThis as { gc?: () => void }).gc;
   const fixtures = new Map<string, { fx: Fixture; iters: number }>();
-  for (const b of PICK_BALANCERS) {
+  for (const b of balancers) {
     for (const n of o.sizes) {
       const fx = fixture(b, n);
       // Warm-up (JIT, the status tracker's first scans), then size the loops.
@@ -172,7 +179,7 @@ export function measurePicks(o: PickOptions): PickCell[] {
   }
   const per = new Map<string, { pick: number[]; base: number[] }>();
   for (let r = 0; r < o.rounds; r++) {
-    for (const b of PICK_BALANCERS) {
+    for (const b of balancers) {
       for (const n of o.sizes) {
         const key = `${b.id}@${n}`;
         const { fx, iters } = fixtures.get(key)!;
@@ -185,10 +192,9 @@ export function measurePicks(o: PickOptions): PickCell[] {
         per.set(key, e);
       }
     }
-    o.log(`  pick cost: round ${r + 1}/${o.rounds} done`);
   }
   const cells: PickCell[] = [];
-  for (const b of PICK_BALANCERS) {
+  for (const b of balancers) {
     for (const n of o.sizes) {
       const e = per.get(`${b.id}@${n}`)!;
       const perRequestNs = median(e.pick);

@@ -8,7 +8,8 @@
  * charged for it: bench/tail/openloop.ts). During the middle half of the measured run, backend 0 answers every
  * request after 1 s. Every strategy gets the same schedule, the same window and the same seeded delays, one
  * strategy after another, each with freshly started backends (and a fresh HAProxy or mesh), after a short
- * warm-up at the same rate. The healthy baseline is mesh Peak-EWMA with no backend degraded, run first.
+ * warm-up at the same rate. The healthy baseline is mesh Peak-EWMA with no backend degraded, run first (and
+ * once more at the end, only to show how much the shared machine drifted during the run).
  *
  * Strategies (bench/tail/strategies.ts): mesh round robin, mesh P2C least-loaded, mesh P2C Peak-EWMA,
  * Peak-EWMA with a 100 ms per-attempt timeout retried elsewhere, Peak-EWMA with backup requests at the p95
@@ -22,7 +23,7 @@
  * Run: `npm run bench -- --bench tail`, or this one alone:
  *   npx tsx --conditions=meshfetch-source bench/tail/index.ts [--quick] [--seconds S] [--rate R]
  *     [--only baseline,peak-ewma,...] [--no-haproxy] [--no-docs]
- * Full: 60 s per strategy at 500/s (about 9.5 minutes); --quick: 10 s at 300/s (about 2 minutes).
+ * Full: 60 s per strategy at 500/s (about 10 minutes); --quick: 10 s at 300/s (about 2 minutes).
  * Results: bench/results/tail.{json,md,svg} (quick: bench/results/quick/) and, for full runs, the block
  * between the tail markers of docs/benchmarks.md.
  */
@@ -156,6 +157,10 @@ async function main(): Promise<void> {
     );
   }
   const specs = STRATEGIES.filter((s) => !only || only.includes(s.id) || s.id === 'baseline');
+  const perStrategyS = seconds + warmupSeconds + 2;
+  console.log(
+    `${specs.length} strategies, about ${Math.ceil((specs.length * perStrategyS) / 60)} minutes in all`,
+  );
   const results: StrategyResult[] = [];
   for (const spec of specs) {
     let skipped: string | undefined = unavailableReason(spec);

@@ -230,6 +230,14 @@ export function evaluateTargets(rs: readonly StrategyResult[]): Target[] {
       detail: base ? skipWhy('peak-ewma-backup') : skipWhy('baseline'),
     });
 
+  const again = find(rs, 'baseline-end');
+  if (base && again) {
+    out.push({
+      status: 'INFO',
+      name: 'drift of the machine: the healthy baseline run again at the end vs first',
+      detail: `p50 ${again.latency!.p50Ms} vs ${base.latency!.p50Ms} ms, p99 ${again.latency!.p99Ms} vs ${base.latency!.p99Ms} ms, p99.9 ${again.latency!.p999Ms} vs ${base.latency!.p999Ms} ms`,
+    });
+  }
   const order = ['round-robin', 'least-loaded', 'peak-ewma'].map((id) => find(rs, id));
   if (order.every((x) => x !== undefined)) {
     const [rr, ll, pe] = order as [StrategyResult, StrategyResult, StrategyResult];
@@ -266,7 +274,8 @@ function tableRows(t: TailResults): { headers: string[]; rows: string[][]; align
   const rows = t.strategies.map((s) => {
     if (!s.latency) return [s.label, s.skipped ?? '-', '', '', '', '', '', '', '', '', '', ''];
     const l = s.latency;
-    const ratio = (k: 'p99Ms' | 'p999Ms'): string => (base ? (l[k] / base.latency![k]).toFixed(2) : '-');
+    const ratio = (k: 'p99Ms' | 'p999Ms'): string =>
+      base && s.id !== 'baseline' ? (l[k] / base.latency![k]).toFixed(2) : '-';
     const share = degradedShare(s, t);
     return [
       s.label,
@@ -378,13 +387,14 @@ function pAxis(p: number): number {
 
 const COLORS: Record<string, string> = {
   baseline: '#000000',
+  'baseline-end': '#7F7F7F',
   'round-robin': '#D55E00',
   'least-loaded': '#E69F00',
   'peak-ewma': '#0072B2',
   'peak-ewma-retries': '#56B4E9',
   'peak-ewma-backup': '#009E73',
   'haproxy-rr': '#CC79A7',
-  'haproxy-lc': '#7F7F7F',
+  'haproxy-lc': '#8B4513',
 };
 
 /** Renders the SVG document. */
@@ -402,7 +412,7 @@ export function renderSvg(t: TailResults): string {
         name: x.label,
         points: x.curve!.map(([p, v]) => [pAxis(p), Math.max(v, 0.1)] as const),
         color: COLORS[x.id],
-        dashed: x.id === 'baseline' || x.kind === 'haproxy',
+        dashed: !x.degraded || x.kind === 'haproxy',
       })),
       height: 360,
     }),
@@ -417,7 +427,7 @@ export function renderSvg(t: TailResults): string {
         name: x.label,
         points: x.perSecond!.map((p, k) => [k + 0.5, Math.max(p.p99Ms, 0.1)] as const),
         color: COLORS[x.id],
-        dashed: x.id === 'baseline' || x.kind === 'haproxy',
+        dashed: !x.degraded || x.kind === 'haproxy',
       })),
       height: 340,
     }),
@@ -436,12 +446,12 @@ export function renderSvg(t: TailResults): string {
         name: x.label,
         points: shareOf(x, s.degradedBackend),
         color: COLORS[x.id],
-        dashed: x.id === 'baseline' || x.kind === 'haproxy',
+        dashed: !x.degraded || x.kind === 'haproxy',
       })),
       height: 320,
     }),
   );
-  for (const id of ['round-robin', 'peak-ewma', 'haproxy-lc']) {
+  for (const id of ['round-robin', 'peak-ewma', 'peak-ewma-backup', 'haproxy-lc']) {
     const x = ran.find((r) => r.id === id);
     if (!x) continue;
     panels.push(
@@ -461,7 +471,7 @@ export function renderSvg(t: TailResults): string {
   const m = t.machine;
   return svgDocument(
     panels,
-    'meshfetch tail latency: one of 11 backends answers after 1 s for the middle half of the run',
+    'meshfetch tail latency: 11 backends, one slow (1 s) for the middle half',
     `${m.date.slice(0, 10)} · ${m.cpuModel}, ${m.cores} cores (shared) · Node ${m.node} · open loop ${s.ratePerSec}/s, ` +
       `${s.seconds} s per strategy${t.quick ? ' (quick)' : ''} · backends normal(${s.medianMs} ms, sd ${s.sdMs} ms)`,
   );

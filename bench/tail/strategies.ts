@@ -34,7 +34,7 @@ export const ATTEMPT_TIMEOUT_MS = 100;
 /** The backup-requests variant's option, as issue 8 names it. */
 export const BACKUP_OPTION = { percentile: 0.95 };
 
-/** In run order; the baseline first. */
+/** In run order: the baseline first (the one the targets use), and again last as a drift check. */
 export const STRATEGIES: readonly StrategySpec[] = [
   {
     id: 'baseline',
@@ -84,6 +84,14 @@ export const STRATEGIES: readonly StrategySpec[] = [
   },
   { id: 'haproxy-rr', label: 'HAProxy roundrobin', kind: 'haproxy', balance: 'roundrobin', degraded: true },
   { id: 'haproxy-lc', label: 'HAProxy leastconn', kind: 'haproxy', balance: 'leastconn', degraded: true },
+  {
+    // The baseline again, last: how much the shared machine drifted during the run (not used by the targets).
+    id: 'baseline-end',
+    label: 'baseline again, at the end',
+    kind: 'mesh',
+    service: { balancer: 'p2c-peak-ewma' },
+    degraded: false,
+  },
 ];
 
 /**
