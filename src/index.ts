@@ -20,6 +20,7 @@ export type { Rng } from './core/rng.js';
 export { silentLogger } from './core/logger.js';
 export type { Logger, LogFn } from './core/logger.js';
 export { CallContext, ChildSignal } from './core/context.js';
+export type { CallEndHook } from './core/context.js';
 export { Filter } from './core/service.js';
 export type { Service, ServiceStatus } from './core/service.js';
 export { Stack } from './core/stack.js';
@@ -77,6 +78,33 @@ export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
 export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
+export {
+  logicalSpanModule,
+  LogicalSpanFilter,
+  attemptSpanModule,
+  AttemptSpanFilter,
+} from './telemetry/spans.js';
+export { METRICS, DURATION_BUCKETS, meshInstruments, MeshInstruments } from './telemetry/metrics.js';
+export { ATTR, errorType, statusClass } from './telemetry/attributes.js';
+export {
+  INSTRUMENTATION_NAME,
+  INSTRUMENTATION_VERSION,
+  activeTracer,
+  activeMeter,
+  headerSetter,
+  isMeshRequest,
+} from './telemetry/otel.js';
+export { CHANNELS, CHANNEL_PREFIX, publishDiscoveryError, requestEventsWanted } from './telemetry/events.js';
+export type {
+  RequestEvent,
+  EndpointEvent,
+  EndpointStateEvent,
+  BreakerEvent,
+  DiscoveryUpdateEvent,
+  DiscoveryErrorEvent,
+} from './telemetry/events.js';
+export { EndpointStats, RECENT_WINDOW_MS } from './telemetry/endpoint-stats.js';
+export type { EndpointStatsSnapshot } from './telemetry/endpoint-stats.js';
 
 export { Classified, defaultClassifier, ClassifierParam } from './resilience/classifier.js';
 export type { Classification, Classifier, ClassifyInput } from './resilience/classifier.js';

@@ -36,6 +36,8 @@ import {
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
 import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
+import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
+import { observeMesh } from '../telemetry/metrics.js';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
 import {
   resolveServiceConfig,
@@ -142,6 +144,8 @@ export class Mesh implements AsyncDisposable {
   private inflight = 0;
   private idleWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
+  /** Registration with the metrics' observable instruments (they read {@link Mesh.snapshot}). */
+  private readonly observed: { dispose(): void };
   private readonly onCallDone = (): void => {
     if (--this.inflight === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
@@ -172,6 +176,7 @@ export class Mesh implements AsyncDisposable {
     const entries = Object.entries(c.services ?? {});
     const resolved = entries.map(([name, sc]) => resolveServiceConfig(name, sc, this.defaults));
     for (const r of resolved) this.services.set(r.name, this.build(r));
+    this.observed = observeMesh(this);
   }
 
   /** True once {@link Mesh.close} has been called. */
@@ -325,15 +330,37 @@ export class Mesh implements AsyncDisposable {
       return Promise.reject(err);
     }
     this.inflight++;
+    if (requestEventsWanted()) publishRequestStart(req, ctx, this.clock);
     let pending: Promise<MeshResponse>;
     try {
       pending = svc.stack.call(req, ctx);
     } catch (err) {
       this.onCallDone();
+      ctx.end(undefined, err);
       return Promise.reject(err);
     }
+    // Telemetry (spans, request events) waits for the end of the body: the one place that runs ctx.end. A
+    // closure per call only then; with no SDK and no event subscriber there is no end hook.
+    if (ctx.hasEndHooks)
+      return pending.then(
+        (res) => this.endWithBody(ctx, res),
+        (err: unknown) => this.endWithError(ctx, err),
+      );
     // No async frame here: one `then` with pre-bound handlers, no closure per call.
     return pending.then(this.onResponse, this.onFailure);
+  }
+
+  private endWithBody(ctx: CallContext, res: MeshResponse): MeshResponse {
+    const body = res.body;
+    whenBodyDone(body, this.onCallDone);
+    whenBodyDone(body, () => ctx.end(res, body.errored ?? undefined));
+    return res;
+  }
+
+  private endWithError(ctx: CallContext, err: unknown): never {
+    this.onCallDone();
+    ctx.end(undefined, err);
+    throw err;
   }
 
   private readonly onResponse = (res: MeshResponse): MeshResponse => {
@@ -488,6 +515,7 @@ export class Mesh implements AsyncDisposable {
         : undefined,
     ]);
     await this.dispatcher.destroyed();
+    this.observed.dispose();
   }
 
   /**
@@ -533,6 +561,7 @@ export class Mesh implements AsyncDisposable {
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+            ...n.stats.snapshot(now),
             ...(accrual
               ? {
                   accrual: {

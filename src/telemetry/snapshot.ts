@@ -1,6 +1,7 @@
 /**
  * A JSON-serialisable view of the mesh at one instant: for each service, what discovery says and how old
- * it is, and for each endpoint its address, weight, status, requests in flight and latency estimate. Built
+ * it is, the retry budget's balance and the breaker's state, and for each endpoint its address, weight,
+ * status, requests in flight, latency estimate, request and failure counts and recent success rate. Built
  * on demand from live state (nothing is recorded per call for it). It never contains a secret: discovery
  * sources expose only their kind and state, never their options.
  */
@@ -15,6 +16,12 @@ export interface EndpointSnapshot {
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
   latencyMs?: number;
+  /** Attempts sent to this endpoint since discovery named it (kept for every endpoint). */
+  requests: number;
+  /** Of those, the ones the service's classifier called failures. */
+  failures: number;
+  /** Recent success rate (last 30 s; `ignored` outcomes excluded); null with no outcome in the window. */
+  successRate: number | null;
   /** Failure accrual's view: `ready`, `busy` (marked failing) or `probing`; recent success rate. */
   accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
