@@ -129,15 +129,20 @@ async function main(): Promise<void> {
     for (const v of variants) {
       const c = makeClient(v, { serverPort: server.port, haproxyPort });
       clients.set(v.id, c);
+      c.enter?.();
       await c.call(); // fails loudly here if a variant is broken
+      c.leave?.();
     }
 
     // Warm every client up once (JIT, connections) before the first measured round.
     for (const v of variants) {
-      await closedLoop(clients.get(v.id)!.call, {
+      const client = clients.get(v.id)!;
+      client.enter?.();
+      await closedLoop(client.call, {
         concurrency: Math.max(...concurrency),
         durationMs: warmupSeconds * 2000,
       });
+      client.leave?.();
     }
 
     const samples = new Map<string, { v: VariantSpec; c: number; h: ReturnType<typeof newHistogram> }>();
@@ -149,6 +154,7 @@ async function main(): Promise<void> {
         for (const v of variants) {
           const client = clients.get(v.id)!;
           gc?.();
+          client.enter?.(); // the OTel SDK variant registers its providers for its own loops only
           await closedLoop(client.call, { concurrency: c, durationMs: warmupSeconds * 1000 });
           const watchdog = setTimeout(
             () => {
@@ -167,6 +173,7 @@ async function main(): Promise<void> {
           const hap1 = processCpuUs(haproxy?.pid);
           const all1 = machineBusyUs();
           clearTimeout(watchdog);
+          client.leave?.();
           const key = `${v.id}@${c}`;
           let agg = samples.get(key);
           if (!agg) samples.set(key, (agg = { v, c, h: newHistogram() }));

@@ -163,6 +163,25 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
       info(`mesh.fetch (${name}) / the global fetch it is built on, req/s at c=64`, fmtRatio(r), r.median);
     }
   }
+  // Tracing's cost (issue #6): the full stack with no SDK, and with the SDK and a no-op exporter, against the
+  // same stack without the span modules.
+  for (const c of [1, 64]) {
+    const base = cell(cells, 'mesh-request-untraced', c);
+    if (!base) continue;
+    for (const [id, what] of [
+      ['mesh-request-full', 'no SDK'],
+      ['mesh-request-otel-noop', 'OTel SDK + no-op exporter'],
+    ] as const) {
+      const x = cell(cells, id, c);
+      if (!x) continue;
+      const r = ratio(x, base);
+      info(
+        `mesh.request full stack (${what}) / without span modules, req/s at c=${c}`,
+        `${fmtRatio(r)}; CPU ${signed(x.clientCpuPerCallUs - base.clientCpuPerCallUs, 1)} µs per call`,
+        r.median,
+      );
+    }
+  }
   const g = cell(cells, 'global-fetch', 64);
   const u = cell(cells, 'undici-fetch', 64);
   if (g && u) {

@@ -8,10 +8,18 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Agent, Pool, fetch as undiciFetch } from 'undici';
+import { context, metrics, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { createMesh, defaultStacks, type Mesh, type Stack, type Stacks } from 'meshfetch';
 
-/** The two mesh stacks measured. */
-export type StackKind = 'balancer-only' | 'full';
+/**
+ * The mesh stacks measured: no module, the full default stack, and the full stack without the two span
+ * modules (`logical-span`, `attempt-span`): the baseline that tracing's cost is measured against.
+ */
+export type StackKind = 'balancer-only' | 'full' | 'untraced';
 
 /** A variant's static description. */
 export interface VariantSpec {
@@ -23,6 +31,8 @@ export interface VariantSpec {
   stack?: StackKind;
   /** Goes through HAProxy (needs it installed). */
   hop?: boolean;
+  /** Registers the OpenTelemetry SDK (no-op exporter) while this variant runs. */
+  otel?: boolean;
 }
 
 /** In round order (A B C ...). */
@@ -37,6 +47,21 @@ export const VARIANTS: readonly VariantSpec[] = [
     stack: 'balancer-only',
   },
   { id: 'mesh-request-full', label: 'mesh.request, full stack', entry: 'mesh.request', stack: 'full' },
+  // Tracing's cost: the full stack with no OpenTelemetry SDK (above), without the span modules, and with the
+  // SDK registered (a batch span processor over a no-op exporter, a meter provider never collected).
+  {
+    id: 'mesh-request-untraced',
+    label: 'mesh.request, full stack without span modules',
+    entry: 'mesh.request',
+    stack: 'untraced',
+  },
+  {
+    id: 'mesh-request-otel-noop',
+    label: 'mesh.request, full stack, OTel SDK + no-op exporter',
+    entry: 'mesh.request',
+    stack: 'full',
+    otel: true,
+  },
   { id: 'mesh-fetch-bal', label: 'mesh.fetch, balancer only', entry: 'mesh.fetch', stack: 'balancer-only' },
   { id: 'mesh-fetch-full', label: 'mesh.fetch, full stack', entry: 'mesh.fetch', stack: 'full' },
   {
@@ -58,6 +83,10 @@ export const VARIANTS: readonly VariantSpec[] = [
 export interface Client {
   call(): Promise<void>;
   close(): Promise<void>;
+  /** Called before this variant's loops run (e.g. to register global OpenTelemetry providers). */
+  enter?(): void;
+  /** Called after them, before the next variant runs. */
+  leave?(): void;
 }
 
 /** Where the clients send. */
@@ -72,6 +101,57 @@ export const SERVICE = 'backend';
 /** Removes every module of a stack: what is left is the leaf (router, balancer, pool). */
 function strip(s: Stack): Stack {
   return s.roles().reduce((acc, role) => acc.remove(role), s);
+}
+
+/** The full stack without the span modules (tracing's baseline). */
+export function untraced(s: Stacks): Stacks {
+  return { ...s, logical: s.logical.remove('logical-span'), endpoint: s.endpoint.remove('attempt-span') };
+}
+
+/** Exports nothing: the SDK does all its work (sampling, recording, batching) and drops the spans at the end. */
+class NoopExporter implements SpanExporter {
+  export(_spans: unknown[], done: (r: { code: number }) => void): void {
+    done({ code: 0 });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+/** A meter provider's reader that is never collected: the instruments record, nothing is exported. */
+class IdleReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+/**
+ * Registers a tracer provider (batch processor, no-op exporter), a meter provider, the AsyncLocalStorage
+ * context manager and the W3C propagator globally while a variant runs, and removes them after, so the other
+ * variants of the same process run without an SDK.
+ */
+function otelToggle(): { enter(): void; leave(): void; shutdown(): Promise<void> } {
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [new BatchSpanProcessor(new NoopExporter())],
+  });
+  const meterProvider = new MeterProvider({ readers: [new IdleReader()] });
+  const contextManager = new AsyncLocalStorageContextManager();
+  const propagator = new W3CTraceContextPropagator();
+  return {
+    enter() {
+      context.setGlobalContextManager(contextManager.enable());
+      propagation.setGlobalPropagator(propagator);
+      trace.setGlobalTracerProvider(tracerProvider);
+      metrics.setGlobalMeterProvider(meterProvider);
+    },
+    leave() {
+      trace.disable();
+      metrics.disable();
+      propagation.disable();
+      context.disable();
+    },
+    async shutdown() {
+      await tracerProvider.shutdown();
+      await meterProvider.shutdown();
+    },
+  };
 }
 
 /** "Balancer only": no module at any level; the call goes entry point -> router -> balancer -> pool. */
@@ -92,7 +172,7 @@ function check(status: number): void {
 function meshFor(kind: StackKind, port: number): Mesh {
   return createMesh({
     services: { [SERVICE]: { endpoints: [`127.0.0.1:${port}`] } },
-    ...(kind === 'balancer-only' ? { stack: balancerOnly } : {}),
+    ...(kind === 'balancer-only' ? { stack: balancerOnly } : kind === 'untraced' ? { stack: untraced } : {}),
   });
 }
 
@@ -142,7 +222,11 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
       };
   }
   const mesh = meshFor(v.stack!, port);
-  const close = (): Promise<void> => mesh.close({ gracePeriodMs: 1_000 });
+  const otel = v.otel === true ? otelToggle() : undefined;
+  const close = async (): Promise<void> => {
+    await mesh.close({ gracePeriodMs: 1_000 });
+    await otel?.shutdown();
+  };
   switch (v.entry) {
     case 'mesh.request':
       return {
@@ -152,6 +236,7 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
           await r.body.text();
         },
         close,
+        ...(otel ? { enter: otel.enter, leave: otel.leave } : {}),
       };
     case 'mesh.fetch':
       return {
