@@ -6,6 +6,7 @@
  * routing table swap stops referencing it, it can drain: no new calls reach it, the ones in flight finish,
  * and then it closes (its sockets, its breaker, its share of the discovery watch).
  */
+import { whenBodyDone } from '../core/body-done.js';
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
@@ -123,19 +124,26 @@ export class ConcreteDestination {
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     ctx.destination = this.name;
     this.inflight++;
-    return this.stack.call(req, ctx).then(
-      (res) => {
-        const body = res.body;
-        if (body.destroyed) this.onBodyClose();
-        else body.once('close', this.onBodyClose);
-        return res;
-      },
-      (err: unknown) => {
-        this.onBodyClose();
-        throw err;
-      },
-    );
+    let pending: Promise<MeshResponse>;
+    try {
+      pending = this.stack.call(req, ctx);
+    } catch (err) {
+      this.onBodyClose();
+      return Promise.reject(err);
+    }
+    // Pre-bound handlers and the shared body-done hook: nothing allocated per call for the drain count.
+    return pending.then(this.onResponse, this.onFailure);
   }
+
+  private readonly onResponse = (res: MeshResponse): MeshResponse => {
+    whenBodyDone(res.body, this.onBodyClose);
+    return res;
+  };
+
+  private readonly onFailure = (err: unknown): never => {
+    this.onBodyClose();
+    throw err;
+  };
 
   /** Takes it out of service: it closes as soon as its calls in flight are done. Idempotent. */
   retire(): void {
