@@ -4,7 +4,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { CircuitOpenError, createMesh, INSTRUMENTATION_VERSION, type Mesh } from 'meshfetch';
+import {
+  CircuitOpenError,
+  createMesh,
+  Filter,
+  INSTRUMENTATION_VERSION,
+  type CallContext,
+  type Mesh,
+  type MeshRequest,
+  type MeshResponse,
+  type StackModule,
+} from 'meshfetch';
 import { readFileSync } from 'node:fs';
 import { startServer, type TestServer } from '../support/servers.js';
 import { meshSpans, setupOtel, type TestOtel } from './otel-sdk.js';
@@ -231,10 +241,22 @@ describe('tracing', () => {
 
   it('with no SDK registered: no span, no traceparent, no call-end hook', async () => {
     const a = await server();
-    mesh = createMesh({ services: { users: { endpoints: [a.address] } } });
+    const seen: boolean[] = [];
+    class Probe extends Filter {
+      call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+        seen.push(ctx.hasEndHooks, ctx.traceContext !== undefined);
+        return this.next.call(req, ctx);
+      }
+    }
+    const probe: StackModule = { role: 'probe', description: 'test', make: (next) => new Probe(next) };
+    mesh = createMesh({
+      services: { users: { endpoints: [a.address] } },
+      stack: (d) => ({ ...d, logical: d.logical.append(probe) }),
+    });
     const res = await mesh.request('http://users/');
     await res.body.text();
     expect(a.received[0]!.headers.traceparent).toBeUndefined();
+    expect(seen).toEqual([false, false]);
   });
 
   it('the instrumentation version is the package version', () => {
