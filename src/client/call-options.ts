@@ -13,8 +13,11 @@ export const DEADLINE_HEADER = 'mesh-deadline-ms';
 /** `true` marks a call idempotent (safe to retry whatever its method); `false` marks it not. Hop-local. */
 export const IDEMPOTENT_HEADER = 'mesh-idempotent';
 
-/** Every header the mesh itself reads; stripped from pass-through requests. */
-export const MESH_HEADERS: readonly string[] = [DEADLINE_HEADER, IDEMPOTENT_HEADER];
+/**
+ * Every header the mesh itself reads; stripped from pass-through requests. `mesh-dtab` is the routing
+ * override (src/routing/override.ts, docs/routing.md), forwarded to mesh services only.
+ */
+export const MESH_HEADERS: readonly string[] = [DEADLINE_HEADER, IDEMPOTENT_HEADER, 'mesh-dtab'];
 
 /**
  * Options for one call.

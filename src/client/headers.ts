@@ -5,7 +5,6 @@
 import { InvalidRequestError } from '../core/errors.js';
 import type { HeaderRecord } from '../core/message.js';
 import { MESH_HEADERS } from './call-options.js';
-import { OVERRIDE_HEADER } from '../routing/override.js';
 
 /** Header shapes accepted by `mesh.request` and the dispatcher. */
 export type HeadersInput =
@@ -67,9 +66,8 @@ export function normalizeHeaders(input: HeadersInput): HeaderRecord {
 
 /** Removes the mesh's own headers (for requests to hosts that are not mesh services). */
 export function stripMeshHeaders(headers: HeaderRecord): HeaderRecord {
+  // The deadline, the idempotent flag and the routing override (docs/routing.md): mesh services only.
   for (const h of MESH_HEADERS) delete headers[h];
-  // The routing override (docs/routing.md) is for mesh services only, like the deadline.
-  delete headers[OVERRIDE_HEADER];
   return headers;
 }
 

@@ -11,7 +11,9 @@ import { consulDiscovery } from '../../src/discovery/consul.js';
 import { resolveRouting } from '../../src/routing/config.js';
 import { InvalidOverrideError } from '../../src/routing/errors.js';
 import { stableHash, stickyIndex, weightedIndex, type SplitOption } from '../../src/routing/hash.js';
-import { parseOverrides, RouteOverrides } from '../../src/routing/override.js';
+import { OVERRIDE_HEADER, parseOverrides, RouteOverrides } from '../../src/routing/override.js';
+import { MESH_HEADERS } from '../../src/client/call-options.js';
+import { stripMeshHeaders } from '../../src/client/headers.js';
 
 const split = (...w: number[]): SplitOption[] => w.map((weight, i) => ({ name: `d${i}`, weight }));
 
@@ -125,6 +127,13 @@ describe('random split', () => {
     const top = { next: () => 0.9999999999999999 };
     expect(weightedIndex(split(1, 0), 1, top)).toBe(0);
     expect(weightedIndex(split(0, 1, 0), 1, { next: () => 0 })).toBe(1);
+  });
+});
+
+describe('override header', () => {
+  it('is one of the mesh headers, stripped from requests to hosts outside the mesh', () => {
+    expect(MESH_HEADERS).toContain(OVERRIDE_HEADER);
+    expect(stripMeshHeaders({ [OVERRIDE_HEADER]: 'users => #a', accept: '*/*' })).toEqual({ accept: '*/*' });
   });
 });
 
