@@ -10,8 +10,9 @@
  *   the choice is not available, up to `maxEffort` = 4 times (at 50 % unhealthy, 0.25^4 < 1 % of picks fail
  *   to find a healthy node).
  * - Finagle `aperture/WeightedP2CPick.scala`: with weights, draw the candidates from a weighted distribution
- *   (an alias table) and compare load per unit of weight; tower's `load::Weighted` divides the load by the
- *   weight the same way.
+ *   (an alias table there; here rejection sampling unless the weights are heavily skewed, so that a change of
+ *   the set costs O(change), see the class comment) and compare load per unit of weight; tower's
+ *   `load::Weighted` divides the load by the weight the same way.
  * - Envoy's `healthy_panic_threshold` (default 50 %): when fewer hosts than that are healthy, ignore health and
  *   balance over all of them, rather than overload the few healthy ones.
  * - tower `balance/p2c` and linkerd2-proxy: P2C over a pluggable load metric (Peak EWMA by default).
@@ -20,13 +21,14 @@ import { systemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { randomInt, systemRng } from '../core/rng.js';
 import type { Rng } from '../core/rng.js';
-import { AliasTable, normalizedWeights } from './alias.js';
+import { AliasTable } from './alias.js';
 import { numberOption, optionRecord } from './options.js';
 import { PEAK_EWMA_OPTION_KEYS, PeakEwmaLoad, resolvePeakEwmaOptions } from './peak-ewma.js';
 import type { PeakEwmaOptions } from './peak-ewma.js';
 import { PendingLoad } from './pending.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
+import { WeightBook } from './weights.js';
 
 /**
  * Options of {@link P2CDistributor} (and of the `p2cPeakEwma` / `p2cLeastLoaded` factories).
@@ -119,20 +121,45 @@ export function resolveP2COptions(
 const WEIGHTED_SECOND_TRIES = 4;
 
 /**
+ * Rejection sampling is used while the largest weight is at most this many times the mean: a draw then takes
+ * at most this many tries on average (1.6 for weights 1-4). Above it (a heavily skewed set, e.g. one weight-1000
+ * node among weight-1 ones) the alias table is used.
+ */
+const REJECTION_MAX_RATIO = 8;
+
+/**
+ * Tries of rejection sampling before a draw falls back to the alias table. With the ratio at most 8 the chance
+ * of needing the fallback is below (7/8)^256, about 1e-15 per draw: it never changes the distribution, it only
+ * bounds the loop.
+ */
+const REJECTION_TRIES = 256;
+
+/**
  * P2C over any load metric, with statuses, panic mode, weights and an `avoid` set.
  *
- * A pick draws two distinct nodes (uniformly, or in proportion to their weights through an {@link AliasTable})
- * and ranks each by, in order: status (`ready` < `busy` < `down`; ignored in panic mode), whether its id is in
- * `avoid`, then cost (`load.cost(now)`; with unequal weights, the cost per normalised weight). The better of
- * the pair is returned when it is ready (or panic mode is on) and not avoided; otherwise another pair is drawn,
- * up to `maxEffort` pairs, and the best node seen is returned. Ties go to the first candidate, which keeps the
- * weighted (or uniform) draw unbiased. O(1) per pick.
+ * A pick draws two distinct nodes (uniformly, or in proportion to their weights) and ranks each by, in order:
+ * status (`ready` < `busy` < `down`; ignored in panic mode), whether its id is in `avoid`, then cost
+ * (`load.cost(now)`; with unequal weights, the cost per normalised weight). The better of the pair is returned
+ * when it is ready (or panic mode is on) and not avoided; otherwise another pair is drawn, up to `maxEffort`
+ * pairs, and the best node seen is returned. Ties go to the first candidate, which keeps the weighted (or
+ * uniform) draw unbiased. O(1) per pick.
+ *
+ * Weighted draws without an O(n) rebuild per change: while the largest weight is at most 8 times the mean, a
+ * candidate is drawn by rejection sampling over a uniform index (node i accepted with probability
+ * w_i / w_max; one random number per try, at most 8 tries on average). `w_max` is an upper bound kept in O(1)
+ * per change and made exact again by the periodic status rescan (every `statusRefreshMs`) after a removal. For
+ * more skewed weights an alias table (Vose; O(1) per draw) is built lazily on the first pick after a change,
+ * O(n) once per change. Both give exactly the weighted distribution.
+ *
+ * The set changes with {@link P2CDistributor.update} (O(n)) or incrementally with {@link P2CDistributor.apply}
+ * (O(change) amortised: an id -> index map, swap-remove, the cached statuses and the weights moved alongside).
  *
  * @example
  * ```ts
  * const p2c = new P2CDistributor<MyNode>({ clock, rng }, { maxEffort: 4 });
  * p2c.update(nodes);
  * const node = p2c.pick(new Set(['10.0.0.1:80'])); // prefers a node other than 10.0.0.1:80
+ * p2c.apply([added], [removed], []); // O(change)
  * ```
  */
 export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
@@ -141,9 +168,11 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private readonly maxEffort: number;
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
-  private nodes: readonly N[] = [];
-  /** Weights normalised to a mean of 1, or undefined when all weights are equal (the fast path). */
-  private weights: Float64Array | undefined;
+  private nodes: N[] = [];
+  /** Node id -> index in `nodes`. */
+  private readonly index = new Map<string, number>();
+  private readonly weights = new WeightBook();
+  /** The alias table for skewed weights, built on the first weighted pick after a change. */
   private table: AliasTable | undefined;
 
   /**
@@ -160,12 +189,26 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     this.tracker = new StatusTracker(o.statusRefreshMs);
   }
 
-  /** Replaces the node set: O(n) (copies the list, builds the alias table when weights differ, counts statuses). */
+  /** Replaces the node set: O(n) (copies the list, reads every weight, counts statuses). */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    this.weights = normalizedWeights(this.nodes);
-    this.table = this.weights === undefined ? undefined : AliasTable.fromWeights(this.weights);
+    this.index.clear();
+    for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+    this.weights.reset(this.nodes);
+    this.table = undefined;
     this.tracker.scan(this.nodes, this.clock.now());
+  }
+
+  /**
+   * Changes the node set in O(change) amortised: reads the status and weight of each added or updated node
+   * only; a removed node's slot is filled by the last node. Kept nodes keep their load state (it lives in the
+   * node). The panic count stays exact for what was read; the rest is as fresh as the last rescan.
+   */
+  apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
+    for (const node of removed) this.remove(node.id);
+    for (const node of updated) this.put(node);
+    for (const node of added) this.put(node);
+    this.table = undefined;
   }
 
   /** True when panic mode is on as of the last count (see {@link P2COptions.panicThreshold}). */
@@ -179,17 +222,22 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     if (n < 2) return nodes[0];
     const now = this.clock.now();
     const tracker = this.tracker;
-    tracker.refresh(nodes, now);
+    if (tracker.due(now)) {
+      tracker.scan(nodes, now);
+      // After removals the weight bound may be loose: the same periodic O(n) pass tightens it.
+      if (this.weights.loose) this.weights.recount();
+    }
     const panic = tracker.panic(this.panicThreshold);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
     // With two nodes every draw is the same pair: one round says all there is to say.
     const rounds = n === 2 ? 1 : this.maxEffort;
+    const weighted = !this.weights.equal;
     let best = -1;
     let bestRank = Infinity;
     let bestCost = NaN;
     for (let round = 0; round < rounds; round++) {
-      const a = this.first();
-      const b = this.second(a, n);
+      const a = weighted ? this.weightedDraw() : randomInt(this.rng, n);
+      const b = this.second(a, n, weighted);
       const nodeA = nodes[a]!;
       const nodeB = nodes[b]!;
       const statusA = nodeA.status;
@@ -203,8 +251,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
       // NaN: not computed yet (a status or avoid difference decided the pair).
       let cost = NaN;
       if (rankA === rankB) {
-        const costA = this.costOf(a, nodeA, now);
-        const costB = this.costOf(b, nodeB, now);
+        const costA = this.costOf(a, nodeA, now, weighted);
+        const costB = this.costOf(b, nodeB, now, weighted);
         // Ties go to `a`: it was drawn first, so the choice stays uniform (or weighted) when loads are equal.
         if (costB < costA) {
           winner = b;
@@ -227,8 +275,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         bestRank = rank;
         bestCost = cost;
       } else if (rank === bestRank && winner !== best) {
-        if (Number.isNaN(bestCost)) bestCost = this.costOf(best, nodes[best]!, now);
-        if (Number.isNaN(cost)) cost = this.costOf(winner, nodes[winner]!, now);
+        if (Number.isNaN(bestCost)) bestCost = this.costOf(best, nodes[best]!, now, weighted);
+        if (Number.isNaN(cost)) cost = this.costOf(winner, nodes[winner]!, now, weighted);
         if (cost < bestCost) {
           best = winner;
           bestCost = cost;
@@ -238,24 +286,69 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     return nodes[best];
   }
 
+  /** Adds `node`, or replaces the node with its id (new data, e.g. a weight): O(1) amortised. */
+  private put(node: N): void {
+    const i = this.index.get(node.id);
+    if (i === undefined) {
+      this.index.set(node.id, this.nodes.length);
+      this.nodes.push(node);
+      this.weights.push(node.weight);
+      this.tracker.push(node.status);
+      return;
+    }
+    this.nodes[i] = node;
+    this.weights.set(i, node.weight);
+    this.tracker.note(i, node.status);
+  }
+
+  /** Removes the node with id `id` (if present) by moving the last node into its slot: O(1). */
+  private remove(id: string): void {
+    const i = this.index.get(id);
+    if (i === undefined) return;
+    this.index.delete(id);
+    const nodes = this.nodes;
+    const last = nodes.length - 1;
+    if (i !== last) {
+      const moved = nodes[last]!;
+      nodes[i] = moved;
+      this.index.set(moved.id, i);
+    }
+    nodes.pop();
+    this.weights.swapRemove(i);
+    this.tracker.swapRemove(i);
+  }
+
   /** The cost P2C compares for node `i`: raw with equal weights, per normalised weight otherwise. */
-  private costOf(i: number, node: N, now: number): number {
-    const weights = this.weights;
-    if (weights === undefined) return node.load.cost(now);
-    const w = weights[i]!;
+  private costOf(i: number, node: N, now: number, weighted: boolean): number {
+    if (!weighted) return node.load.cost(now);
+    const w = this.weights.normalized(i);
     const load = node.load;
     return load.weightedCost !== undefined ? load.weightedCost(now, w) : load.cost(now) / w;
   }
 
-  private first(): number {
-    return this.table !== undefined ? this.table.sample(this.rng) : randomInt(this.rng, this.nodes.length);
+  /** A node index drawn in proportion to the weights (rejection sampling, or the alias table when skewed). */
+  private weightedDraw(): number {
+    const book = this.weights;
+    const n = this.nodes.length;
+    const max = book.maxBound;
+    if (max <= REJECTION_MAX_RATIO * book.mean) {
+      const rng = this.rng;
+      for (let t = 0; t < REJECTION_TRIES; t++) {
+        // One random number: its integer part picks a node, its fraction decides acceptance (w_i / w_max).
+        const u = rng.next() * n;
+        const i = Math.floor(u);
+        if ((u - i) * max < book.at(i)) return i;
+      }
+    }
+    let table = this.table;
+    if (table === undefined || table.size !== n) table = this.table = AliasTable.fromWeights(book.values);
+    return table.sample(this.rng);
   }
 
-  private second(a: number, n: number): number {
-    const table = this.table;
-    if (table !== undefined) {
+  private second(a: number, n: number, weighted: boolean): number {
+    if (weighted) {
       for (let i = 0; i < WEIGHTED_SECOND_TRIES; i++) {
-        const b = table.sample(this.rng);
+        const b = this.weightedDraw();
         if (b !== a) return b;
       }
     }

@@ -18,11 +18,11 @@ import { systemClock } from '../core/clock.js';
 import type { Clock } from '../core/clock.js';
 import { randomInt, systemRng } from '../core/rng.js';
 import type { Rng } from '../core/rng.js';
-import { normalizedWeights } from './alias.js';
 import { numberOption, optionRecord } from './options.js';
 import { PendingLoad } from './pending.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
+import { WeightBook } from './weights.js';
 
 /**
  * Options of {@link RoundRobinDistributor} and the `roundRobin` factory.
@@ -108,11 +108,20 @@ type Eligible = (typeof Eligible)[keyof typeof Eligible];
  * A weighted round-robin distributor: a rotation when weights are equal (O(1) per pick), an earliest-deadline-
  * first heap otherwise (O(log n) per pick), over the eligible endpoints.
  *
+ * The set changes with {@link RoundRobinDistributor.update} (O(n), restarts the schedule from a random point)
+ * or incrementally with {@link RoundRobinDistributor.apply}: an added node joins the rotation just before the
+ * cursor (last in the current cycle) or the EDF heap at the current virtual time plus a random phase; a removed
+ * node leaves the rotation (a linked ring) without disturbing the order of the others, or the heap in
+ * O(log n). Between two picks of a node no other node is picked twice, across changes too. A change that flips
+ * the eligibility mode (panic, or no ready node left) or switches between equal and unequal weights rebuilds
+ * the schedule in O(n), as a status change does.
+ *
  * @example
  * ```ts
  * const rr = new RoundRobinDistributor<MyNode>({ clock, rng });
  * rr.update(nodes);
  * rr.pick(); // the next eligible node
+ * rr.apply([added], [removed], []); // O(change) (O(log n) per node with unequal weights)
  * ```
  */
 export class RoundRobinDistributor<N extends BalancerNode> implements Distributor<N> {
@@ -121,22 +130,34 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   private readonly maxEffort: number;
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
-  private nodes: readonly N[] = [];
-  /** Weights normalised to a mean of 1, or undefined when all are equal. */
-  private weights: Float64Array | undefined;
+  private nodes: N[] = [];
+  /** Node id -> index in `nodes`. */
+  private readonly index = new Map<string, number>();
+  private readonly weights = new WeightBook();
+  /** Whether the schedule is the EDF heap (unequal weights when it was built) or the rotation. */
+  private weighted = false;
   private mode: Eligible = Eligible.Ready;
   /** A pick saw a status that differs from the one the schedule was built with. */
   private dirty = false;
 
-  // Equal weights: the eligible indices in order and a cursor.
-  private ring = new Int32Array(0);
-  private cursor = 0;
+  // Equal weights: the eligible indices as a circular doubly linked list (node index -> next / previous in the
+  // rotation, -1 when not in it), so that a node leaves or joins in O(1) without reordering the others; the
+  // cursor is the node due next (-1 when the rotation is empty).
+  private ringNext = new Int32Array(0);
+  private ringPrev = new Int32Array(0);
+  private ringLen = 0;
+  private cursor = -1;
 
   // Unequal weights: a binary min-heap of eligible indices keyed by (deadline, seq).
   private heap = new Int32Array(0);
+  private heapLen = 0;
+  /** Node index -> position in `heap`, or -1. */
+  private heapPos = new Int32Array(0);
   private deadline = new Float64Array(0);
   private seq = new Float64Array(0);
   private counter = 0;
+  /** True when every node has a deadline (the heap was built since the last full update). */
+  private phased = false;
 
   /**
    * @param env the clock (for the status refresh) and the rng (for the random starting point); default to the
@@ -155,9 +176,25 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   /** Replaces the node set and restarts the schedule from a random point: O(n log n) at worst. */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    this.weights = normalizedWeights(this.nodes);
+    this.index.clear();
+    for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+    this.weights.reset(this.nodes);
     this.tracker.scan(this.nodes, this.clock.now());
+    this.phased = false;
     this.rebuild(true);
+  }
+
+  /**
+   * Changes the node set in O(change) amortised (O(log n) per node with unequal weights): reads the status and
+   * weight of each added or updated node only. Kept nodes keep their place in the schedule and their load.
+   */
+  apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
+    for (const node of removed) this.remove(node.id);
+    for (const node of updated) this.put(node);
+    for (const node of added) this.put(node);
+    // A change of mode or of weightedness changes which nodes are scheduled, or how: rebuild, keeping phases.
+    if (this.nodes.length > 0 && (this.modeFor() !== this.mode || this.weights.equal === this.weighted))
+      this.rebuild(false);
   }
 
   /** True when panic mode is on as of the last count. */
@@ -173,8 +210,17 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     const now = this.clock.now();
     // At most once per statusRefreshMs: recount, and rebuild the schedule if any status changed since it was
     // built (seen by this scan or by an earlier pick).
-    if (tracker.due(now) && (tracker.scan(nodes, now) || this.dirty)) this.rebuild(false);
-    const size = this.weights === undefined ? this.ring.length : this.heap.length;
+    if (tracker.due(now)) {
+      const changed = tracker.scan(nodes, now);
+      if (this.weights.loose) this.weights.recount();
+      if (changed || this.dirty) this.rebuild(false);
+    }
+    let size = this.weighted ? this.heapLen : this.ringLen;
+    if (size === 0) {
+      // Removals emptied the schedule between refreshes: make a new one over what is left.
+      this.rebuild(false);
+      size = this.weighted ? this.heapLen : this.ringLen;
+    }
     const effort = Math.min(size, this.maxEffort);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
     let fallback = -1;
@@ -205,58 +251,205 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     return tracker.down < tracker.size ? Eligible.NotDown : Eligible.All;
   }
 
+  /** Whether the node with cached status rank `code` is scheduled in the current mode. */
+  private eligible(code: number): boolean {
+    return this.mode === Eligible.All || (this.mode === Eligible.Ready ? code === 0 : code !== 2);
+  }
+
   /** Rebuilds the schedule over the eligible nodes; `fresh` restarts it from a random point. */
   private rebuild(fresh: boolean): void {
     const n = this.nodes.length;
     const tracker = this.tracker;
+    // Read before the heap is emptied below: where nodes that come back join.
+    const now = this.weighted ? this.virtualNow() : 0;
     this.dirty = false;
     this.mode = this.modeFor();
-    const eligible: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const code = tracker.cached(i);
-      if (this.mode === Eligible.All || (this.mode === Eligible.Ready ? code === 0 : code !== 2))
-        eligible.push(i);
-    }
-    const weights = this.weights;
-    if (weights === undefined) {
-      this.ring = Int32Array.from(eligible);
-      const len = this.ring.length;
-      this.cursor = len === 0 ? 0 : fresh ? randomInt(this.rng, len) : this.cursor % len;
+    this.weighted = !this.weights.equal;
+    this.reserve(n);
+    const oldCursor = this.cursor;
+    this.ringNext.fill(-1, 0, n);
+    this.ringPrev.fill(-1, 0, n);
+    this.heapPos.fill(-1, 0, n);
+    this.ringLen = 0;
+    this.cursor = -1;
+    this.heapLen = 0;
+    if (!this.weighted) {
+      this.phased = false;
+      // Linked in index order; the rotation goes on from where it was (the first eligible node at or after the
+      // old cursor), or from a random point when fresh.
+      let first = -1;
+      let prev = -1;
+      let from = -1;
+      let count = 0;
+      if (fresh) for (let i = 0; i < n; i++) if (this.eligible(tracker.cached(i))) count++;
+      const start = count > 0 ? randomInt(this.rng, count) : -1;
+      for (let i = 0; i < n; i++) {
+        if (!this.eligible(tracker.cached(i))) continue;
+        if (first < 0) first = i;
+        else {
+          this.ringNext[prev] = i;
+          this.ringPrev[i] = prev;
+        }
+        if (fresh ? this.ringLen === start : from < 0 && i >= oldCursor) from = i;
+        prev = i;
+        this.ringLen++;
+      }
+      if (first >= 0) {
+        this.ringNext[prev] = first;
+        this.ringPrev[first] = prev;
+        this.cursor = from >= 0 ? from : first;
+      }
       return;
     }
     // EDF: node i is next due at deadline[i]; a pick moves it 1/w later. A random phase in [0, 1/w) per node
     // desynchronises clients without changing the long-run shares. Nodes kept across a rebuild keep their
     // deadline so that a status change does not reset the schedule.
-    if (fresh || this.deadline.length !== n) {
-      this.deadline = new Float64Array(n);
-      this.seq = new Float64Array(n);
+    const weights = this.weights;
+    if (fresh || !this.phased) {
       for (let i = 0; i < n; i++) {
-        this.deadline[i] = this.rng.next() / weights[i]!;
+        this.deadline[i] = this.rng.next() / weights.at(i);
         this.seq[i] = i;
       }
       this.counter = n;
+      this.phased = true;
     } else {
       // Nodes coming back join at the current virtual time, not in the past (they would otherwise be picked
       // again and again until they caught up).
-      const now = this.heap.length > 0 ? this.deadline[this.heap[0]!]! : 0;
-      for (const i of eligible) if (this.deadline[i]! < now) this.deadline[i] = now;
+      for (let i = 0; i < n; i++)
+        if (this.eligible(tracker.cached(i)) && this.deadline[i]! < now) this.deadline[i] = now;
     }
-    this.heap = Int32Array.from(eligible);
-    for (let k = (this.heap.length >> 1) - 1; k >= 0; k--) this.siftDown(k);
+    for (let i = 0; i < n; i++) {
+      if (!this.eligible(tracker.cached(i))) continue;
+      this.heap[this.heapLen] = i;
+      this.heapPos[i] = this.heapLen++;
+    }
+    for (let k = (this.heapLen >> 1) - 1; k >= 0; k--) this.siftDown(k);
+  }
+
+  /** The schedule's current virtual time: the deadline of the next node due (0 when none is scheduled). */
+  private virtualNow(): number {
+    return this.heapLen > 0 ? this.deadline[this.heap[0]!]! : 0;
+  }
+
+  /** Adds `node`, or replaces the node with its id (new data, e.g. a weight): O(1) amortised, O(log n) heap. */
+  private put(node: N): void {
+    const existing = this.index.get(node.id);
+    if (existing !== undefined) {
+      this.nodes[existing] = node;
+      this.weights.set(existing, node.weight);
+      // A status that changed makes the schedule stale, exactly as when a pick reads it.
+      if (this.tracker.note(existing, node.status)) this.dirty = true;
+      return;
+    }
+    const i = this.nodes.length;
+    this.index.set(node.id, i);
+    this.nodes.push(node);
+    this.weights.push(node.weight);
+    this.tracker.push(node.status);
+    this.reserve(i + 1);
+    this.ringNext[i] = -1;
+    this.ringPrev[i] = -1;
+    this.heapPos[i] = -1;
+    if (this.weighted && this.phased) {
+      // Joins at the current virtual time with a random phase, as a fresh schedule would place it.
+      this.deadline[i] = this.virtualNow() + this.rng.next() / this.weights.at(i);
+      this.seq[i] = this.counter++;
+    }
+    if (!this.eligible(this.tracker.cached(i))) return;
+    if (this.weighted) {
+      if (!this.phased) return; // the rebuild that apply() makes places it
+      const k = this.heapLen++;
+      this.heap[k] = i;
+      this.heapPos[i] = k;
+      this.siftUp(k);
+    } else {
+      this.ringInsert(i);
+    }
+  }
+
+  /** Removes the node with id `id` (if present) and moves the last node into its slot. */
+  private remove(id: string): void {
+    const i = this.index.get(id);
+    if (i === undefined) return;
+    this.index.delete(id);
+    if (this.ringNext[i]! >= 0) this.ringRemove(i);
+    if (this.heapPos[i]! >= 0) this.heapRemove(i);
+    const nodes = this.nodes;
+    const last = nodes.length - 1;
+    if (i !== last) {
+      const moved = nodes[last]!;
+      nodes[i] = moved;
+      this.index.set(moved.id, i);
+      this.deadline[i] = this.deadline[last]!;
+      this.seq[i] = this.seq[last]!;
+      const rn = (this.ringNext[i] = this.ringNext[last]!);
+      const rp = (this.ringPrev[i] = this.ringPrev[last]!);
+      if (rn >= 0) {
+        // The neighbours now point at the node's new index (a ring of one points at itself).
+        this.ringPrev[rn === last ? i : rn] = i;
+        this.ringNext[rp === last ? i : rp] = i;
+        if (this.cursor === last) this.cursor = i;
+      }
+      const hp = (this.heapPos[i] = this.heapPos[last]!);
+      if (hp >= 0) this.heap[hp] = i;
+    }
+    nodes.pop();
+    this.weights.swapRemove(i);
+    this.tracker.swapRemove(i);
+  }
+
+  /** Puts node `i` into the rotation just before the cursor (last in the current cycle): O(1). */
+  private ringInsert(i: number): void {
+    if (this.ringLen++ === 0) {
+      this.ringNext[i] = i;
+      this.ringPrev[i] = i;
+      this.cursor = i;
+      return;
+    }
+    const before = this.ringPrev[this.cursor]!;
+    this.ringNext[before] = i;
+    this.ringPrev[i] = before;
+    this.ringNext[i] = this.cursor;
+    this.ringPrev[this.cursor] = i;
+  }
+
+  /** Takes node `i` out of the rotation in O(1); the others keep their order. */
+  private ringRemove(i: number): void {
+    const next = this.ringNext[i]!;
+    const prev = this.ringPrev[i]!;
+    this.ringNext[i] = -1;
+    this.ringPrev[i] = -1;
+    if (--this.ringLen === 0) {
+      this.cursor = -1;
+      return;
+    }
+    this.ringNext[prev] = next;
+    this.ringPrev[next] = prev;
+    if (this.cursor === i) this.cursor = next;
+  }
+
+  /** Takes node `i` out of the heap in O(log n). */
+  private heapRemove(i: number): void {
+    const p = this.heapPos[i]!;
+    this.heapPos[i] = -1;
+    const lastPos = --this.heapLen;
+    if (p === lastPos) return;
+    const tail = this.heap[lastPos]!;
+    this.heap[p] = tail;
+    this.heapPos[tail] = p;
+    this.siftDown(p);
+    this.siftUp(this.heapPos[tail]!);
   }
 
   /** The next node index of the schedule (O(1) rotation or O(log n) heap step). */
   private next(): number {
-    const weights = this.weights;
-    if (weights === undefined) {
-      const ring = this.ring;
-      const index = ring[this.cursor]!;
-      this.cursor = this.cursor + 1 === ring.length ? 0 : this.cursor + 1;
+    if (!this.weighted) {
+      const index = this.cursor;
+      this.cursor = this.ringNext[index]!;
       return index;
     }
-    const heap = this.heap;
-    const top = heap[0]!;
-    this.deadline[top] = this.deadline[top]! + 1 / weights[top]!;
+    const top = this.heap[0]!;
+    this.deadline[top] = this.deadline[top]! + 1 / this.weights.at(top);
     this.seq[top] = this.counter++;
     this.siftDown(0);
     return top;
@@ -270,7 +463,8 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
 
   private siftDown(k: number): void {
     const heap = this.heap;
-    const len = heap.length;
+    const pos = this.heapPos;
+    const len = this.heapLen;
     const item = heap[k]!;
     for (;;) {
       const left = 2 * k + 1;
@@ -279,9 +473,43 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       const child = right < len && this.before(heap[right]!, heap[left]!) ? right : left;
       if (!this.before(heap[child]!, item)) break;
       heap[k] = heap[child]!;
+      pos[heap[k]!] = k;
       k = child;
     }
     heap[k] = item;
+    pos[item] = k;
+  }
+
+  private siftUp(k: number): void {
+    const heap = this.heap;
+    const pos = this.heapPos;
+    const item = heap[k]!;
+    while (k > 0) {
+      const parent = (k - 1) >> 1;
+      if (!this.before(item, heap[parent]!)) break;
+      heap[k] = heap[parent]!;
+      pos[heap[k]!] = k;
+      k = parent;
+    }
+    heap[k] = item;
+    pos[item] = k;
+  }
+
+  /** Grows the per-node arrays to hold at least `n` nodes (doubling: appends are O(1) amortised). */
+  private reserve(n: number): void {
+    if (n <= this.ringNext.length) return;
+    const cap = Math.max(n, this.ringNext.length * 2, 8);
+    const grow = <T extends Int32Array | Float64Array>(a: T, make: (c: number) => T): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.ringNext = grow(this.ringNext, (c) => new Int32Array(c));
+    this.ringPrev = grow(this.ringPrev, (c) => new Int32Array(c));
+    this.heap = grow(this.heap, (c) => new Int32Array(c));
+    this.heapPos = grow(this.heapPos, (c) => new Int32Array(c));
+    this.deadline = grow(this.deadline, (c) => new Float64Array(c));
+    this.seq = grow(this.seq, (c) => new Float64Array(c));
   }
 }
 

@@ -11,6 +11,9 @@
  * - between scans, every status a pick reads anyway (P2C's two candidates, round robin's next node) refreshes
  *   that node's cache entry and the count in O(1).
  *
+ * - a distributor that adds or removes nodes incrementally (`Distributor.apply`) appends and swap-removes
+ *   entries in O(1), reading only the added and updated nodes' statuses.
+ *
  * So a pick costs O(1), plus an amortised n / (picks per `refreshMs`) status reads: for 100 endpoints at 1,000
  * requests per second, one status read per pick. Panic mode starts at most `refreshMs` after the statuses
  * changed (sooner when picks happen to sample the changed nodes), which is far below the seconds that failure
@@ -37,7 +40,10 @@ export function statusRank(status: ServiceStatus): number {
 }
 
 /**
- * The cached statuses of one node set and the count of nodes that are not ready.
+ * The cached statuses of one node set and the count of nodes that are not ready. Entry `i` belongs to the
+ * distributor's node `i`; a distributor that changes its set incrementally keeps the entries in step with
+ * {@link StatusTracker.push} (a node appended) and {@link StatusTracker.swapRemove} (node `i` removed and the
+ * last node moved into its place), both O(1) amortised.
  *
  * @example
  * ```ts
@@ -45,10 +51,14 @@ export function statusRank(status: ServiceStatus): number {
  * t.scan(nodes, clock.now());
  * t.refresh(nodes, clock.now()); // rescans only when 100 ms have passed
  * t.panic(0.5);                  // fewer than half ready?
+ * t.push(added.status);          // a node appended at index t.size
+ * t.swapRemove(3);               // node 3 removed, the last one moved to 3
  * ```
  */
 export class StatusTracker {
+  /** Cached status ranks; entries at and beyond `n` are spare capacity. */
   private codes = new Uint8Array(0);
+  private n = 0;
   private scannedAt = 0;
   /** Nodes whose cached status is not `ready`. */
   notReady = 0;
@@ -59,23 +69,27 @@ export class StatusTracker {
 
   /** Number of nodes tracked. */
   get size(): number {
-    return this.codes.length;
+    return this.n;
   }
 
   /** Reads every node's status: O(n). Returns true when any cached status changed. */
   scan(nodes: readonly BalancerNode[], now: number): boolean {
     const n = nodes.length;
     let changed = false;
-    if (this.codes.length !== n) {
-      this.codes = new Uint8Array(n);
+    if (this.n !== n) {
+      this.reserve(n);
+      // Entries past the old size hold stale codes: make them differ from anything read below.
+      this.codes.fill(255, this.n, n);
+      this.n = n;
       changed = true;
     }
+    const codes = this.codes;
     let notReady = 0;
     let down = 0;
     for (let i = 0; i < n; i++) {
       const code = statusRank(nodes[i]!.status);
-      if (code !== this.codes[i]) {
-        this.codes[i] = code;
+      if (code !== codes[i]) {
+        codes[i] = code;
         changed = true;
       }
       if (code !== READY) notReady++;
@@ -100,18 +114,38 @@ export class StatusTracker {
 
   /** Records a status read for node `i` in O(1). Returns true when it differs from the cached one. */
   note(i: number, status: ServiceStatus): boolean {
+    if (i >= this.n) return false;
     const code = statusRank(status);
-    const old = this.codes[i];
-    if (old === undefined || old === code) return false;
+    const old = this.codes[i]!;
+    if (old === code) return false;
     this.codes[i] = code;
     this.notReady += (code !== READY ? 1 : 0) - (old !== READY ? 1 : 0);
     this.down += (code === DOWN ? 1 : 0) - (old === DOWN ? 1 : 0);
     return true;
   }
 
+  /** Appends an entry for a node added at index {@link StatusTracker.size}, with its status: O(1) amortised. */
+  push(status: ServiceStatus): void {
+    this.reserve(this.n + 1);
+    const code = statusRank(status);
+    this.codes[this.n++] = code;
+    if (code !== READY) this.notReady++;
+    if (code === DOWN) this.down++;
+  }
+
+  /** Drops node `i`'s entry and moves the last entry into its place (the distributor's swap-remove): O(1). */
+  swapRemove(i: number): void {
+    if (i >= this.n) return;
+    const code = this.codes[i]!;
+    if (code !== READY) this.notReady--;
+    if (code === DOWN) this.down--;
+    const last = --this.n;
+    this.codes[i] = this.codes[last]!;
+  }
+
   /** The cached status rank of node `i`. */
   cached(i: number): number {
-    return this.codes[i] ?? DOWN;
+    return i < this.n ? this.codes[i]! : DOWN;
   }
 
   /**
@@ -119,7 +153,15 @@ export class StatusTracker {
    * 0.5 means panic when more than half are not ready; 0 disables panic mode).
    */
   panic(threshold: number): boolean {
-    const n = this.codes.length;
+    const n = this.n;
     return n > 0 && n - this.notReady < threshold * n;
+  }
+
+  /** Grows the code array to hold at least `n` entries (doubling, so appends are O(1) amortised). */
+  private reserve(n: number): void {
+    if (n <= this.codes.length) return;
+    const next = new Uint8Array(Math.max(n, this.codes.length * 2, 8));
+    next.set(this.codes.subarray(0, this.n));
+    this.codes = next;
   }
 }

@@ -68,11 +68,27 @@ export interface BalancerNode {
  * ```ts
  * distributor.update(nodes);
  * const node = distributor.pick(ctx.tried); // prefers nodes not yet tried by this call
+ * distributor.apply?.([added], [removed], []); // optional: O(change) instead of update(all)
  * ```
  */
 export interface Distributor<N extends BalancerNode = BalancerNode> {
   /** Replaces the node set. A node kept across updates is the same object and keeps its load state. */
   update(nodes: readonly N[]): void;
+  /**
+   * Optional: changes the node set incrementally, in time proportional to the change (amortised), where
+   * {@link Distributor.update} is proportional to the whole set. `added` are new nodes, `removed` nodes to
+   * drop (matched by id), `updated` nodes whose data (e.g. weight) changed; every other node stays as it is,
+   * with its load state. The result must be equivalent to `update()` with the whole new set, up to the order
+   * of the schedule or of the random draws. A caller falls back to `update(all)` when a distributor lacks it
+   * (see {@link applyChanges}). An added node whose id is already present counts as updated, an updated node
+   * that is absent as added, a removed id that is absent is ignored.
+   *
+   * @example
+   * ```ts
+   * distributor.apply([newNode], [goneNode], [reweighedNode]);
+   * ```
+   */
+  apply?(added: readonly N[], removed: readonly N[], updated: readonly N[]): void;
   /**
    * Picks a node, preferring ready ones and ones whose id is not in `avoid`. Returns `undefined` only when
    * there are no nodes at all.
@@ -106,4 +122,24 @@ export interface BalancerFactory {
   readonly kind: string;
   newLoad(env: BalancerEnv): LoadMetric;
   newDistributor<N extends BalancerNode>(env: BalancerEnv): Distributor<N>;
+}
+
+/**
+ * Applies a change to a distributor: through its incremental {@link Distributor.apply} when it has one,
+ * otherwise with `update(all())` (`all` is only called then, so a caller need not build the whole list).
+ *
+ * @example
+ * ```ts
+ * applyChanges(distributor, [added], [], [], () => [...nodes.values()]);
+ * ```
+ */
+export function applyChanges<N extends BalancerNode>(
+  distributor: Distributor<N>,
+  added: readonly N[],
+  removed: readonly N[],
+  updated: readonly N[],
+  all: () => readonly N[],
+): void {
+  if (distributor.apply !== undefined) distributor.apply(added, removed, updated);
+  else distributor.update(all());
 }

@@ -5,7 +5,16 @@
 import { ConfigError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { parseEndpoint, type EndpointInput } from './endpoint.js';
-import type { Addr, Discovery, DiscoveryContext, Endpoint, Resolver, Subscription } from './types.js';
+import { reconcileEndpoints } from './reconcile.js';
+import type {
+  Addr,
+  Discovery,
+  DiscoveryContext,
+  Endpoint,
+  EndpointChanges,
+  Resolver,
+  Subscription,
+} from './types.js';
 
 /**
  * A discovery source over a list the caller controls.
@@ -26,10 +35,16 @@ export class StaticDiscovery implements Discovery {
     this.endpoints = parseList(endpoints, path);
   }
 
-  /** Replaces the endpoint list. Throws a {@link ConfigError} (and changes nothing) on a malformed entry. */
+  /**
+   * Replaces the endpoint list. Throws a {@link ConfigError} (and changes nothing) on a malformed entry.
+   * Unchanged endpoints keep their {@link Endpoint} object, and the update carries what changed
+   * (`Addr.changes`), so the mesh touches only the added, removed and updated endpoints (a list that did not
+   * change is still published, with empty changes and a new `updatedAt`).
+   */
   set(endpoints: readonly EndpointInput[]): void {
-    this.endpoints = parseList(endpoints, 'endpoints');
-    for (const r of this.resolvers) r.update(this.endpoints);
+    const r = reconcileEndpoints(this.endpoints, parseList(endpoints, 'endpoints'));
+    this.endpoints = r.endpoints;
+    for (const resolver of this.resolvers) resolver.update(this.endpoints, r.changes);
   }
 
   /** The current list. */
@@ -68,8 +83,9 @@ class StaticResolver implements Resolver {
   ) {
     this.addr = { state: 'bound', endpoints, stale: false, updatedAt: clock.now() };
   }
-  update(endpoints: readonly Endpoint[]): void {
-    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: this.clock.now() };
+  /** Every resolver starts from the discovery's current list, so `changes` is relative to its own last Addr. */
+  update(endpoints: readonly Endpoint[], changes: EndpointChanges): void {
+    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: this.clock.now(), changes };
     for (const l of [...this.listeners]) l(this.addr);
   }
   subscribe(listener: (addr: Addr) => void): Subscription {

@@ -29,7 +29,42 @@ export interface Endpoint {
   readonly meta: Readonly<Record<string, string>>;
 }
 
-/** The state of a discovered service. */
+/**
+ * What changed between two bound {@link Addr}s of one resolver, so that consumers can apply an update in time
+ * proportional to the change instead of re-walking every endpoint.
+ *
+ * @example
+ * ```ts
+ * const changes: EndpointChanges = { added: [endpoint], removed: ['10.0.0.9:80'], updated: [] };
+ * ```
+ */
+export interface EndpointChanges {
+  /** Endpoints whose id was not in the previous set. */
+  readonly added: readonly Endpoint[];
+  /** Ids of the previous set's endpoints that are gone. */
+  readonly removed: readonly string[];
+  /** Endpoints whose id was in the previous set with different data (weight, tags, meta): the new objects. */
+  readonly updated: readonly Endpoint[];
+}
+
+/**
+ * The state of a discovered service.
+ *
+ * A `bound` Addr may carry `changes`: the difference from the **previous bound Addr published by the same
+ * resolver** (every endpoint not listed is the very same {@link Endpoint} object as before). Consumers that
+ * mirror the previous set apply just that (the mesh's destination does, in O(change)); `endpoints` always holds
+ * the whole set for readers that want it. `changes` absent means "treat this as a full replacement": the first
+ * answer, the first after a `negative` or `failed` state, or a resolver that does not compute a diff (a custom
+ * one). A bound Addr that only flips `stale` carries empty changes. A resolver must never attach `changes`
+ * relative to anything but its own previous bound Addr.
+ *
+ * @example
+ * ```ts
+ * resolver.subscribe((addr) => {
+ *   if (addr.state === 'bound' && addr.changes) console.log(addr.changes.added.length, 'added');
+ * });
+ * ```
+ */
 export type Addr =
   | { readonly state: 'pending' }
   | {
@@ -39,6 +74,8 @@ export type Addr =
       readonly stale: boolean;
       /** Mesh-clock time (ms) of the answer this set came from, so its age can be shown. */
       readonly updatedAt: number;
+      /** The difference from this resolver's previous bound Addr; absent: a full replacement (see above). */
+      readonly changes?: EndpointChanges;
     }
   | { readonly state: 'negative'; readonly reason: string }
   | { readonly state: 'failed'; readonly error: Error };

@@ -1,13 +1,14 @@
 /**
  * Turns Consul's `/v1/health/service/:name` answer into endpoints, and reconciles it with the previous set.
- * Parsing is proportional to the number of instances (Consul always sends the whole list); reconciling keeps
- * the previous {@link Endpoint} object for every unchanged instance, so everything downstream (pools, load
- * and failure state keyed by the endpoint) only sees what actually changed.
+ * Parsing is proportional to the number of instances (Consul always sends the whole list); reconciling
+ * (`reconcileEndpoints`, from ../reconcile.ts) keeps the previous {@link Endpoint} object for every unchanged
+ * instance and lists what changed, so everything downstream (pools, load and failure state keyed by the
+ * endpoint) only sees, and only pays for, what actually changed.
  *
  * A malformed instance (unusable address or port, a duplicate address) is skipped and reported, never fatal:
  * one bad registration must not take a whole service away.
  */
-import { endpointId, isValidHost, isValidPort, sameEndpoint } from '../endpoint.js';
+import { endpointId, isValidHost, isValidPort } from '../endpoint.js';
 import type { Endpoint } from '../types.js';
 
 /**
@@ -156,55 +157,5 @@ export function parseHealthEntries(
   return { endpoints, skipped, excluded };
 }
 
-/**
- * The outcome of {@link reconcileEndpoints}.
- *
- * @example
- * ```ts
- * const { added, removed, updated }: Reconciled = reconcileEndpoints(previous, next);
- * ```
- */
-export interface Reconciled {
-  /** The new set; the previous array itself when nothing changed. */
-  readonly endpoints: readonly Endpoint[];
-  readonly changed: boolean;
-  readonly added: number;
-  readonly removed: number;
-  readonly updated: number;
-}
-
-/**
- * Reuses the previous {@link Endpoint} object for every instance that did not change ({@link sameEndpoint}),
- * so identity is stable across updates; returns the previous array when nothing changed at all (a reorder
- * alone is not a change).
- *
- * @example
- * ```ts
- * const r = reconcileEndpoints(previous, parsed.endpoints);
- * if (r.changed) publish(r.endpoints);
- * ```
- */
-export function reconcileEndpoints(previous: readonly Endpoint[], next: readonly Endpoint[]): Reconciled {
-  const byId = new Map<string, Endpoint>();
-  for (const e of previous) byId.set(e.id, e);
-  let kept = 0;
-  let updated = 0;
-  const out: Endpoint[] = new Array<Endpoint>(next.length);
-  for (let i = 0; i < next.length; i++) {
-    const n = next[i]!;
-    const p = byId.get(n.id);
-    if (p === undefined) {
-      out[i] = n;
-    } else if (sameEndpoint(p, n)) {
-      out[i] = p;
-      kept++;
-    } else {
-      out[i] = n;
-      updated++;
-    }
-  }
-  const added = next.length - kept - updated;
-  const removed = previous.length - kept - updated;
-  const changed = added > 0 || removed > 0 || updated > 0;
-  return { endpoints: changed ? Object.freeze(out) : previous, changed, added, removed, updated };
-}
+// Reconciling a new set with the previous one is not Consul-specific (static discovery does it too).
+export { reconcileEndpoints, type Reconciled } from '../reconcile.js';
