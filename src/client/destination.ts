@@ -3,7 +3,8 @@
  * pool for each, and the balancer that picks among them. This is the leaf of the concrete stack.
  *
  * Updates touch only what changed (an endpoint re-announced unchanged keeps its pool and load state; a
- * removed one drains: no new requests, in-flight ones finish, then its sockets close).
+ * removed one drains: no new requests, in-flight ones finish, then its sockets close). When discovery says
+ * what changed (`Addr.changes`), applying an update costs O(change), not O(endpoints).
  */
 import { whenBodyDone } from '../core/body-done.js';
 import type { Clock } from '../core/clock.js';
@@ -17,7 +18,13 @@ import {
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
-import type { BalancerFactory, BalancerNode, Distributor, LoadMetric } from '../balance/types.js';
+import {
+  applyChanges,
+  type BalancerFactory,
+  type BalancerNode,
+  type Distributor,
+  type LoadMetric,
+} from '../balance/types.js';
 import {
   describeAddr,
   type Addr,
@@ -101,6 +108,8 @@ export class Destination implements Service {
   /** The service's classifier, for the endpoint stats (the same one retries, accrual and the breaker use). */
   private readonly classifier: Classifier;
   private closed = false;
+  /** The node map mirrors the resolver's last bound Addr, so the next one's `changes` can be applied as is. */
+  private synced = false;
   addr: Addr;
 
   constructor(
@@ -132,7 +141,7 @@ export class Destination implements Service {
     const events = discoveryUpdateChannel.hasSubscribers;
     const added: string[] = [];
     const removed: string[] = [];
-    if (addr.state === 'bound') {
+    if (addr.state === 'bound' && !this.applyDiff(addr, added, removed)) {
       const next = new Map<string, EndpointNode>();
       for (const ep of addr.endpoints) {
         const old = this.nodes.get(ep.id);
@@ -158,7 +167,9 @@ export class Destination implements Service {
       this.nodes.clear();
       for (const [id, node] of next) this.nodes.set(id, node);
       this.distributor.update([...next.values()]);
+      this.synced = true;
     } else if (addr.state === 'negative') {
+      this.synced = false;
       // The source says the service is gone: stop using what we had.
       for (const id of this.nodes.keys()) this.endpointEvent(endpointRemovedChannel, id, removed);
       for (const node of this.nodes.values()) void node.service.close().catch(() => {});
@@ -184,6 +195,57 @@ export class Destination implements Service {
       this.waiters = [];
       for (const x of w) x.resolve();
     }
+  }
+
+  /**
+   * Applies a bound Addr's `changes` in O(change): new nodes for the added endpoints, the removed ones taken out
+   * and drained (no new requests, in-flight ones finish, then the pool closes), `endpoint` replaced on the
+   * updated ones, and the same three lists handed to the distributor's incremental `apply` (or its `update`
+   * when it has none). Returns false, having touched nothing, when the Addr carries no changes or the node map
+   * does not mirror the resolver's previous bound Addr (first answer, after `negative`); also false when the
+   * result does not add up to the Addr's endpoint count (a resolver that got its diff wrong), after which the
+   * caller's full rebuild repairs the map. The distributor is only touched when the result adds up.
+   */
+  private applyDiff(addr: Addr & { state: 'bound' }, added: string[], removed: string[]): boolean {
+    const changes = addr.changes;
+    if (changes === undefined || !this.synced) return false;
+    const nodes = this.nodes;
+    const addedNodes: EndpointNode[] = [];
+    const removedNodes: EndpointNode[] = [];
+    const updatedNodes: EndpointNode[] = [];
+    for (const id of changes.removed) {
+      const node = nodes.get(id);
+      if (node === undefined) continue;
+      nodes.delete(id);
+      removedNodes.push(node);
+      this.endpointEvent(endpointRemovedChannel, id, removed);
+      node.service.close().catch((err: unknown) => {
+        this.opts.env.logger.warn(
+          { err, endpoint: id, service: this.opts.env.service },
+          'endpoint close failed',
+        );
+      });
+    }
+    for (const list of [changes.updated, changes.added]) {
+      for (const ep of list) {
+        const old = nodes.get(ep.id);
+        if (old !== undefined) {
+          old.endpoint = ep;
+          updatedNodes.push(old);
+        } else {
+          const node = this.makeNode(ep);
+          nodes.set(ep.id, node);
+          addedNodes.push(node);
+          this.endpointEvent(endpointAddedChannel, ep.id, added);
+        }
+      }
+    }
+    if (nodes.size !== addr.endpoints.length) {
+      this.synced = false;
+      return false;
+    }
+    applyChanges(this.distributor, addedNodes, removedNodes, updatedNodes, () => [...nodes.values()]);
+    return true;
   }
 
   /** Publishes an endpoint event (when anyone listens) and notes the address for the discovery event. */

@@ -4,7 +4,8 @@
  * rules. It turns answers into the {@link Addr} states the mesh understands:
  *
  * - `pending` until the first answer;
- * - `bound` to the passing instances (possibly none, when the service exists but nothing passes);
+ * - `bound` to the passing instances (possibly none, when the service exists but nothing passes), with
+ *   `changes`, the diff from the previous bound set (so the mesh applies an update in O(change));
  * - `negative` when the catalog does not know the service (Consul answers `200 []` both for an unknown
  *   service and for a token that cannot read it, so the catalog is consulted to tell "no such service" from
  *   "no passing instance");
@@ -21,6 +22,7 @@ import type { Rng } from '../../core/rng.js';
 import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
 import { ConsulApi, ConsulRequestError } from './client.js';
 import { parseHealthEntries, reconcileEndpoints, type SkippedInstance } from './entries.js';
+import { NO_CHANGES } from '../reconcile.js';
 import { backoffDelay, nextIndex, parseIndex, TokenBucket } from './loop.js';
 import type { ResolvedConsulOptions } from './options.js';
 import { publishDiscoveryError } from '../../telemetry/events.js';
@@ -349,7 +351,10 @@ export class ConsulResolver implements Resolver {
         'consul endpoint set changed',
       );
     }
-    this.#set({ state: 'bound', endpoints: r.endpoints, stale: false, updatedAt: at });
+    // The diff is relative to our previous bound Addr (stale or not): consumers apply just that. After
+    // pending, negative or failed there is none: a full replacement.
+    const changes = a.state === 'bound' ? r.changes : undefined;
+    this.#set({ state: 'bound', endpoints: r.endpoints, stale: false, updatedAt: at, changes });
   }
 
   #publishNegative(): void {
@@ -400,7 +405,8 @@ export class ConsulResolver implements Resolver {
     const a = this.#addr;
     if (a.state === 'bound') {
       if (!a.stale) {
-        this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt });
+        // Same set as the previous bound Addr: nothing changed (not the previous Addr's own changes).
+        this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt, changes: NO_CHANGES });
       }
     } else if (a.state === 'pending' || a.state === 'failed') {
       if (a.state === 'failed' && a.error.message === message) return;
