@@ -209,7 +209,7 @@ export function renderMarkdown(r: ScaleResults): string {
       `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
   );
   lines.push(
-    `Pick cost: ${r.settings.rounds} rounds, about ${r.settings.loopMs} ms per loop, balancers and sizes alternated within each round; medians.`,
+    `Pick cost: ${r.settings.rounds} rounds, about ${r.settings.loopMs} ms per loop, one process per balancer, sizes alternated within each round; medians.`,
   );
   lines.push('');
   lines.push('```sh');
