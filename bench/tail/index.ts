@@ -36,6 +36,7 @@ import { findHaproxy, HAPROXY_INSTALL_HINT, startHaproxy, type RunningHaproxy } 
 import { describeMachine, machineInfo } from '../lib/machine.js';
 import { writeFormatted, writeJson } from '../lib/output.js';
 import { freePort, machineBusyUs, processCpuUs } from '../lib/proc.js';
+import { median } from '../lib/stats.js';
 import { openLoop } from './openloop.js';
 import {
   evaluateTargets,
@@ -44,6 +45,7 @@ import {
   renderSvg,
   summarizeRun,
   updateDocs,
+  type MeshView,
   type StrategyResult,
   type TailResults,
 } from './report.js';
@@ -123,6 +125,34 @@ function startBackends(): Promise<Backends> {
       });
     });
   });
+}
+
+/** What the mesh itself says about the degraded endpoint and its backups (null if the snapshot fails). */
+function meshView(c: TailClient, degradedAddr: string): MeshView | null {
+  try {
+    const svc = c.snapshot?.();
+    if (!svc) return null;
+    const d = svc.endpoints.find((e) => e.address === degradedAddr);
+    const others = svc.endpoints
+      .filter((e) => e.address !== degradedAddr && typeof e.latencyMs === 'number')
+      .map((e) => e.latencyMs!);
+    const r1 = (x: number | null | undefined): number | null =>
+      typeof x === 'number' ? Math.round(x * 10) / 10 : null;
+    return {
+      degraded: d
+        ? {
+            status: d.status,
+            latencyMs: r1(d.latencyMs),
+            inflight: d.inflight,
+            accrual: d.accrual?.state ?? null,
+          }
+        : null,
+      othersLatencyMs: others.length ? r1(median(others)) : null,
+      backups: svc.backupRequests ?? null,
+    };
+  } catch {
+    return null;
+  }
 }
 
 async function main(): Promise<void> {
@@ -250,6 +280,12 @@ async function runStrategy(spec: StrategySpec, s: RunSettings): Promise<Strategy
         },
       },
     ];
+    const degradedAddr = `127.0.0.1:${backends.ports[DEGRADED]}`;
+    let atWindowEnd: MeshView | null = null;
+    if (client.snapshot) {
+      const c = client;
+      hooks.push({ atMs: s.window.toMs - 1, run: () => (atWindowEnd = meshView(c, degradedAddr)) });
+    }
     if (spec.degraded) {
       hooks.push(
         {
@@ -289,6 +325,7 @@ async function runStrategy(spec: StrategySpec, s: RunSettings): Promise<Strategy
       otherCores = Math.max(0, all1 - marks.all - ours) / (r.elapsedMs * 1000);
     }
     const result = summarizeRun(spec, r, arrivals, { clientCpuUs, backendCpuUs, haproxyCpuUs, otherCores });
+    if (client.snapshot) result.mesh = { atWindowEnd, atEnd: meshView(client, degradedAddr) };
     const l = result.latency!;
     console.log(
       `${spec.label.padEnd(40)} p50 ${l.p50Ms.toFixed(1).padStart(6)}  p99 ${l.p99Ms.toFixed(1).padStart(7)}  ` +

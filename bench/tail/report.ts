@@ -49,6 +49,8 @@ export interface StrategyResult {
   degradedShare?: { inWindow: number; outside: number };
   /** The generator's own lateness (actual send minus scheduled), ms. */
   lateness?: { p99Ms: number; maxMs: number };
+  /** Mesh strategies: the mesh's snapshot just before the window ends and after the run. */
+  mesh?: { atWindowEnd: MeshView | null; atEnd: MeshView | null };
   cpu?: {
     clientUs: number;
     backendUs: number | null;
@@ -56,6 +58,14 @@ export interface StrategyResult {
     /** Cores used by other processes of the machine during the run (from /proc/stat). */
     otherCores: number | null;
   };
+}
+
+/** The mesh's own view (its snapshot) of the degraded endpoint, at one instant. */
+export interface MeshView {
+  degraded: { status: string; latencyMs: number | null; inflight: number; accrual: string | null } | null;
+  /** Median Peak-EWMA estimate of the other endpoints (ms). */
+  othersLatencyMs: number | null;
+  backups: { delayMs: number | null; sent: number; won: number; budgetExhausted: number } | null;
 }
 
 /** A target of the issue, judged. */
@@ -295,11 +305,41 @@ function tableRows(t: TailResults): { headers: string[]; rows: string[][]; align
   return { headers, rows, align };
 }
 
+function meshViewTable(views: readonly StrategyResult[]): [string[], string[][], Align[]] {
+  const headers = [
+    'strategy',
+    'degraded: estimate ms',
+    'others: estimate ms',
+    'degraded: status',
+    'accrual',
+    'backups sent / won',
+    'backup delay ms',
+  ];
+  const rows = views.map((x) => {
+    const v = x.mesh!.atWindowEnd!;
+    return [
+      x.label,
+      num(v.degraded?.latencyMs, 1),
+      num(v.othersLatencyMs, 1),
+      v.degraded?.status ?? '-',
+      v.degraded?.accrual ?? '-',
+      v.backups ? `${num(v.backups.sent)} / ${num(v.backups.won)}` : '-',
+      num(v.backups?.delayMs, 1),
+    ];
+  });
+  return [headers, rows, ['l', 'r', 'r', 'l', 'l', 'r', 'r']];
+}
+
 /** Prints the table and the targets. */
 export function printTables(t: TailResults): void {
   for (const s of t.strategies) if (s.arrivals) s.degradedShare = degradedShare(s, t);
   const x = tableRows(t);
   console.log(formatTable(x.headers, x.rows, x.align));
+  const views = t.strategies.filter((v) => v.mesh?.atWindowEnd);
+  if (views.length > 0) {
+    console.log('\n## inside the mesh just before the window ends');
+    console.log(formatTable(...meshViewTable(views)));
+  }
   console.log('\n## targets');
   if (t.quick) console.log('(quick mode: short runs, indicative only; judge on a full run)');
   for (const g of t.targets) console.log(`${g.status.padEnd(4)}  ${g.name}: ${g.detail}`);
@@ -348,6 +388,15 @@ export function renderMarkdown(t: TailResults): string {
     lines.push(
       `The load generator sent within ${p99.toFixed(2)} ms of the schedule at p99 in every run (worst single send ${worst.toFixed(1)} ms late).`,
     );
+  }
+  const views = t.strategies.filter((x) => x.mesh?.atWindowEnd);
+  if (views.length > 0) {
+    lines.push('');
+    lines.push(
+      `Inside the mesh just before the window ends (\`mesh.snapshot()\`): the balancer's latency estimate of the degraded backend against the median of the others (Peak-EWMA only), its status and failure-accrual state, and the backup requests sent and won over the run so far.`,
+    );
+    lines.push('');
+    lines.push(markdownTable(...meshViewTable(views)));
   }
   lines.push('');
   lines.push('#### Targets');

@@ -9,7 +9,7 @@
  * `Pool` to HAProxy on 127.0.0.1 (bench/tail/haproxy.cfg).
  */
 import { Pool } from 'undici';
-import { ConfigError, createMesh, type Mesh, type ServiceConfig } from 'meshfetch';
+import { ConfigError, createMesh, type Mesh, type ServiceConfig, type ServiceSnapshot } from 'meshfetch';
 import { resolveServiceConfig } from '../../src/client/config.js';
 
 /** A strategy's static description. */
@@ -117,6 +117,8 @@ export function unavailableReason(spec: StrategySpec): string | undefined {
 export interface TailClient {
   /** One GET; resolves with the answering backend's index. */
   send(): Promise<number>;
+  /** Mesh strategies: the mesh's snapshot of the service (its endpoints' latency estimates, backups). */
+  snapshot?(): ServiceSnapshot | undefined;
   close(): Promise<void>;
 }
 
@@ -142,6 +144,7 @@ export function meshClient(spec: StrategySpec, ports: readonly number[]): TailCl
       await r.body.text();
       return b;
     },
+    snapshot: () => mesh.snapshot().services.find((x) => x.name === SERVICE),
     close: () => mesh.close({ gracePeriodMs: 500 }),
   };
 }
