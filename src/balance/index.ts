@@ -5,6 +5,7 @@
  * `p2cLeastLoaded`; `roundRobin`). See docs/balancers.md for the algorithms, their sources and defaults.
  */
 export type { BalancerEnv, BalancerFactory, BalancerNode, Distributor, LoadMetric } from './types.js';
+export { applyChanges } from './types.js';
 export { PendingLoad } from './pending.js';
 export { PeakEwmaLoad, PEAK_EWMA_DEFAULTS, resolvePeakEwmaOptions } from './peak-ewma.js';
 export type { PeakEwmaOptions, ResolvedPeakEwmaOptions } from './peak-ewma.js';

@@ -169,8 +169,9 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
   private nodes: N[] = [];
-  /** Node id -> index in `nodes`. */
+  /** Node id -> index in `nodes`; valid when `indexed`. */
   private readonly index = new Map<string, number>();
+  private indexed = true;
   private readonly weights = new WeightBook();
   /** The alias table for skewed weights, built on the first weighted pick after a change. */
   private table: AliasTable | undefined;
@@ -192,8 +193,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   /** Replaces the node set: O(n) (copies the list, reads every weight, counts statuses). */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    this.index.clear();
-    for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+    // The id -> index map is built by the first apply() after this (update() stays as cheap as it was).
+    this.indexed = false;
     this.weights.reset(this.nodes);
     this.table = undefined;
     this.tracker.scan(this.nodes, this.clock.now());
@@ -205,6 +206,12 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
    * node). The panic count stays exact for what was read; the rest is as fresh as the last rescan.
    */
   apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
+    if (!this.indexed) {
+      // Once after each update(), O(n) like the update itself.
+      this.index.clear();
+      for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+      this.indexed = true;
+    }
     for (const node of removed) this.remove(node.id);
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);

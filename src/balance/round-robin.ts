@@ -131,8 +131,9 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
   private nodes: N[] = [];
-  /** Node id -> index in `nodes`. */
+  /** Node id -> index in `nodes`; valid when `indexed`. */
   private readonly index = new Map<string, number>();
+  private indexed = true;
   private readonly weights = new WeightBook();
   /** Whether the schedule is the EDF heap (unequal weights when it was built) or the rotation. */
   private weighted = false;
@@ -176,8 +177,8 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   /** Replaces the node set and restarts the schedule from a random point: O(n log n) at worst. */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
-    this.index.clear();
-    for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+    // The id -> index map is built by the first apply() after this (update() stays as cheap as it was).
+    this.indexed = false;
     this.weights.reset(this.nodes);
     this.tracker.scan(this.nodes, this.clock.now());
     this.phased = false;
@@ -189,6 +190,12 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
    * weight of each added or updated node only. Kept nodes keep their place in the schedule and their load.
    */
   apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
+    if (!this.indexed) {
+      // Once after each update(), O(n) like the update itself.
+      this.index.clear();
+      for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
+      this.indexed = true;
+    }
     for (const node of removed) this.remove(node.id);
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);

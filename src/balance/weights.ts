@@ -76,7 +76,15 @@ export class WeightBook {
     this.reserve(n);
     for (let i = 0; i < n; i++) this.w[i] = sanitizeWeight(nodes[i]!.weight);
     this.n = n;
-    for (let i = 0; i < n; i++) this.count(this.w[i]!, 1);
+    // Counted in runs of equal weights: one map update per run (one in all for the common all-equal set).
+    let run = 0;
+    for (let i = 0; i < n; i++) {
+      run++;
+      if (i + 1 === n || this.w[i + 1] !== this.w[i]) {
+        this.count(this.w[i]!, run);
+        run = 0;
+      }
+    }
     this.recount();
   }
 
