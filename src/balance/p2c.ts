@@ -144,12 +144,14 @@ const REJECTION_TRIES = 256;
  * pairs, and the best node seen is returned. Ties go to the first candidate, which keeps the weighted (or
  * uniform) draw unbiased. O(1) per pick.
  *
- * Weighted draws without an O(n) rebuild per change: while the largest weight is at most 8 times the mean, a
- * candidate is drawn by rejection sampling over a uniform index (node i accepted with probability
- * w_i / w_max; one random number per try, at most 8 tries on average). `w_max` is an upper bound kept in O(1)
- * per change and made exact again by the periodic status rescan (every `statusRefreshMs`) after a removal. For
- * more skewed weights an alias table (Vose; O(1) per draw) is built lazily on the first pick after a change,
- * O(n) once per change. Both give exactly the weighted distribution.
+ * Weighted draws without an O(n) rebuild per change: candidates come from an alias table (Vose; O(1) per
+ * draw, one random number). A change of the set invalidates it, and the periodic status rescan (every
+ * `statusRefreshMs`, already O(n)) rebuilds it. Until then, while the largest weight is at most 8 times the
+ * mean, a candidate is drawn by rejection sampling over a uniform index (node i accepted with probability
+ * w_i / w_max; one random number per try, at most 8 tries on average, 1.6 for weights 1-4); `w_max` is an
+ * upper bound kept in O(1) per change and made exact by the same rescan. With more skewed weights the table is
+ * rebuilt on the first pick after a change instead (O(n) once per change). All of them give exactly the
+ * weighted distribution.
  *
  * The set changes with {@link P2CDistributor.update} (O(n)) or incrementally with {@link P2CDistributor.apply}
  * (O(change) amortised: an id -> index map, swap-remove, the cached statuses and the weights moved alongside).
@@ -173,7 +175,10 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private readonly index = new Map<string, number>();
   private indexed = true;
   private readonly weights = new WeightBook();
-  /** The alias table for skewed weights, built on the first weighted pick after a change. */
+  /**
+   * The alias table of the current weights, or undefined after a change until the next periodic rescan
+   * rebuilds it (or, with heavily skewed weights, the next pick).
+   */
   private table: AliasTable | undefined;
 
   /**
@@ -190,13 +195,13 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     this.tracker = new StatusTracker(o.statusRefreshMs);
   }
 
-  /** Replaces the node set: O(n) (copies the list, reads every weight, counts statuses). */
+  /** Replaces the node set: O(n) (copies the list, reads every weight, builds the alias table when weights differ, counts statuses). */
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
     // The id -> index map is built by the first apply() after this (update() stays as cheap as it was).
     this.indexed = false;
     this.weights.reset(this.nodes);
-    this.table = undefined;
+    this.table = this.weights.equal ? undefined : AliasTable.fromWeights(this.weights.values);
     this.tracker.scan(this.nodes, this.clock.now());
   }
 
@@ -231,8 +236,11 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     const tracker = this.tracker;
     if (tracker.due(now)) {
       tracker.scan(nodes, now);
-      // After removals the weight bound may be loose: the same periodic O(n) pass tightens it.
+      // The same periodic O(n) pass tightens the weight bound after removals and, with unequal weights,
+      // rebuilds the alias table a change invalidated (picks use rejection sampling until then).
       if (this.weights.loose) this.weights.recount();
+      if (this.table === undefined && !this.weights.equal)
+        this.table = AliasTable.fromWeights(this.weights.values);
     }
     const panic = tracker.panic(this.panicThreshold);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
@@ -333,8 +341,12 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     return load.weightedCost !== undefined ? load.weightedCost(now, w) : load.cost(now) / w;
   }
 
-  /** A node index drawn in proportion to the weights (rejection sampling, or the alias table when skewed). */
+  /**
+   * A node index drawn in proportion to the weights: from the alias table when it is current, else by
+   * rejection sampling (mild skew), else from an alias table built now (heavy skew).
+   */
   private weightedDraw(): number {
+    if (this.table !== undefined) return this.table.sample(this.rng);
     const book = this.weights;
     const n = this.nodes.length;
     const max = book.maxBound;
@@ -347,8 +359,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         if ((u - i) * max < book.at(i)) return i;
       }
     }
-    let table = this.table;
-    if (table === undefined || table.size !== n) table = this.table = AliasTable.fromWeights(book.values);
+    const table = (this.table = AliasTable.fromWeights(book.values));
     return table.sample(this.rng);
   }
 

@@ -213,6 +213,38 @@ describe('apply() is equivalent to update(all)', () => {
   });
 });
 
+describe('weighted P2C draws between a change and the next rescan', () => {
+  // After apply() the alias table is stale until the periodic rescan rebuilds it; meanwhile candidates come
+  // from rejection sampling (mild skew) or a table built at once (heavy skew). Both must give the weights.
+  function shares(weights: (i: number) => number, n: number): { counts: number[]; total: number } {
+    const clock = new FakeClock();
+    const d = new P2CDistributor<WeighedNode>({ clock, rng: seededRng(11) }, { statusRefreshMs: 1e9 });
+    const nodes = Array.from({ length: n }, (_, i) => new WeighedNode(`n${i}`, weights(i)));
+    d.update(nodes.slice(0, n - 1));
+    d.apply([nodes[n - 1]!], [], []); // the clock never reaches the rescan: no table rebuild
+    const index = new Map(nodes.map((x, i) => [x, i]));
+    const counts = new Array<number>(n).fill(0);
+    for (let k = 0; k < 100_000; k++) counts[index.get(d.pick()!)!]!++;
+    return { counts, total: sum(nodes.map((x) => x.weight)) };
+  }
+
+  test('weights 1-4 (rejection sampling): each weight class within 5 % of its share', () => {
+    const { counts, total } = shares((i) => 1 + (i % 4), 100);
+    for (let c = 0; c < 4; c++) {
+      const got = sum(counts.filter((_, i) => i % 4 === c));
+      const want = (100_000 * 25 * (c + 1)) / total;
+      // A class expects 10k-40k picks (sd <= 155): 5 % is more than 3 sd, as in distribution.test.ts.
+      expect(Math.abs(got - want) / want).toBeLessThan(0.05);
+    }
+  });
+
+  test('one weight-1000 node among 99 of weight 1 (alias table built at once): about 91 % to it', () => {
+    const { counts, total } = shares((i) => (i === 99 ? 1000 : 1), 100);
+    // 1000/1099 = 91.0 % of 100k picks (sd ~90): within 1 %.
+    expect(Math.abs(counts[99]! / 100_000 - 1000 / total)).toBeLessThan(0.01);
+  });
+});
+
 describe('kept nodes keep their state', () => {
   test.each(factories)(
     '%s: a node kept across apply() is the same object with the same load',
