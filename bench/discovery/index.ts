@@ -20,11 +20,13 @@
  * Run (Consul from `npm run consul:install`, or CONSUL_BIN / PATH):
  *   npx tsx --conditions=meshfetch-source bench/discovery/index.ts            # full: 100 flips 1 s apart, ~3.5 min
  *   npx tsx --conditions=meshfetch-source bench/discovery/index.ts --quick    # 10 flips, 300 ms apart, ~25 s
- * Options: --flips N, --cycle-ms N (time between two critical flips), --instances N, --skip-convergence.
+ * Options: --flips N, --cycle-ms N (time between two critical flips), --instances N, --skip-convergence,
+ * --only update-cost (runs only part 2; a full run then keeps the convergence results of the committed
+ * bench/results/discovery.json, saying which run they come from, instead of replacing them with "not run").
  * Exit code 0 when the measurements ran (a MISS against the target is reported, not an error); 1 on an error.
  * Without a Consul binary the convergence part is reported as not run and the rest still runs.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem, type as osType } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +56,8 @@ interface Args {
   cycleMs: number;
   instances: number;
   skipConvergence: boolean;
+  /** `--only update-cost`: part 2 only, keeping the last convergence results. */
+  onlyUpdateCost: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -65,6 +69,7 @@ function parseArgs(argv: readonly string[]): Args {
     cycleMs: quick ? 600 : 1_000,
     instances: 3,
     skipConvergence: false,
+    onlyUpdateCost: false,
   };
   const int = (name: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -79,6 +84,11 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === '--cycle-ms') args.cycleMs = int(a, argv[++i], 100, 60_000);
     else if (a === '--instances') args.instances = int(a, argv[++i], 2, 50);
     else if (a === '--skip-convergence') args.skipConvergence = true;
+    else if (a === '--only') {
+      const what = argv[++i];
+      if (what !== 'update-cost') throw new Error(`--only wants "update-cost", got ${String(what)}`);
+      args.onlyUpdateCost = true;
+    }
     // bench/run.ts passes every flag to every benchmark; the ones meant for others are ignored.
     else if (a.startsWith('--')) console.warn(`bench/discovery: ignoring ${a}`);
   }
@@ -126,10 +136,33 @@ function roundCost(u: UpdateCostResult): UpdateCostResult {
       beforeDiffUs: roundSummary(row.beforeDiffUs),
       applyUs: roundSummary(row.applyUs),
       applyAloneUs: row.applyAloneUs && roundSummary(row.applyAloneUs),
+      applyFullUs: row.applyFullUs && roundSummary(row.applyFullUs),
       totalUs: roundSummary(row.totalUs),
     })),
     balancerUpdateUs: u.balancerUpdateUs.map((b) => ({ ...b, us: roundSummary(b.us) })),
+    balancerApplyUs: u.balancerApplyUs.map((b) => ({ ...b, us: roundSummary(b.us) })),
   };
+}
+
+/** The convergence results of the committed full run (bench/results/discovery.json), if it has any. */
+function previousConvergence():
+  | {
+      convergence: DiscoveryResults['convergence'];
+      verdict: DiscoveryResults['convergenceVerdict'];
+      from: { date: string; command: string };
+    }
+  | undefined {
+  try {
+    const prev = JSON.parse(readFileSync(join(RESULTS_DIR, 'discovery.json'), 'utf8')) as DiscoveryResults;
+    if ('skipped' in prev.convergence) return undefined;
+    return {
+      convergence: prev.convergence,
+      verdict: prev.convergenceVerdict,
+      from: prev.convergenceFrom ?? { date: prev.run.date, command: prev.run.command },
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 async function main(): Promise<void> {
@@ -161,7 +194,11 @@ async function main(): Promise<void> {
 
   let convergence: ConvergenceResult | { skipped: string };
   let consulFound: string | undefined;
-  if (args.skipConvergence) convergence = { skipped: '--skip-convergence' };
+  // --only update-cost: the convergence results of the last full run are carried over (see the file comment).
+  const carried = args.onlyUpdateCost ? previousConvergence() : undefined;
+  if (carried) convergence = carried.convergence;
+  else if (args.onlyUpdateCost) convergence = { skipped: '--only update-cost (no earlier results to keep)' };
+  else if (args.skipConvergence) convergence = { skipped: '--skip-convergence' };
   else {
     try {
       findConsulBinary();
@@ -196,8 +233,9 @@ async function main(): Promise<void> {
     log,
   });
 
-  const verdict =
-    'skipped' in convergence
+  const verdict = carried
+    ? carried.verdict
+    : 'skipped' in convergence
       ? 'NOT RUN'
       : convergence.removal.timeouts === 0 &&
           convergence.traffic.routedAfterRemoval === 0 &&
@@ -228,12 +266,14 @@ async function main(): Promise<void> {
     target: { convergenceP99Ms: TARGET_P99_MS },
     convergence: 'skipped' in convergence ? convergence : roundConvergence(convergence),
     convergenceVerdict: verdict,
+    ...(carried ? { convergenceFrom: carried.from } : {}),
     updateCost: roundCost(updateCost),
     findings: findings(updateCost),
   };
 
   log('');
-  if ('skipped' in convergence) log(`Convergence: not run (${convergence.skipped})`);
+  if (carried) log(`Convergence: not re-run; kept from the run of ${carried.from.date}`);
+  else if ('skipped' in convergence) log(`Convergence: not run (${convergence.skipped})`);
   else {
     log(convergenceTable(convergence));
     log(

@@ -6,14 +6,20 @@
  *       list: `JSON.parse` of the body (done by the `consul` client before the resolver sees it),
  *       `parseHealthEntries` and `reconcileEndpoints` (src/discovery/consul/entries.ts), the same functions,
  *       with the same arguments, that `ConsulResolver` calls for every answer;
- *   (b) everything after the diff: the new `Addr` delivered to the mesh's `Destination` (its node map and the
- *       balancer's `distributor.update()`), which the issue expects to be proportional to the change.
+ *   (b) everything after the diff: the new `Addr`, carrying the diff as `changes` as ConsulResolver publishes
+ *       it, delivered to the mesh's `Destination` (its node map and the balancer's incremental
+ *       `distributor.apply()`), which the issue expects to be proportional to the change.
+ *
+ * For comparison, the same two sets are also published without `changes` (a full replacement: the path a
+ * first answer or a custom resolver takes, and the only path before the diff was carried), and the balancer's
+ * `update()` and `apply()` are timed alone over the same nodes.
  *
  * The answers are synthetic but shaped exactly like Consul 1.8's `/v1/health/service/:name?passing=true`
  * (fields copied from a real dev agent's answer: Node, Service with TaggedAddresses, Weights, Proxy, Connect,
  * and a serfHealth plus a TTL check per instance). The Destination is the real one, built by `createMesh`
  * with the default stacks and balancer (P2C Peak EWMA) over a resolver stub that publishes the reconciled
- * set the way `ConsulResolver#publishBound` does (and, like it, publishes nothing when nothing changed).
+ * set and its `changes` the way `ConsulResolver#publishBound` does (and, like it, publishes nothing when
+ * nothing changed).
  *
  * Scenarios, each alternating between two answers so every update is a one-instance change:
  * - `remove`: one instance's check goes critical (the passing-only answer leaves it out), then it comes back;
@@ -33,6 +39,7 @@ import {
   type Subscription,
 } from 'meshfetch';
 import { parseHealthEntries, reconcileEndpoints } from '../../src/discovery/consul/entries.js';
+import type { EndpointChanges } from '../../src/discovery/types.js';
 import { summarize, type Summary } from './stats.js';
 
 /** Scenarios measured for every size. */
@@ -60,13 +67,18 @@ export interface UpdateCostRow {
   readonly reconcileUs: Summary;
   /** (a) = JSON.parse + parseHealthEntries + reconcileEndpoints, per update. */
   readonly beforeDiffUs: Summary;
-  /** (b) = delivering the new set to the Destination (node map + balancer update), per update. */
+  /** (b) = delivering the new set and its changes to the Destination (node map + balancer apply), per update. */
   readonly applyUs: Summary;
   /**
    * (b) measured on its own: the same two reconciled sets published alternately, without parsing in between
    * (so no garbage from the parse lands in it); null for `unchanged` (nothing is published).
    */
   readonly applyAloneUs: Summary | null;
+  /**
+   * The same sets as `applyAloneUs` published without `changes`: the Destination's full rebuild (O(n)), as
+   * every update was applied before the diff was carried; null for `unchanged`.
+   */
+  readonly applyFullUs: Summary | null;
   readonly totalUs: Summary;
 }
 
@@ -75,6 +87,8 @@ export interface UpdateCostResult {
   readonly rows: UpdateCostRow[];
   /** `distributor.update()` of the default balancer alone over the same nodes (µs), per size. */
   readonly balancerUpdateUs: { readonly instances: number; readonly reps: number; readonly us: Summary }[];
+  /** `distributor.apply()` of one node removed / re-added, alone (µs), per size. */
+  readonly balancerApplyUs: { readonly instances: number; readonly reps: number; readonly us: Summary }[];
   readonly balancer: string;
 }
 
@@ -173,8 +187,9 @@ class StubResolver implements Resolver {
     this.listeners.add(listener);
     return { unsubscribe: () => void this.listeners.delete(listener) };
   }
-  publish(endpoints: readonly Endpoint[], at: number): void {
-    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: at };
+  /** `changes` as ConsulResolver attaches them (relative to the previous bound Addr); none = full replacement. */
+  publish(endpoints: readonly Endpoint[], at: number, changes?: EndpointChanges): void {
+    this.addr = { state: 'bound', endpoints, stale: false, updatedAt: at, changes };
     for (const l of [...this.listeners]) l(this.addr);
   }
   async close(): Promise<void> {
@@ -224,7 +239,7 @@ async function measure(
       const r = reconcileEndpoints(previous, parsed.endpoints);
       const t3 = performance.now();
       // ConsulResolver#publishBound: a fresh bound set that did not change is not published.
-      if (r.changed) stub.publish(r.endpoints, t3);
+      if (r.changed) stub.publish(r.endpoints, t3, r.changes);
       const t4 = performance.now();
       previous = r.endpoints;
       const expectedChanges = scenario === 'unchanged' ? 0 : 1;
@@ -244,6 +259,7 @@ async function measure(
       throw new Error(`${scenario} at ${n}: destination has ${destination.endpoints().length}, want ${want}`);
     // (b) alone: the two reconciled sets (sharing every unchanged Endpoint object, as reconcile leaves them).
     let applyAloneUs: Summary | null = null;
+    let applyFullUs: Summary | null = null;
     if (scenario !== 'unchanged') {
       const setA = reconcileEndpoints(
         [],
@@ -253,18 +269,24 @@ async function measure(
         setA,
         parseHealthEntries(JSON.parse(textB) as unknown[], { passingOnly: true }).endpoints,
       ).endpoints;
-      stub.publish(setA, systemClock.now());
-      collect();
-      const alone: number[] = [];
-      for (let k = 0; k < warmup + reps; k++) {
-        const set = k % 2 === 0 ? setB : setA;
-        const t0 = performance.now();
-        stub.publish(set, t0);
-        const t1 = performance.now();
-        if (k >= warmup) alone.push(us(t0, t1));
-        if (k % 16 === 15) await new Promise<void>((resolve) => setImmediate(resolve));
+      const toB = reconcileEndpoints(setA, setB).changes;
+      const toA = reconcileEndpoints(setB, setA).changes;
+      // with: the diff, as ConsulResolver publishes it; without: a full replacement (the Destination's rebuild).
+      for (const withChanges of [true, false]) {
+        stub.publish(setA, systemClock.now());
+        collect();
+        const alone: number[] = [];
+        for (let k = 0; k < warmup + reps; k++) {
+          const even = k % 2 === 0;
+          const t0 = performance.now();
+          stub.publish(even ? setB : setA, t0, withChanges ? (even ? toB : toA) : undefined);
+          const t1 = performance.now();
+          if (k >= warmup) alone.push(us(t0, t1));
+          if (k % 16 === 15) await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        if (withChanges) applyAloneUs = summarize(alone);
+        else applyFullUs = summarize(alone);
       }
-      applyAloneUs = summarize(alone);
     }
     const before = times.json.map((v, i) => v + times.parse[i]! + times.reconcile[i]!);
     return {
@@ -279,6 +301,7 @@ async function measure(
         beforeDiffUs: summarize(before),
         applyUs: summarize(times.apply),
         applyAloneUs,
+        applyFullUs,
         totalUs: summarize(before.map((v, i) => v + times.apply[i]!)),
       },
       nodes: destination.endpoints(),
@@ -292,6 +315,7 @@ async function measure(
 export async function runUpdateCost(o: UpdateCostOptions): Promise<UpdateCostResult> {
   const rows: UpdateCostRow[] = [];
   const balancerUpdateUs: UpdateCostResult['balancerUpdateUs'] = [];
+  const balancerApplyUs: UpdateCostResult['balancerApplyUs'] = [];
   const factory = p2cPeakEwma();
   for (const n of o.sizes) {
     const reps = Math.max(o.minReps, Math.min(o.maxReps, Math.round(o.budget / n)));
@@ -318,6 +342,19 @@ export async function runUpdateCost(o: UpdateCostOptions): Promise<UpdateCostRes
       if (k >= warmup) samples.push(us(t0, t1));
     }
     balancerUpdateUs.push({ instances: n, reps, us: summarize(samples) });
+    // The incremental path alone: the same node removed and re-added through apply().
+    const gone = nodes[Math.floor(nodes.length / 2)]!;
+    distributor.update(nodes);
+    const applied: number[] = [];
+    collect();
+    for (let k = 0; k < warmup + reps; k++) {
+      const t0 = performance.now();
+      if (k % 2 === 0) distributor.apply!([], [gone], []);
+      else distributor.apply!([gone], [], []);
+      const t1 = performance.now();
+      if (k >= warmup) applied.push(us(t0, t1));
+    }
+    balancerApplyUs.push({ instances: n, reps, us: summarize(applied) });
   }
-  return { rows, balancerUpdateUs, balancer: factory.kind };
+  return { rows, balancerUpdateUs, balancerApplyUs, balancer: factory.kind };
 }
