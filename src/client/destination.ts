@@ -201,15 +201,23 @@ export class Destination implements Service {
    * Applies a bound Addr's `changes` in O(change): new nodes for the added endpoints, the removed ones taken out
    * and drained (no new requests, in-flight ones finish, then the pool closes), `endpoint` replaced on the
    * updated ones, and the same three lists handed to the distributor's incremental `apply` (or its `update`
-   * when it has none). Returns false, having touched nothing, when the Addr carries no changes or the node map
-   * does not mirror the resolver's previous bound Addr (first answer, after `negative`); also false when the
-   * result does not add up to the Addr's endpoint count (a resolver that got its diff wrong), after which the
-   * caller's full rebuild repairs the map. The distributor is only touched when the result adds up.
+   * when it has none). Returns false, having touched nothing, when the Addr carries no changes, the node map
+   * does not mirror the resolver's previous bound Addr (first answer, after `negative`), or the diff does not
+   * add up to the Addr's endpoint count (it names endpoints that are not ours); the caller then rebuilds.
    */
   private applyDiff(addr: Addr & { state: 'bound' }, added: string[], removed: string[]): boolean {
     const changes = addr.changes;
     if (changes === undefined || !this.synced) return false;
     const nodes = this.nodes;
+    // Check first, in O(change), that the diff turns our map into a set of the Addr's size: it does exactly
+    // when every id it names belongs here (a view that filters a shared source, e.g. a routing subset, may
+    // pass on a diff that names endpoints outside it). Otherwise take the full path without having made a
+    // node or published an event.
+    let size = nodes.size;
+    for (const id of changes.removed) if (nodes.has(id)) size--;
+    for (const ep of changes.updated) if (!nodes.has(ep.id)) size++;
+    for (const ep of changes.added) if (!nodes.has(ep.id)) size++;
+    if (size !== addr.endpoints.length) return false;
     const addedNodes: EndpointNode[] = [];
     const removedNodes: EndpointNode[] = [];
     const updatedNodes: EndpointNode[] = [];

@@ -3,10 +3,19 @@
 // constructions, status and weight reads, the balancer's full update) does not grow with the number of
 // endpoints. Counted with spies, not timed.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createMesh, p2cPeakEwma, roundRobin, staticDiscovery, type Mesh } from 'meshfetch';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import {
+  createMesh,
+  p2cPeakEwma,
+  roundRobin,
+  staticDiscovery,
+  type EndpointInput,
+  type Mesh,
+} from 'meshfetch';
 import type { BalancerFactory, BalancerNode, Distributor } from '../../src/balance/types.js';
 import type { Addr, Resolver } from '../../src/discovery/types.js';
 import { EndpointNode, type Destination } from '../../src/client/destination.js';
+import { CHANNELS, type EndpointEvent } from '../../src/telemetry/events.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 const servers: TestServer[] = [];
@@ -175,6 +184,53 @@ describe('Destination applies Addr.changes', () => {
     expect(small.updates).toEqual([]);
     expect(small.statusReads).toBe(1); // the added node's, once
     expect(small.weightReads).toBe(1);
+  });
+
+  it('routing subsets over one source: a diff that names endpoints of the other subset makes no node there', () => {
+    const v = (i: number, version: string): EndpointInput => ({
+      host: `10.0.0.${i}`,
+      port: 80,
+      meta: { version },
+    });
+    const d = staticDiscovery([v(1, 'v1'), v(2, 'v2')]);
+    mesh = createMesh({
+      services: {
+        api: {
+          discovery: d,
+          destinations: {
+            v1: { subset: { meta: { version: 'v1' } } },
+            v2: { subset: { meta: { version: 'v2' } } },
+          },
+          routes: [
+            {
+              to: [
+                { destination: 'v1', weight: 1 },
+                { destination: 'v2', weight: 1 },
+              ],
+            },
+          ],
+        },
+      },
+    });
+    const events: string[] = [];
+    const onAdded = (m: unknown): void =>
+      void events.push(`+${(m as EndpointEvent).destination} ${(m as EndpointEvent).endpoint}`);
+    const onRemoved = (m: unknown): void =>
+      void events.push(`-${(m as EndpointEvent).destination} ${(m as EndpointEvent).endpoint}`);
+    subscribe(CHANNELS.endpointAdded, onAdded);
+    subscribe(CHANNELS.endpointRemoved, onRemoved);
+    try {
+      // One endpoint added to each subset in the same update: the shared diff names both.
+      d.set([v(1, 'v1'), v(2, 'v2'), v(3, 'v1'), v(4, 'v2')]);
+    } finally {
+      unsubscribe(CHANNELS.endpointAdded, onAdded);
+      unsubscribe(CHANNELS.endpointRemoved, onRemoved);
+    }
+    // Each destination announces only its own new endpoint, never one it then has to drop.
+    expect(events.filter((e) => !e.includes('primary')).sort()).toEqual([
+      '+v1 10.0.0.3:80',
+      '+v2 10.0.0.4:80',
+    ]);
   });
 
   it('without changes (a custom resolver) the full path still reconciles, keeping unchanged nodes', () => {
