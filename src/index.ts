@@ -49,6 +49,7 @@ export type {
   Discovery,
   DiscoveryContext,
   Endpoint,
+  EndpointChanges,
   Resolver,
   Subscription,
 } from './discovery/types.js';
