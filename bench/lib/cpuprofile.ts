@@ -41,7 +41,7 @@ function shortUrl(url: string, root: string): string {
 export function bucketOf(functionName: string, url: string, root: string): string {
   if (functionName.startsWith('(') && url === '') return functionName; // (garbage collector), (program), (idle)
   const u = shortUrl(url, root);
-  if (u.startsWith('src/')) return `meshfetch ${u.slice(4)}`;
+  if (u.startsWith('src/') || u.startsWith('dist/')) return `meshfetch ${u.slice(u.indexOf('/') + 1)}`;
   if (u.startsWith('bench/')) return 'bench harness';
   if (u.startsWith('undici/')) return 'undici (npm)';
   if (u.startsWith('node:internal/deps/undici')) return 'node built-in undici (global fetch)';

@@ -169,7 +169,7 @@ async function main(): Promise<void> {
         ['l', 'r'],
       ),
     );
-    const mine = top(s.inclusiveByFunction, n, (k) => / src\//.test(k));
+    const mine = top(s.inclusiveByFunction, n, (k) => / (src|dist)\//.test(k));
     if (mine.length > 0) {
       md.push('');
       md.push(`meshfetch functions by inclusive time, ${r.variant} (µs per call; synchronous parts only):`);

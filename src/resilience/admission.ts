@@ -199,23 +199,35 @@ export class AdmissionFilter extends Filter {
     return below === 'ready' && this.count >= this.limit ? 'busy' : below;
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.count >= this.limit) {
       this.refused++;
-      throw new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt });
+      return Promise.reject(
+        new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt }),
+      );
     }
     this.count++;
-    let res: MeshResponse;
+    let pending: Promise<MeshResponse>;
     try {
-      res = await this.next.call(req, ctx);
+      pending = this.next.call(req, ctx);
     } catch (err) {
       this.count--;
-      throw err;
+      return Promise.reject(err);
     }
+    // No async frame and nothing allocated per call: pre-bound handlers, this filter as the body-done hook.
+    return pending.then(this.onResponse, this.onFailure);
+  }
+
+  private readonly onResponse = (res: MeshResponse): MeshResponse => {
     // Released once, when the body closes (ends, is destroyed, aborted or errors).
     whenBodyDone(res.body, this);
     return res;
-  }
+  };
+
+  private readonly onFailure = (err: unknown): never => {
+    this.count--;
+    throw err;
+  };
 
   /** @internal The body of a call this filter admitted is done. */
   onBodyDone(): void {
