@@ -19,16 +19,15 @@
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFlag, numberFlag, parseFlags } from '../lib/cli.js';
 import { findHaproxy, HAPROXY_INSTALL_HINT, startHaproxy, type RunningHaproxy } from '../lib/haproxy.js';
-import { closedLoop } from '../lib/load.js';
 import { writeFormatted, writeJson } from '../lib/output.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';
 import { freePort, machineBusyUs, processCpuResolutionUs, processCpuUs } from '../lib/proc.js';
-import { newHistogram, percentileCurve, summarize } from '../lib/stats.js';
 import { formatTable, num } from '../lib/table.js';
 import { renderSvg } from './plot.js';
 import {
@@ -40,20 +39,55 @@ import {
   type OverheadResults,
   type RoundSample,
 } from './report.js';
-import {
-  fullStackRoles,
-  makeClient,
-  startServer,
-  VARIANTS,
-  type Client,
-  type UpstreamServer,
-  type VariantSpec,
-} from './variants.js';
+import type { RunResult, WorkerCommand, WorkerSummary } from './client-worker.js';
+import { childExecArgv, fullStackRoles, startServer, VARIANTS, type UpstreamServer } from './variants.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 
 const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
+
+/** A variant's client running in its own process (client-worker.ts). */
+interface WorkerClient {
+  run(concurrency: number, durationMs: number, record: boolean): Promise<RunResult>;
+  summary(curvePs: number[]): Promise<WorkerSummary>;
+  close(): Promise<void>;
+}
+
+function startWorker(id: string, serverPort: number, haproxyPort: number | undefined): Promise<WorkerClient> {
+  const file = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
+  const child: ChildProcess = fork(file, [id, String(serverPort), haproxyPort ? String(haproxyPort) : ''], {
+    execArgv: [...childExecArgv(), '--expose-gc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let waiting: ((m: unknown) => void) | undefined;
+  let failed: ((err: Error) => void) | undefined;
+  child.on('message', (m) => {
+    const w = waiting;
+    waiting = undefined;
+    w?.(m);
+  });
+  child.once('exit', (code) => failed?.(new Error(`overhead client ${id} exited (code ${code})`)));
+  const ask = <T>(cmd: WorkerCommand | undefined): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      waiting = resolve as (m: unknown) => void;
+      failed = reject;
+      if (cmd) child.send(cmd);
+    });
+  return ask<{ type: 'ready' }>(undefined).then(() => ({
+    run: (concurrency, durationMs, record) =>
+      ask<RunResult>({ type: 'run', concurrency, durationMs, record }),
+    summary: (curvePs) => ask<WorkerSummary>({ type: 'summary', curvePs }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        failed = undefined;
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.send({ type: 'close' });
+        setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+      }),
+  }));
+}
 
 async function main(): Promise<void> {
   // Turn SIGTERM/SIGINT (bench/run.ts's time limit, Ctrl-C) into a normal exit, so 'exit' handlers stop
@@ -124,38 +158,24 @@ async function main(): Promise<void> {
   const variants = VARIANTS.filter(
     (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
   );
-  const clients = new Map<string, Client>();
+  const clients = new Map<string, WorkerClient>();
   try {
-    for (const v of variants) {
-      const c = makeClient(v, { serverPort: server.port, haproxyPort });
-      clients.set(v.id, c);
-      c.enter?.();
-      await c.call(); // fails loudly here if a variant is broken
-      c.leave?.();
-    }
+    // One process per variant (client-worker.ts): a service has one mesh configuration, and a dozen variants in
+    // one process would make every call site megamorphic and share one heap among them.
+    for (const v of variants) clients.set(v.id, await startWorker(v.id, server.port, haproxyPort));
 
     // Warm every client up once (JIT, connections) before the first measured round.
     for (const v of variants) {
-      const client = clients.get(v.id)!;
-      client.enter?.();
-      await closedLoop(client.call, {
-        concurrency: Math.max(...concurrency),
-        durationMs: warmupSeconds * 2000,
-      });
-      client.leave?.();
+      await clients.get(v.id)!.run(Math.max(...concurrency), warmupSeconds * 2000, false);
     }
 
-    const samples = new Map<string, { v: VariantSpec; c: number; h: ReturnType<typeof newHistogram> }>();
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
-    const gc = (globalThis as { gc?: () => void }).gc;
     for (let r = 1; r <= rounds; r++) {
       for (const c of concurrency) {
         for (const v of variants) {
           const client = clients.get(v.id)!;
-          gc?.();
-          client.enter?.(); // the OTel SDK variant registers its providers for its own loops only
-          await closedLoop(client.call, { concurrency: c, durationMs: warmupSeconds * 1000 });
+          await client.run(c, warmupSeconds * 1000, false);
           const watchdog = setTimeout(
             () => {
               console.error(`overhead: ${v.label} at concurrency ${c} is stuck; giving up`);
@@ -163,23 +183,17 @@ async function main(): Promise<void> {
             },
             seconds * 1000 + 60_000,
           );
-          const cpu0 = process.cpuUsage();
           const srv0 = processCpuUs(server.pid);
           const hap0 = processCpuUs(haproxy?.pid);
           const all0 = machineBusyUs();
-          const res = await closedLoop(client.call, { concurrency: c, durationMs: seconds * 1000 });
-          const cpu = process.cpuUsage(cpu0);
+          const res = await client.run(c, seconds * 1000, true);
           const srv1 = processCpuUs(server.pid);
           const hap1 = processCpuUs(haproxy?.pid);
           const all1 = machineBusyUs();
           clearTimeout(watchdog);
-          client.leave?.();
           const key = `${v.id}@${c}`;
-          let agg = samples.get(key);
-          if (!agg) samples.set(key, (agg = { v, c, h: newHistogram() }));
-          agg.h.add(res.histogram);
           if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
-          const s = summarize(res.histogram);
+          const s = { p50Us: res.p50Us, p99Us: res.p99Us };
           const sample: RoundSample = {
             round: r,
             count: res.count,
@@ -188,7 +202,7 @@ async function main(): Promise<void> {
             rps: res.count / (res.elapsedMs / 1000),
             p50Us: s.p50Us,
             p99Us: s.p99Us,
-            clientCpuUs: cpu.user + cpu.system,
+            clientCpuUs: res.cpuUs,
             serverCpuUs: srv0 !== undefined && srv1 !== undefined ? srv1 - srv0 : null,
             haproxyCpuUs: hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : null,
             otherCores: null,
@@ -209,8 +223,16 @@ async function main(): Promise<void> {
     }
 
     const cells: Cell[] = [];
-    for (const [key, { v, c, h }] of samples) {
-      const rs = rows.get(key)!;
+    const latencies = new Map<string, WorkerSummary['cells'][number]>();
+    for (const v of variants) {
+      for (const cell of (await clients.get(v.id)!.summary(CURVE_PS)).cells)
+        latencies.set(`${v.id}@${cell.concurrency}`, cell);
+    }
+    for (const [key, rs] of rows) {
+      const [id, cs] = key.split('@') as [string, string];
+      const v = variants.find((x) => x.id === id)!;
+      const c = Number(cs);
+      const lat = latencies.get(key)!;
       const count = rs.reduce((a, s) => a + s.count, 0);
       const elapsedMs = rs.reduce((a, s) => a + s.elapsedMs, 0);
       const sumOrNull = (f: (s: RoundSample) => number | null): number | null =>
@@ -226,8 +248,8 @@ async function main(): Promise<void> {
         firstError: firstErrors.get(key) ?? null,
         elapsedMs,
         rps: count / (elapsedMs / 1000),
-        latency: summarize(h),
-        curve: percentileCurve(h, CURVE_PS),
+        latency: lat.latency,
+        curve: lat.curve,
         clientCpuPerCallUs: rs.reduce((a, s) => a + s.clientCpuUs, 0) / count,
         serverCpuPerCallUs: srv === null ? null : srv / count,
         haproxyCpuPerCallUs: hap === null ? null : hap / count,

@@ -1,0 +1,112 @@
+/**
+ * One overhead-benchmark client in a process of its own. A service that uses meshfetch has one mesh with one
+ * configuration: running a dozen variants (bare undici, fetch, several meshes with different stacks, the
+ * OpenTelemetry SDK) in one process makes their call sites megamorphic and shares one heap and garbage
+ * collector among them, which charged every variant for the others (the isolated CPU profiles of
+ * bench/overhead/profile.ts disagreed with the in-process numbers by several µs per call). The parent
+ * (index.ts) still alternates the variants round by round, so slow drift of the machine hits them alike; it
+ * just asks each variant's own process to run its cells.
+ *
+ * Protocol (IPC): the parent sends `{ type: 'run', concurrency, durationMs, record }`, the worker answers
+ * with a {@link RunResult} (a run with `record: false` is a warm-up: not kept, and followed by a forced GC so
+ * the next measured run starts clean); `{ type: 'summary' }` answers the latency summary and curve per concurrency of
+ * everything measured so far; `{ type: 'close' }` closes the client and exits.
+ *
+ * Started by index.ts; not meant to be run by hand.
+ */
+import type { RecordableHistogram } from 'node:perf_hooks';
+import { closedLoop } from '../lib/load.js';
+import { newHistogram, percentileCurve, summarize, type LatencySummary } from '../lib/stats.js';
+import { makeClient, VARIANTS, type Client } from './variants.js';
+
+/** What one measured cell gives back. */
+export interface RunResult {
+  type: 'result';
+  count: number;
+  errors: number;
+  firstError: string | null;
+  elapsedMs: number;
+  /** This process's CPU time (user + system) over the measured loop. */
+  cpuUs: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+/** Latency of everything a worker measured at one concurrency. */
+export interface WorkerSummary {
+  type: 'summary';
+  cells: Array<{ concurrency: number; latency: LatencySummary; curve: Array<[number, number]> }>;
+}
+
+/** Messages the parent sends. */
+export type WorkerCommand =
+  | { type: 'run'; concurrency: number; durationMs: number; record: boolean }
+  | { type: 'summary'; curvePs: number[] }
+  | { type: 'close' };
+
+async function main(): Promise<void> {
+  const [id, serverPort, haproxyPort] = process.argv.slice(2);
+  const v = VARIANTS.find((x) => x.id === id);
+  if (!v) throw new Error(`unknown variant ${id}`);
+  const client: Client = makeClient(v, {
+    serverPort: Number(serverPort),
+    haproxyPort: haproxyPort ? Number(haproxyPort) : undefined,
+  });
+  // One variant per process: a variant that registers global providers (the OTel SDK) keeps them.
+  client.enter?.();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const histograms = new Map<number, RecordableHistogram>();
+  const send = (m: unknown): void => void process.send!(m);
+  process.on('message', (m: WorkerCommand) => {
+    void (async () => {
+      if (m.type === 'run') {
+        const cpu0 = process.cpuUsage();
+        const res = await closedLoop(client.call, { concurrency: m.concurrency, durationMs: m.durationMs });
+        const cpu = process.cpuUsage(cpu0);
+        if (m.record) {
+          let h = histograms.get(m.concurrency);
+          if (!h) histograms.set(m.concurrency, (h = newHistogram()));
+          h.add(res.histogram);
+        } else gc?.();
+        const s = summarize(res.histogram);
+        const out: RunResult = {
+          type: 'result',
+          count: res.count,
+          errors: res.errors,
+          firstError: res.firstError ?? null,
+          elapsedMs: res.elapsedMs,
+          cpuUs: cpu.user + cpu.system,
+          p50Us: s.p50Us,
+          p99Us: s.p99Us,
+        };
+        send(out);
+      } else if (m.type === 'summary') {
+        const out: WorkerSummary = {
+          type: 'summary',
+          cells: [...histograms].map(([concurrency, h]) => ({
+            concurrency,
+            latency: summarize(h),
+            curve: percentileCurve(h, m.curvePs),
+          })),
+        };
+        send(out);
+      } else if (m.type === 'close') {
+        client.leave?.();
+        await client.close();
+        process.disconnect();
+      }
+    })().catch((err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
+  });
+  // Fails loudly here if the variant is broken, then says it is ready.
+  await client.call();
+  send({ type: 'ready' });
+  process.once('disconnect', () => process.exit(0));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
