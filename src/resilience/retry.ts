@@ -267,7 +267,7 @@ export class RetryFilter extends Filter {
       } catch (e) {
         error = e;
       }
-      if (ctx.endpoint !== undefined) (ctx.tried ??= new Set()).add(ctx.endpoint);
+      const endpoint = ctx.endpoint;
       const cls = this.classify({ req, ctx, res, error });
       if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);
 
@@ -312,6 +312,8 @@ export class RetryFilter extends Filter {
         ctx.budgetLeft = this.budget.balance;
         if (delay === 0) delay = backoffDelay(opts.backoff, retries, this.rng);
       }
+      // Only a call that goes round again needs the set (the next pick prefers endpoints not in it).
+      if (endpoint !== undefined) (ctx.tried ??= new Set()).add(endpoint);
       this.stats.retries++;
       // Why, for telemetry: the status retried, or the error type (allocated only when a call is retried).
       (ctx.retryReasons ??= []).push(
