@@ -10,8 +10,9 @@
  * 4. The cost of a Consul update of 5,000 instances where one changed is bench/discovery's (update-cost.ts);
  *    its committed result is quoted, not measured again.
  *
- * Run: `npm run bench -- --bench scale`, or this one alone (needs --expose-gc):
- *   npx tsx --conditions=meshfetch-source --expose-gc bench/scale/index.ts [--quick] [--rounds N] [--no-docs]
+ * Run: `npm run bench -- --bench scale` (builds dist/ first and measures it), or this one alone (needs
+ * --expose-gc):
+ *   npm run build && npx tsx --expose-gc bench/scale/index.ts [--quick] [--rounds N] [--no-docs]
  * Full: about 1.5 minutes; --quick: about 30 s (fewer rounds, 2,000 endpoints and 200 services for the heap
  * figures; the pick sizes and the 100 x 50 mesh are the same).
  * Results: bench/results/scale.{json,md,svg} (quick: bench/results/quick/) and, for full runs, the block
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
   const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const command =
     process.env.MESHFETCH_BENCH_COMMAND ??
-    `npx tsx --conditions=meshfetch-source --expose-gc bench/scale/index.ts ${process.argv.slice(2).join(' ')}`.trim();
+    `npx tsx --expose-gc bench/scale/index.ts ${process.argv.slice(2).join(' ')}`.trim();
   if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
     throw new Error('bench/scale needs --expose-gc (npm run bench passes it)');
   }

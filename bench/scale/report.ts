@@ -28,6 +28,8 @@ export interface ConsulUpdateRef {
   beforeDiffP50Us: number;
   applyP50Us: number;
   applyAloneP50Us: number | null;
+  /** The Destination's full rebuild over the same sets, when the discovery run measured it. */
+  applyFullP50Us: number | null;
 }
 
 /** The whole result document (bench/results/scale.json). */
@@ -65,6 +67,7 @@ export function consulUpdateRef(repo: string): ConsulUpdateRef | null {
           beforeDiffUs: { p50: number };
           applyUs: { p50: number };
           applyAloneUs: { p50: number } | null;
+          applyFullUs?: { p50: number } | null;
         }>;
       };
     };
@@ -79,6 +82,7 @@ export function consulUpdateRef(repo: string): ConsulUpdateRef | null {
       beforeDiffP50Us: row.beforeDiffUs.p50,
       applyP50Us: row.applyUs.p50,
       applyAloneP50Us: row.applyAloneUs?.p50 ?? null,
+      applyFullP50Us: row.applyFullUs?.p50 ?? null,
     };
   } catch {
     return null;
@@ -191,7 +195,7 @@ export function printTables(r: ScaleResults): void {
     const c = r.consulUpdate;
     console.log(
       `\nConsul update of ${num(c.instances)} instances, one changed (from ${c.file}, ${c.date.slice(0, 10)}): ` +
-        `parse + diff ${num(c.beforeDiffP50Us)} µs, apply ${num(c.applyP50Us)} µs (medians)`,
+        `parse + diff ${num(c.beforeDiffP50Us)} µs, apply ${num(c.applyP50Us, 1)} µs (medians)`,
     );
   }
   console.log('\n## targets');
@@ -206,7 +210,8 @@ export function renderMarkdown(r: ScaleResults): string {
   lines.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpuModel}, ${m.cores} cores`);
   lines.push(
     `(${m.os}), Node ${m.node}, undici ${m.undici}, commit ${m.gitCommit}` +
-      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
+      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `meshfetch from ${m.library ?? 'src/ through tsx (meshfetch-source)'}.`,
   );
   lines.push(
     `Pick cost: ${r.settings.rounds} rounds, about ${r.settings.loopMs} ms per loop, one process per balancer, sizes alternated within each round; medians.`,
@@ -241,7 +246,8 @@ export function renderMarkdown(r: ScaleResults): string {
     lines.push(
       `**Consul update of ${num(c.instances)} instances where one changed**: not measured again here; from bench/discovery's committed run ` +
         `(\`${c.file}\`, ${c.date.slice(0, 10)}, \`${c.command}\`), medians: parse + diff ${num(c.beforeDiffP50Us)} µs, ` +
-        `everything after the diff ${num(c.applyP50Us)} µs${c.applyAloneP50Us === null ? '' : ` (${num(c.applyAloneP50Us)} µs measured alone)`}. See the Discovery section.`,
+        `everything after the diff ${num(c.applyP50Us, 1)} µs${c.applyAloneP50Us === null ? '' : ` (${num(c.applyAloneP50Us, 1)} µs measured alone)`}` +
+        `${c.applyFullP50Us === null ? '' : `, against ${num(c.applyFullP50Us)} µs for a full rebuild of the destination in the same run`}. See the Discovery section.`,
     );
   } else {
     lines.push(

@@ -20,8 +20,8 @@
  * second p99 and per-backend traffic share (requests each backend received, counted by the backends), the
  * generator's lateness, and CPU used by other tenants of the machine during each run.
  *
- * Run: `npm run bench -- --bench tail`, or this one alone:
- *   npx tsx --conditions=meshfetch-source bench/tail/index.ts [--quick] [--seconds S] [--rate R]
+ * Run: `npm run bench -- --bench tail` (builds dist/ first and measures it), or this one alone:
+ *   npm run build && npx tsx bench/tail/index.ts [--quick] [--seconds S] [--rate R]
  *     [--only baseline,peak-ewma,...] [--no-haproxy] [--no-docs]
  * Full: 60 s per strategy at 500/s (about 10 minutes); --quick: 10 s at 300/s (about 2 minutes).
  * Results: bench/results/tail.{json,md,svg} (quick: bench/results/quick/) and, for full runs, the block
@@ -167,7 +167,7 @@ async function main(): Promise<void> {
   const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const command =
     process.env.MESHFETCH_BENCH_COMMAND ??
-    `npx tsx --conditions=meshfetch-source bench/tail/index.ts ${process.argv.slice(2).join(' ')}`.trim();
+    `npx tsx bench/tail/index.ts ${process.argv.slice(2).join(' ')}`.trim();
   const durationMs = seconds * 1000;
   const window = { fromMs: durationMs / 4, toMs: (3 * durationMs) / 4 };
 
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
   );
   const results: StrategyResult[] = [];
   for (const spec of specs) {
-    let skipped: string | undefined = unavailableReason(spec);
+    let skipped: string | undefined = await unavailableReason(spec);
     if (!skipped && spec.kind === 'haproxy' && !hap) {
       skipped = flags['no-haproxy'] === true ? 'skipped (--no-haproxy)' : `skipped (HAProxy not installed)`;
     }

@@ -353,7 +353,8 @@ export function renderMarkdown(t: TailResults): string {
   lines.push(`Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpuModel}, ${m.cores} cores`);
   lines.push(
     `(${m.os}), Node ${m.node}, undici ${m.undici}, commit ${m.gitCommit}` +
-      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
+      `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `meshfetch from ${m.library ?? 'src/ through tsx (meshfetch-source)'}.`,
   );
   lines.push(
     t.haproxy

@@ -3,7 +3,7 @@
  * without measuring again: for changes to the report's layout or wording after a run. The figures, machine and
  * command are the saved run's; the targets are judged again from them.
  *
- * Run: npx tsx --conditions=meshfetch-source bench/tail/rerender.ts [--quick] [--no-docs]
+ * Run: npx tsx bench/tail/rerender.ts [--quick] [--no-docs]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';

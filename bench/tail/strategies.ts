@@ -10,7 +10,6 @@
  */
 import { Pool } from 'undici';
 import { ConfigError, createMesh, type Mesh, type ServiceConfig, type ServiceSnapshot } from 'meshfetch';
-import { resolveServiceConfig } from '../../src/client/config.js';
 
 /** A strategy's static description. */
 export interface StrategySpec {
@@ -95,22 +94,26 @@ export const STRATEGIES: readonly StrategySpec[] = [
 ];
 
 /**
- * Why a mesh strategy's service config cannot be used in this build (undefined: it can). A `ConfigError` on
- * `services.<name>.backupRequests` saying there is no such option means the option has not landed yet; any
- * other config error is a real problem with the benchmark's config and is thrown.
+ * Why a mesh strategy's service config cannot be used in this build (undefined: it can). `createMesh`
+ * validates the config; a `ConfigError` saying there is no such option (e.g. `backupRequests` before that
+ * option existed) means the option has not landed; any other error is a real problem and is thrown. The
+ * probe mesh sends nothing and is closed at once.
  */
-export function unavailableReason(spec: StrategySpec): string | undefined {
+export async function unavailableReason(spec: StrategySpec): Promise<string | undefined> {
   if (spec.kind !== 'mesh') return undefined;
+  let mesh: Mesh;
   try {
-    resolveServiceConfig('probe', { endpoints: ['127.0.0.1:1'], ...spec.service });
-    return undefined;
+    mesh = createMesh({
+      services: { probe: { endpoints: ['127.0.0.1:1'], ...spec.service } as ServiceConfig },
+    });
   } catch (err) {
-    if (err instanceof ConfigError) {
-      const bad = err.path.replace(/^services\.probe\./, '');
-      if (/no such option/.test(err.message)) return `not available (${bad} option missing)`;
+    if (err instanceof ConfigError && /no such option/.test(err.message)) {
+      return `not available (${err.path.replace(/^services\.probe\./, '')} option missing)`;
     }
     throw err;
   }
+  await mesh.close();
+  return undefined;
 }
 
 /** A ready client. */
