@@ -188,6 +188,16 @@ export class PeakEwmaLoad implements LoadMetric {
     this.stamp = now;
   }
 
+  /**
+   * A cancelled request (a backup won, a deadline or timeout fired): `elapsed` is a lower bound of its RTT,
+   * folded in only when it is above the estimate. Counting the cancellation as an ordinary sample would teach
+   * the balancer that a 1 s endpoint answers in however long the backup took (bench/tail found exactly that).
+   */
+  observeCancelled(elapsed: number, now: number): void {
+    if (!(elapsed >= 0) || elapsed === Infinity) return;
+    if (!this.sampled || elapsed > this.estimate) this.observe(elapsed, now);
+  }
+
   /** A request is over; never goes below 0 pending. */
   end(_now?: number): void {
     if (this.inFlight > 0) this.inFlight--;

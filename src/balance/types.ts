@@ -25,6 +25,18 @@ export interface LoadMetric {
   start(now: number): void;
   /** Response headers (or a failure) arrived `rtt` ms after the request was sent. */
   observe(rtt: number, now: number): void;
+  /**
+   * Optional: a request was cancelled `elapsed` ms after it was sent, before its response headers (a backup
+   * request won the race, the caller gave up, the deadline or the per-attempt timeout fired). Its RTT is at
+   * least `elapsed`, so a latency metric may only learn from it that the endpoint is *slower* than it
+   * thought; it must not count the cancellation as a fast answer. Metrics without it ignore the sample.
+   *
+   * @example
+   * ```ts
+   * load.observeCancelled?.(elapsed, clock.now());
+   * ```
+   */
+  observeCancelled?(elapsed: number, now: number): void;
   /** A request started with {@link LoadMetric.start} is over (body finished, failed or cancelled). */
   end(now: number): void;
   /** The cost of sending one more request here; lower is better. */

@@ -323,7 +323,11 @@ export class Destination implements Service {
       res = await node.service.call(req, ctx);
     } catch (err) {
       const t1 = clock.now();
-      load.observe(t1 - t0, t1);
+      // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
+      // endpoint took at least this long; any other failure is a latency sample like an answer.
+      if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+        load.observeCancelled?.(t1 - t0, t1);
+      else load.observe(t1 - t0, t1);
       load.end(t1);
       this.count(node, req, ctx, undefined, err, t1);
       throw err;

@@ -32,6 +32,21 @@ describe('PeakEwmaLoad', () => {
     expect(load.cost(0)).toBe(30);
   });
 
+  test('a cancelled attempt is a lower bound: it raises the estimate, never lowers it', () => {
+    const load = new PeakEwmaLoad({}, 0);
+    load.observe(1_000, 0); // the endpoint answered in 1 s
+    load.observeCancelled(12, 10); // a backup won after 12 ms: says nothing about a faster endpoint
+    expect(load.rttEstimate).toBe(1_000);
+    load.observeCancelled(1_500, 20); // cancelled after 1.5 s: at least that slow
+    expect(load.rttEstimate).toBe(1_500);
+    const fresh = new PeakEwmaLoad({}, 0);
+    fresh.observeCancelled(40, 5); // no sample yet: the lower bound is the best there is
+    expect(fresh.rttEstimate).toBe(40);
+    fresh.observeCancelled(Number.NaN, 6);
+    fresh.observeCancelled(-1, 6);
+    expect(fresh.rttEstimate).toBe(40);
+  });
+
   test('the first sample replaces the seed, even a lower one', () => {
     const load = new PeakEwmaLoad({}, 0);
     load.observe(5, 10);
