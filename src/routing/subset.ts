@@ -10,6 +10,7 @@ import type {
   Discovery,
   DiscoveryContext,
   Endpoint,
+  EndpointChanges,
   Resolver,
   Subscription,
 } from '../discovery/types.js';
@@ -59,10 +60,32 @@ export class SharedResolvers {
   }
 }
 
-/** Filters a bound state to `subset`; other states pass through. */
-function filterAddr(addr: Addr, subset: ResolvedSubset | undefined): Addr {
-  if (subset === undefined || addr.state !== 'bound') return addr;
-  return { ...addr, endpoints: addr.endpoints.filter((e) => inSubset(e, subset)) };
+/**
+ * The source's diff restricted to a subset, relative to the view's previous bound set (`before`, its ids):
+ * an updated endpoint that left the subset is a removal, one that entered it an addition. O(change).
+ */
+function subsetChanges(
+  changes: EndpointChanges,
+  subset: ResolvedSubset,
+  before: ReadonlySet<string>,
+): EndpointChanges {
+  const added: Endpoint[] = [];
+  const removed: string[] = [];
+  const updated: Endpoint[] = [];
+  for (const e of changes.added) if (inSubset(e, subset)) added.push(e);
+  for (const id of changes.removed) if (before.has(id)) removed.push(id);
+  for (const e of changes.updated) {
+    const was = before.has(e.id);
+    const is = inSubset(e, subset);
+    if (was && is) updated.push(e);
+    else if (was) removed.push(e.id);
+    else if (is) added.push(e);
+  }
+  return { added, removed, updated };
+}
+
+function isEmpty(c: EndpointChanges): boolean {
+  return c.added.length === 0 && c.removed.length === 0 && c.updated.length === 0;
 }
 
 function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
@@ -82,6 +105,8 @@ function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean 
  */
 export class SubsetResolver implements Resolver {
   private current: Addr;
+  /** Ids in the current bound view (subset views only), to restrict the source's diffs to the subset. */
+  private ids: Set<string> | undefined;
   private readonly listeners = new Set<(addr: Addr) => void>();
   private readonly upstream: Subscription;
   private closed = false;
@@ -91,7 +116,7 @@ export class SubsetResolver implements Resolver {
     private readonly subset: ResolvedSubset | undefined,
     private readonly onClose: () => Promise<void>,
   ) {
-    this.current = filterAddr(source.addr, subset);
+    this.current = this.view(source.addr, undefined);
     this.upstream = source.subscribe((addr) => this.update(addr));
   }
 
@@ -99,16 +124,38 @@ export class SubsetResolver implements Resolver {
     return this.current;
   }
 
+  /**
+   * The source's state as this view publishes it. A bound state keeps only the subset's endpoints, and its
+   * `changes` are restated relative to this view's previous bound set (the Addr contract: a resolver's
+   * changes are relative to its own previous bound Addr), so the destination applies them in O(change)
+   * rather than seeing another subset's endpoints named and rebuilding.
+   */
+  private view(addr: Addr, prev: Addr | undefined): Addr {
+    const subset = this.subset;
+    if (subset === undefined) return addr;
+    if (addr.state !== 'bound') {
+      this.ids = undefined;
+      return addr;
+    }
+    const endpoints = addr.endpoints.filter((e) => inSubset(e, subset));
+    const before = this.ids;
+    this.ids = new Set(endpoints.map((e) => e.id));
+    const { changes: sourceChanges, ...rest } = addr;
+    if (sourceChanges === undefined || before === undefined || prev?.state !== 'bound')
+      return { ...rest, endpoints };
+    return { ...rest, endpoints, changes: subsetChanges(sourceChanges, subset, before) };
+  }
+
   private update(addr: Addr): void {
-    const next = filterAddr(addr, this.subset);
     const prev = this.current;
+    const next = this.view(addr, prev);
     // Another subset's change: nothing to tell (a stale flag or a state change is still news).
     if (
       this.subset !== undefined &&
       next.state === 'bound' &&
       prev.state === 'bound' &&
       next.stale === prev.stale &&
-      sameEndpoints(next.endpoints, prev.endpoints)
+      (next.changes !== undefined ? isEmpty(next.changes) : sameEndpoints(next.endpoints, prev.endpoints))
     ) {
       this.current = next; // fresher updatedAt, same endpoints: no news for the destination
       return;
