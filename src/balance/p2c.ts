@@ -26,6 +26,7 @@ import { numberOption, optionRecord } from './options.js';
 import { PEAK_EWMA_OPTION_KEYS, PeakEwmaLoad, resolvePeakEwmaOptions } from './peak-ewma.js';
 import type { PeakEwmaOptions } from './peak-ewma.js';
 import { PendingLoad } from './pending.js';
+import { NodeIndex } from './node-index.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
 import { WeightBook } from './weights.js';
@@ -171,9 +172,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
   private nodes: N[] = [];
-  /** Node id -> index in `nodes`; valid when `indexed`. */
-  private readonly index = new Map<string, number>();
-  private indexed = true;
+  /** Node id -> position in `nodes`, for applying changes in O(change). */
+  private readonly index = new NodeIndex();
   private readonly weights = new WeightBook();
   /**
    * The alias table of the current weights, or undefined after a change until the next periodic rescan
@@ -199,7 +199,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
     // The id -> index map is built by the first apply() after this (update() stays as cheap as it was).
-    this.indexed = false;
+    this.index.invalidate();
     this.weights.reset(this.nodes);
     this.table = this.weights.equal ? undefined : AliasTable.fromWeights(this.weights.values);
     this.tracker.scan(this.nodes, this.clock.now());
@@ -211,12 +211,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
    * node). The panic count stays exact for what was read; the rest is as fresh as the last rescan.
    */
   apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
-    if (!this.indexed) {
-      // Once after each update(), O(n) like the update itself.
-      this.index.clear();
-      for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
-      this.indexed = true;
-    }
+    this.index.ensure(this.nodes); // once after each update(), O(n) like the update itself
     for (const node of removed) this.remove(node.id);
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);
@@ -305,8 +300,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private put(node: N): void {
     const i = this.index.get(node.id);
     if (i === undefined) {
-      this.index.set(node.id, this.nodes.length);
-      this.nodes.push(node);
+      this.index.push(this.nodes, node);
       this.weights.push(node.weight);
       this.tracker.push(node.status);
       return;
@@ -320,15 +314,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
   private remove(id: string): void {
     const i = this.index.get(id);
     if (i === undefined) return;
-    this.index.delete(id);
-    const nodes = this.nodes;
-    const last = nodes.length - 1;
-    if (i !== last) {
-      const moved = nodes[last]!;
-      nodes[i] = moved;
-      this.index.set(moved.id, i);
-    }
-    nodes.pop();
+    this.index.swapRemove(this.nodes, i);
     this.weights.swapRemove(i);
     this.tracker.swapRemove(i);
   }

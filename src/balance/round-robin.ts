@@ -20,6 +20,7 @@ import { randomInt, systemRng } from '../core/rng.js';
 import type { Rng } from '../core/rng.js';
 import { numberOption, optionRecord } from './options.js';
 import { PendingLoad } from './pending.js';
+import { NodeIndex } from './node-index.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
 import { WeightBook } from './weights.js';
@@ -131,9 +132,8 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   private readonly panicThreshold: number;
   private readonly tracker: StatusTracker;
   private nodes: N[] = [];
-  /** Node id -> index in `nodes`; valid when `indexed`. */
-  private readonly index = new Map<string, number>();
-  private indexed = true;
+  /** Node id -> position in `nodes`, for applying changes in O(change). */
+  private readonly index = new NodeIndex();
   private readonly weights = new WeightBook();
   /** Whether the schedule is the EDF heap (unequal weights when it was built) or the rotation. */
   private weighted = false;
@@ -178,7 +178,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   update(nodes: readonly N[]): void {
     this.nodes = nodes.slice();
     // The id -> index map is built by the first apply() after this (update() stays as cheap as it was).
-    this.indexed = false;
+    this.index.invalidate();
     this.weights.reset(this.nodes);
     this.tracker.scan(this.nodes, this.clock.now());
     this.phased = false;
@@ -190,12 +190,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
    * weight of each added or updated node only. Kept nodes keep their place in the schedule and their load.
    */
   apply(added: readonly N[], removed: readonly N[], updated: readonly N[]): void {
-    if (!this.indexed) {
-      // Once after each update(), O(n) like the update itself.
-      this.index.clear();
-      for (let i = 0; i < this.nodes.length; i++) this.index.set(this.nodes[i]!.id, i);
-      this.indexed = true;
-    }
+    this.index.ensure(this.nodes); // once after each update(), O(n) like the update itself
     for (const node of removed) this.remove(node.id);
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);
@@ -348,9 +343,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       if (this.tracker.note(existing, node.status)) this.dirty = true;
       return;
     }
-    const i = this.nodes.length;
-    this.index.set(node.id, i);
-    this.nodes.push(node);
+    const i = this.index.push(this.nodes, node);
     this.weights.push(node.weight);
     this.tracker.push(node.status);
     this.reserve(i + 1);
@@ -378,15 +371,12 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   private remove(id: string): void {
     const i = this.index.get(id);
     if (i === undefined) return;
-    this.index.delete(id);
     if (this.ringNext[i]! >= 0) this.ringRemove(i);
     if (this.heapPos[i]! >= 0) this.heapRemove(i);
-    const nodes = this.nodes;
-    const last = nodes.length - 1;
+    const last = this.nodes.length - 1;
+    this.index.swapRemove(this.nodes, i);
     if (i !== last) {
-      const moved = nodes[last]!;
-      nodes[i] = moved;
-      this.index.set(moved.id, i);
+      // The last node moved into slot i: move its schedule data with it.
       this.deadline[i] = this.deadline[last]!;
       this.seq[i] = this.seq[last]!;
       const rn = (this.ringNext[i] = this.ringNext[last]!);
@@ -400,7 +390,6 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       const hp = (this.heapPos[i] = this.heapPos[last]!);
       if (hp >= 0) this.heap[hp] = i;
     }
-    nodes.pop();
     this.weights.swapRemove(i);
     this.tracker.swapRemove(i);
   }
