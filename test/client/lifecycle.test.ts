@@ -12,6 +12,7 @@ import {
   type Mesh,
 } from 'meshfetch';
 import { startServer, type TestServer } from '../support/servers.js';
+import { until } from '../support/until.js';
 
 const servers: TestServer[] = [];
 let mesh: Mesh | undefined;
@@ -25,15 +26,6 @@ afterEach(async () => {
   mesh = undefined;
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
-
-/** Waits until `cond` holds, checking on every turn of the event loop; fails after `ms`. */
-async function until(cond: () => boolean, ms = 2_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 function gate() {
   let open!: () => void;

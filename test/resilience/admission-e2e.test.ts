@@ -19,6 +19,7 @@ import {
   type AdmissionFilter,
 } from '../../src/resilience/admission.js';
 import { closedPort, startServer, type TestHandler, type TestServer } from '../support/servers.js';
+import { until } from '../support/until.js';
 
 const servers: TestServer[] = [];
 let mesh: Mesh | undefined;
@@ -32,15 +33,6 @@ afterEach(async () => {
   mesh = undefined;
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
-
-/** Waits until `cond` holds, checking on every turn of the event loop; fails after `ms`. */
-async function until(cond: () => boolean, ms = 5_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 /** A server that holds every request until `release()`. */
 async function holdingServer(): Promise<{ s: TestServer; held: ServerResponse[]; release(): void }> {

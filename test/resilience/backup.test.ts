@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { callOptions, createMesh, type Mesh, type ServiceConfig } from 'meshfetch';
 import { startServer, type TestHandler, type TestServer } from '../support/servers.js';
+import { until } from '../support/until.js';
 
 const servers: TestServer[] = [];
 const meshes: Mesh[] = [];
@@ -27,15 +28,6 @@ function meshFor(config: ServiceConfig): Mesh {
   const m = createMesh({ services: { svc: { balancer: 'round-robin', ...config } } });
   meshes.push(m);
   return m;
-}
-
-/** Waits until `cond` holds, checking on every turn of the event loop; fails after `ms`. */
-async function until(cond: () => boolean, ms = 5_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
 }
 
 /**

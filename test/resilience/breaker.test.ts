@@ -16,6 +16,7 @@ import {
   type CircuitStateChange,
 } from '../../src/resilience/breaker.js';
 import { closedPort, startServer, type TestServer } from '../support/servers.js';
+import { until } from '../support/until.js';
 
 const servers: TestServer[] = [];
 let mesh: Mesh | undefined;
@@ -88,14 +89,6 @@ function gate(): { open: () => void; opened: Promise<void> } {
   let open!: () => void;
   const opened = new Promise<void>((r) => (open = r));
   return { open, opened };
-}
-
-async function until(cond: () => boolean, ms = 5_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 1));
-  }
 }
 
 const answer =
@@ -186,7 +179,7 @@ describe('circuit breaker (per concrete destination)', () => {
     };
     const before = s.received.length;
     const trial = hit(m);
-    await until(() => s.received.length === before + 1);
+    await until(() => s.received.length === before + 1, 5_000, 'timer');
     expect(breaker.status).toBe('down');
     const refused = await hit(m);
     expect(refused).toBeInstanceOf(CircuitOpenError);
@@ -248,7 +241,7 @@ describe('circuit breaker (per concrete destination)', () => {
     for (let i = 0; i < 10; i++) {
       const ac = new AbortController();
       const call = hit(m, ac.signal);
-      await until(() => s.received.length === i + 1);
+      await until(() => s.received.length === i + 1, 5_000, 'timer');
       ac.abort();
       expect(await call).toMatchObject({ name: 'AbortError' });
     }
@@ -269,7 +262,7 @@ describe('circuit breaker (per concrete destination)', () => {
     const before = s.received.length;
     const ac = new AbortController();
     const trial = hit(m, ac.signal);
-    await until(() => s.received.length === before + 1);
+    await until(() => s.received.length === before + 1, 5_000, 'timer');
     const reopened = next(breaker, 'open');
     ac.abort();
     expect(await trial).toMatchObject({ name: 'AbortError' });
@@ -339,7 +332,7 @@ describe('circuit breaker (per concrete destination)', () => {
       mesh = undefined;
       expect(breaker.opossum.isShutdown).toBe(true);
       expect(bucketRotationStats(systemClock)).toEqual({ timers: 0, breakers: 0 });
-      await until(() => destroyed.has(id!));
+      await until(() => destroyed.has(id!), 5_000, 'timer');
       expect(await m.request('http://users/').catch((e: unknown) => e)).toMatchObject({
         code: 'MESH_CLOSED',
       });
