@@ -17,7 +17,7 @@
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { closedLoop } from '../lib/load.js';
 import { newHistogram, percentileCurve, summarize, type LatencySummary } from '../lib/stats.js';
-import { makeClient, VARIANTS, type Client } from './variants.js';
+import { findVariant, makeClient, type Client } from './variants.js';
 
 /** What one measured cell gives back. */
 export interface RunResult {
@@ -46,7 +46,7 @@ export type WorkerCommand =
 
 async function main(): Promise<void> {
   const [id, serverPort, haproxyPort] = process.argv.slice(2);
-  const v = VARIANTS.find((x) => x.id === id);
+  const v = findVariant(id ?? '');
   if (!v) throw new Error(`unknown variant ${id}`);
   const client: Client = makeClient(v, {
     serverPort: Number(serverPort),

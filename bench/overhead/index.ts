@@ -40,7 +40,14 @@ import {
   type RoundSample,
 } from './report.js';
 import type { RunResult, WorkerCommand, WorkerSummary } from './client-worker.js';
-import { childExecArgv, fullStackRoles, startServer, VARIANTS, type UpstreamServer } from './variants.js';
+import {
+  childExecArgv,
+  findVariant,
+  fullStackRoles,
+  startServer,
+  VARIANTS,
+  type UpstreamServer,
+} from './variants.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -155,7 +162,14 @@ async function main(): Promise<void> {
     }
   }
 
-  const variants = VARIANTS.filter(
+  const extra = (only ?? [])
+    .filter((id) => !VARIANTS.some((v) => v.id === id))
+    .map((id) => {
+      const v = findVariant(id);
+      if (v === undefined) throw new Error(`unknown variant ${id}`);
+      return v;
+    });
+  const variants = [...VARIANTS, ...extra].filter(
     (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
   );
   const clients = new Map<string, WorkerClient>();

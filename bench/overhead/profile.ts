@@ -24,7 +24,7 @@ import { closedLoop } from '../lib/load.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';
 import { freePort } from '../lib/proc.js';
 import { markdownTable, num, type Align } from '../lib/table.js';
-import { childExecArgv, makeClient, startServer, VARIANTS } from './variants.js';
+import { childExecArgv, findVariant, makeClient, startServer, VARIANTS } from './variants.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -38,7 +38,7 @@ interface WorkerResult {
 }
 
 async function worker(id: string, concurrency: number, seconds: number, interval: number, dir: string) {
-  const v = VARIANTS.find((x) => x.id === id);
+  const v = findVariant(id);
   if (!v) throw new Error(`unknown variant ${id}; known: ${VARIANTS.map((x) => x.id).join(', ')}`);
   const server = await startServer();
   let haproxyPort: number | undefined;

@@ -19,7 +19,7 @@ import { createMesh, defaultStacks, type Mesh, type Stack, type Stacks } from 'm
  * The mesh stacks measured: no module, the full default stack, and the full stack without the two span
  * modules (`logical-span`, `attempt-span`): the baseline that tracing's cost is measured against.
  */
-export type StackKind = 'balancer-only' | 'full' | 'untraced';
+export type StackKind = 'balancer-only' | 'full' | 'untraced' | { without: readonly string[] };
 
 /** A variant's static description. */
 export interface VariantSpec {
@@ -78,6 +78,25 @@ export const VARIANTS: readonly VariantSpec[] = [
   },
   { id: 'haproxy', label: 'HAProxy hop (Pool.request)', entry: 'undici Pool.request -> HAProxy', hop: true },
 ];
+
+/**
+ * The variant with this id: one of {@link VARIANTS}, or an ablation made on demand,
+ * `mesh-request-without:ROLE[,ROLE...]` (mesh.request over the full default stack minus those roles), for
+ * measuring what one module costs on the wire (`--only pool,mesh-request-full,mesh-request-without:retries`).
+ */
+export function findVariant(id: string): VariantSpec | undefined {
+  const known = VARIANTS.find((x) => x.id === id);
+  if (known !== undefined) return known;
+  const m = /^mesh-request-without:([\w,-]+)$/.exec(id);
+  if (m === null) return undefined;
+  const roles = m[1]!.split(',');
+  return {
+    id,
+    label: `mesh.request, full stack without ${roles.join(', ')}`,
+    entry: 'mesh.request',
+    stack: { without: roles },
+  };
+}
 
 /** A ready client. */
 export interface Client {
@@ -169,10 +188,24 @@ function check(status: number): void {
   if (status !== 200) throw new Error(`unexpected status ${status}`);
 }
 
+function without(roles: readonly string[]): (s: Stacks) => Stacks {
+  const rm = (st: Stack): Stack =>
+    roles.reduce((acc, r) => (acc.roles().includes(r) ? acc.remove(r) : acc), st);
+  return (s) => ({ logical: rm(s.logical), concrete: rm(s.concrete), endpoint: rm(s.endpoint) });
+}
+
 function meshFor(kind: StackKind, port: number): Mesh {
+  const stack =
+    kind === 'balancer-only'
+      ? balancerOnly
+      : kind === 'untraced'
+        ? untraced
+        : typeof kind === 'object'
+          ? without(kind.without)
+          : undefined;
   return createMesh({
     services: { [SERVICE]: { endpoints: [`127.0.0.1:${port}`] } },
-    ...(kind === 'balancer-only' ? { stack: balancerOnly } : kind === 'untraced' ? { stack: untraced } : {}),
+    ...(stack ? { stack } : {}),
   });
 }
 

@@ -485,7 +485,7 @@ export class FailureAccrualFilter extends Filter {
     return STATE_NAMES[this.state]!;
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.state === BUSY) this.expire(this.clock.now());
     const generation = this.generation;
     let probe = false;
@@ -494,15 +494,23 @@ export class FailureAccrualFilter extends Filter {
       this.probeInFlight = true;
       probe = true;
     }
-    let res: MeshResponse;
+    let pending: Promise<MeshResponse>;
     try {
-      res = await this.next.call(req, ctx);
+      pending = this.next.call(req, ctx);
     } catch (err) {
-      this.settle(this.classify(req, ctx, undefined, err), generation, probe);
-      throw err;
+      pending = Promise.reject(err);
     }
-    this.settle(this.classify(req, ctx, res, undefined), generation, probe);
-    return res;
+    // `then` rather than an async frame: one reaction per outcome on the hot path.
+    return pending.then(
+      (res) => {
+        this.settle(this.classify(req, ctx, res, undefined), generation, probe);
+        return res;
+      },
+      (err: unknown) => {
+        this.settle(this.classify(req, ctx, undefined, err), generation, probe);
+        throw err;
+      },
+    );
   }
 
   /**

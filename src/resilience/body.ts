@@ -11,7 +11,16 @@
  */
 import type { RequestBody } from '../core/message.js';
 
-function isStatic(body: RequestBody): boolean {
+/**
+ * Whether a body is the same bytes however often it is sent (none, a string, bytes, FormData), so a retry needs
+ * no recording of it.
+ *
+ * @example
+ * ```ts
+ * isStaticBody('{"a":1}'); // true
+ * ```
+ */
+export function isStaticBody(body: RequestBody): boolean {
   if (body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array)
     return true;
   // FormData: undici serialises it afresh for every request.
@@ -44,7 +53,7 @@ export class ReplayableBody {
     private readonly source: RequestBody,
     private readonly limit: number,
   ) {
-    this.staticBody = isStatic(source);
+    this.staticBody = isStaticBody(source);
   }
 
   /** Whether another attempt can send exactly the same bytes. */

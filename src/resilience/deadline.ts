@@ -1,6 +1,7 @@
 /**
- * The total deadline of a logical call: one timer per call that covers every attempt and the reading of the
- * response body. It links the caller's AbortSignal by hand (one listener, removed when the call ends) rather
+ * The total deadline of a logical call, covering every attempt and the reading of the response body. Its
+ * timer is an entry in the clock's {@link TimerQueue} (one real timer for all calls), not a `setTimeout` per
+ * call. It links the caller's AbortSignal by hand (one listener, removed when the call ends) rather
  * than with `AbortSignal.any`, which leaks when one of its inputs is long-lived (nodejs/node#55351, #54614).
  *
  * Placement: first in the logical stack, so that everything below (retries, routing, balancing, every
@@ -13,11 +14,75 @@ import { whenBodyDone } from '../core/body-done.js';
 import { DeadlineExceededError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { Filter, type Service } from '../core/service.js';
-import { CallSignal } from '../core/signal.js';
+import { CallSignal, type CancelSignal } from '../core/signal.js';
+import { timerQueue, type QueuedTimer, type TimerList, type TimerQueue } from '../core/timer-queue.js';
 import type { StackModule } from '../core/stack.js';
 
 /**
- * Enforces `ctx.deadline` over the whole call, body included.
+ * One call's deadline: the call's signal (the filters below see it as `ctx.signal`), its entry in the clock's
+ * {@link TimerQueue}, and its body-done hook, in one object per call.
+ */
+class DeadlineCall extends CallSignal implements QueuedTimer {
+  dueAt = 0;
+  qPrev: QueuedTimer | undefined = undefined;
+  qNext: QueuedTimer | undefined = undefined;
+  qList: TimerList | undefined = undefined;
+  /** What the call was waiting for when the deadline passed. */
+  phase: Phase = 'headers';
+  private readonly onCallerAbort: (() => void) | undefined;
+
+  constructor(
+    private readonly queue: TimerQueue,
+    private readonly ctx: CallContext,
+    private readonly budget: number,
+    private readonly caller: CancelSignal | undefined,
+  ) {
+    super();
+    if (caller !== undefined) {
+      this.onCallerAbort = () => this.abort(caller.reason);
+      caller.addEventListener('abort', this.onCallerAbort, { once: true });
+    }
+  }
+
+  /** The deadline passed. */
+  fire(): void {
+    const ctx = this.ctx;
+    this.unlinkCaller();
+    this.abort(
+      new DeadlineExceededError(ctx.service, this.budget, this.phase, {
+        endpoint: ctx.endpoint,
+        attempts: ctx.attempt,
+      }),
+    );
+  }
+
+  /** The call is over (its body is done, or it failed before a response). */
+  onBodyDone(): void {
+    this.queue.remove(this);
+    this.unlinkCaller();
+  }
+
+  private unlinkCaller(): void {
+    if (this.onCallerAbort !== undefined) this.caller!.removeEventListener('abort', this.onCallerAbort);
+  }
+
+  readonly onResponse = (res: MeshResponse): MeshResponse => {
+    this.phase = 'body';
+    whenBodyDone(res.body, this);
+    return res;
+  };
+
+  readonly onError = (err: unknown): never => {
+    this.onBodyDone();
+    // A deadline that fired surfaces as the DeadlineExceededError, whatever the layer below threw.
+    if (this.aborted && !this.caller?.aborted) throw this.reason;
+    throw err;
+  };
+}
+
+/**
+ * Enforces `ctx.deadline` over the whole call, body included. The timer is an entry in the clock's shared
+ * {@link TimerQueue} rather than a `setTimeout` per call.
  *
  * @example
  * ```ts
@@ -25,52 +90,36 @@ import type { StackModule } from '../core/stack.js';
  * ```
  */
 export class DeadlineFilter extends Filter {
+  private readonly queue: TimerQueue;
+
   constructor(
     next: Service,
     private readonly clock: Clock,
   ) {
     super(next);
+    this.queue = timerQueue(clock);
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     const deadline = ctx.deadline;
     if (deadline === Infinity) return this.next.call(req, ctx);
-    const clock = this.clock;
-    const remaining = deadline - clock.now();
+    const now = this.clock.now();
+    const remaining = deadline - now;
     const budget = deadline - ctx.startedAt;
     const caller = ctx.callerSignal;
-    if (caller?.aborted) throw caller.reason;
-    if (remaining <= 0) throw new DeadlineExceededError(ctx.service, budget, 'route');
+    if (caller?.aborted) return Promise.reject(caller.reason);
+    if (remaining <= 0) return Promise.reject(new DeadlineExceededError(ctx.service, budget, 'route'));
 
-    const ac = new CallSignal();
-    let phase: Phase = 'headers';
-    const onCallerAbort = (): void => ac.abort(caller!.reason);
-    caller?.addEventListener('abort', onCallerAbort, { once: true });
-    const timer = clock.setTimeout(() => {
-      ac.abort(
-        new DeadlineExceededError(ctx.service, budget, phase, {
-          endpoint: ctx.endpoint,
-          attempts: ctx.attempt,
-        }),
-      );
-    }, remaining);
-    const cleanup = (): void => {
-      clock.clearTimeout(timer);
-      caller?.removeEventListener('abort', onCallerAbort);
-    };
-    ctx.signal = ac;
-    let res: MeshResponse;
+    const call = new DeadlineCall(this.queue, ctx, budget, caller);
+    this.queue.add(call, remaining, now);
+    ctx.signal = call;
+    let pending: Promise<MeshResponse>;
     try {
-      res = await this.next.call(req, ctx);
+      pending = this.next.call(req, ctx);
     } catch (err) {
-      cleanup();
-      // A deadline that fired surfaces as the DeadlineExceededError, whatever the layer below threw.
-      if (ac.aborted && !caller?.aborted) throw ac.reason;
-      throw err;
+      pending = Promise.reject(err);
     }
-    phase = 'body';
-    whenBodyDone(res.body, cleanup);
-    return res;
+    return pending.then(call.onResponse, call.onError);
   }
 }
 

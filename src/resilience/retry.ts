@@ -26,9 +26,9 @@ import type { Rng } from '../core/rng.js';
 import { Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
-import { ReplayableBody } from './body.js';
+import { isStaticBody, ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
-import { ClassifierParam, type Classifier } from './classifier.js';
+import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
 import { errorType } from '../telemetry/attributes.js';
 
 /** Retry settings of a service. */
@@ -249,26 +249,75 @@ export class RetryFilter extends Filter {
     shareRetryBudget(next, this.budget);
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     this.budget.deposit();
     this.stats.calls++;
-    const body = new ReplayableBody(req.body, this.options.maxReplayBytes);
+    if (!isStaticBody(req.body))
+      return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes));
+    // The first attempt of a call whose body needs no recording, without an async frame: most calls end here.
+    ctx.attempt = 1;
+    ctx.endpoint = undefined;
+    let pending: Promise<MeshResponse>;
+    try {
+      pending = this.next.call(req, ctx);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    return pending.then(
+      (res) => {
+        const cls = this.classify({ req, ctx, res });
+        if (!cls.retryable || ctx.signal?.aborted) return res;
+        return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
+          res,
+          cls,
+        });
+      },
+      (error: unknown) => {
+        const cls = this.classify({ req, ctx, error });
+        if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
+        return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
+          error,
+          cls,
+        });
+      },
+    );
+  }
+
+  /**
+   * The attempts of one call, from the first (or, when `first` is given, from the decision about the first
+   * attempt, already made and classified).
+   */
+  private async attempts(
+    req: MeshRequest,
+    ctx: CallContext,
+    body: ReplayableBody,
+    first?: { res?: MeshResponse; error?: unknown; cls: Classification },
+  ): Promise<MeshResponse> {
     const opts = this.options;
     let idleRetried = false;
     let retries = 0;
     for (let attempt = 1; ; attempt++) {
-      ctx.attempt = attempt;
-      ctx.endpoint = undefined;
-      req.body = body.forAttempt();
       let res: MeshResponse | undefined;
       let error: unknown;
-      try {
-        res = await this.next.call(req, ctx);
-      } catch (e) {
-        error = e;
+      let cls: Classification;
+      if (attempt === 1 && first !== undefined) {
+        // Sent by `call` with the original body (a static one: the same bytes on every attempt).
+        res = first.res;
+        error = first.error;
+        cls = first.cls;
+        body.forAttempt();
+      } else {
+        ctx.attempt = attempt;
+        ctx.endpoint = undefined;
+        req.body = body.forAttempt();
+        try {
+          res = await this.next.call(req, ctx);
+        } catch (e) {
+          error = e;
+        }
+        cls = this.classify({ req, ctx, res, error });
       }
       const endpoint = ctx.endpoint;
-      const cls = this.classify({ req, ctx, res, error });
       if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);
 
       // May this request be sent again?

@@ -294,6 +294,29 @@ describe('counting', () => {
     expect(f.snapshot()).toMatchObject({ state: 'open', rejected: 1, opened: 1, failures: 6, successes: 5 });
   });
 
+  it('closed: a success is counted without opossum’s fire; a failure goes through it and opens the breaker', async () => {
+    const clock = new FakeClock();
+    const leaf = new Leaf();
+    const f = breaker(leaf, clock, { volumeThreshold: 4, errorThresholdPercentage: 50 });
+    const realFire = f.opossum.fire.bind(f.opossum);
+    let fired = 0;
+    f.opossum.fire = (...args) => {
+      fired++;
+      return realFire(...args);
+    };
+    for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(200);
+    expect(fired).toBe(0);
+    expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 3, successes: 3, failures: 0 });
+    leaf.outcome = 500;
+    for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(500);
+    // 3 failures of 6 is 50 %, not above it: still closed; opossum saw the three failures.
+    expect(fired).toBe(3);
+    expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 6, successes: 3, failures: 3 });
+    expect(await hit(f)).toBe(500); // 4 of 7 > 50 %: opossum opens it, before the caller has the response
+    expect(f.state).toBe('open');
+    expect(await hit(f)).toBeInstanceOf(CircuitOpenError);
+  });
+
   it('keeps no per-call latency samples in opossum’s window', async () => {
     const clock = new FakeClock();
     const leaf = new Leaf();
