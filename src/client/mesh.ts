@@ -51,6 +51,7 @@ import {
 import { defaultStacks } from './default-stack.js';
 import type { Destination } from './destination.js';
 import { MeshDispatcher } from './dispatcher.js';
+import { meshFetch, type FetchHost } from './fetch.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 
 /**
@@ -416,14 +417,27 @@ export class Mesh implements AsyncDisposable {
    * const res = await mesh.fetch('http://users/v1/users/42', { headers: callOptions({ deadlineMs: 500 }) });
    * ```
    */
-  readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    if (this.closing) throw new MeshClosedError();
-    try {
-      return await fetch(input, { ...init, dispatcher: this.dispatcher });
-    } catch (err) {
-      if (err instanceof TypeError && err.cause instanceof MeshError) throw err.cause;
-      throw err;
-    }
+  readonly fetch = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    if (this.closing) return Promise.reject(new MeshClosedError());
+    return meshFetch(this.fetchHost, input, init);
+  };
+
+  /** What `mesh.fetch` needs of the mesh (src/client/fetch.ts). */
+  private readonly fetchHost: FetchHost = {
+    target: (url) => {
+      const u = typeof url === 'string' ? this.urls.get(url) : parseTarget(url);
+      const service = this.services.get(u.hostname);
+      return service === undefined ? undefined : { ...u, service };
+    },
+    send: (target, req, signal) => this.invoke(target.service as LogicalService, req, signal),
+    slow: async (input, init) => {
+      try {
+        return await fetch(input, { ...init, dispatcher: this.dispatcher });
+      } catch (err) {
+        if (err instanceof TypeError && err.cause instanceof MeshError) throw err.cause;
+        throw err;
+      }
+    },
   };
 
   /**
@@ -614,6 +628,8 @@ interface Target {
   readonly origin: string;
   /** Path and query. */
   readonly path: string;
+  /** The URL without its fragment. */
+  readonly href: string;
 }
 
 function parseTarget(url: unknown): Target {
@@ -627,7 +643,15 @@ function parseTarget(url: unknown): Target {
   const protocol = u.protocol;
   if (protocol !== 'http:' && protocol !== 'https:')
     throw new InvalidRequestError('url', String(url), 'an http: or https: URL');
-  return { protocol, hostname: u.hostname, host: u.host, origin: u.origin, path: u.pathname + u.search };
+  const href = u.hash === '' ? u.href : u.href.slice(0, -u.hash.length);
+  return {
+    protocol,
+    hostname: u.hostname,
+    host: u.host,
+    origin: u.origin,
+    path: u.pathname + u.search,
+    href,
+  };
 }
 
 /**

@@ -12,7 +12,7 @@
 import type { RequestBody } from '../core/message.js';
 
 /**
- * Whether a body is the same bytes however often it is sent (none, a string, bytes, FormData), so a retry needs
+ * Whether a body is the same bytes however often it is sent (none, a string, bytes, a Blob, FormData), so a retry needs
  * no recording of it.
  *
  * @example
@@ -23,6 +23,7 @@ import type { RequestBody } from '../core/message.js';
 export function isStaticBody(body: RequestBody): boolean {
   if (body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array)
     return true;
+  if (body instanceof Blob) return true; // undici reads it afresh for every request
   // FormData: undici serialises it afresh for every request.
   const b = body as { append?: unknown; getAll?: unknown };
   return typeof b.append === 'function' && typeof b.getAll === 'function';
