@@ -6,12 +6,18 @@
  * signals use this class; a caller's real AbortSignal is linked to it by hand.
  */
 
+/**
+ * An abort listener: a function, or (as EventTarget allows) an object whose `handleEvent` runs, so a per-call
+ * object can listen without a closure.
+ */
+export type AbortListener = (() => void) | { handleEvent(): void };
+
 /** What the mesh's filters need of a signal; a real `AbortSignal` satisfies it too. */
 export interface CancelSignal {
   readonly aborted: boolean;
   readonly reason: any;
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: () => void): void;
+  addEventListener(type: 'abort', listener: AbortListener, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: AbortListener): void;
 }
 
 /**
@@ -27,14 +33,14 @@ export interface CancelSignal {
 export class CallSignal implements CancelSignal {
   aborted = false;
   reason: any = undefined;
-  private listeners: Array<() => void> | undefined = undefined;
+  private listeners: AbortListener[] | undefined = undefined;
 
-  addEventListener(type: 'abort', listener: () => void): void {
+  addEventListener(type: 'abort', listener: AbortListener): void {
     if (type !== 'abort' || this.aborted) return;
     (this.listeners ??= []).push(listener);
   }
 
-  removeEventListener(type: 'abort', listener: () => void): void {
+  removeEventListener(type: 'abort', listener: AbortListener): void {
     const l = this.listeners;
     if (type !== 'abort' || l === undefined) return;
     const i = l.lastIndexOf(listener);
@@ -53,7 +59,11 @@ export class CallSignal implements CancelSignal {
     this.reason = reason ?? new DOMException('This operation was aborted', 'AbortError');
     const l = this.listeners;
     this.listeners = undefined;
-    if (l) for (const f of l) f.call(this);
+    if (l === undefined) return;
+    for (const f of l) {
+      if (typeof f === 'function') f.call(this);
+      else f.handleEvent();
+    }
   }
 
   throwIfAborted(): void {

@@ -13,8 +13,9 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
-import { ParsedResponse, type MeshRequest, type MeshResponse } from '../core/message.js';
+import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
+import { MeshRequestHandler } from './handler.js';
 
 /** TLS options for the connections to a service's endpoints. */
 export interface TlsOptions {
@@ -195,23 +196,27 @@ export class PoolService implements Service {
       if (h === 'logical') headers.host = req.authority;
       else if (h !== undefined) headers.host = h;
     }
-    // One promise frame, no async wrapper: this runs on every attempt. undici parses the response headers
-    // once into a record (its default), which the entry points hand on as they are.
-    return pool
-      .request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers,
-        body: req.body as Dispatcher.RequestOptions['body'],
-        // A CallSignal or an AbortSignal: undici takes anything with aborted/reason/addEventListener.
-        signal: (ctx.signal ?? null) as Dispatcher.RequestOptions['signal'],
-      })
-      .then(toMeshResponse, this.onError);
+    // undici's dispatch with the mesh's own handler (./handler.ts): no AsyncResource, no per-call closures for
+    // the signal; the body is undici's BodyReadable as with pool.request.
+    const method = req.method;
+    const body = req.body;
+    const signal = ctx.signal;
+    const opts: Dispatcher.DispatchOptions = {
+      method: method as Dispatcher.HttpMethod,
+      path: req.path,
+      headers,
+      body: body as Dispatcher.DispatchOptions['body'],
+    };
+    // Plain http: a constant server name, so undici does not derive one from the Host header on every
+    // request (net.isIP and a split, bench/overhead's profile); it is only ever used for TLS.
+    if (req.protocol === 'http:') (opts as { servername?: string }).servername = this.address;
+    return new Promise<MeshResponse>((resolve, reject) => {
+      pool.dispatch(opts, new MeshRequestHandler(resolve, reject, signal, method, body, this.mapError));
+    });
   }
 
-  private readonly onError = (err: unknown): never => {
-    throw toTransportError(err, this.service, this.endpoint, false);
-  };
+  private readonly mapError = (err: unknown): unknown =>
+    toTransportError(err, this.service, this.endpoint, false);
 
   /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
   async close(): Promise<void> {
@@ -228,8 +233,4 @@ export class PoolService implements Service {
       [this.http, this.https].map((p) => (p && !p.destroyed ? p.destroy(err ?? null) : undefined)),
     );
   }
-}
-
-function toMeshResponse(data: Dispatcher.ResponseData): MeshResponse {
-  return new ParsedResponse(data.statusCode, data.statusText, data.headers, data.body);
 }
