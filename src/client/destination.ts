@@ -304,11 +304,16 @@ export class Destination implements Service {
     });
   }
 
-  async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    if (this.closed) throw new MeshClosedError();
-    if (this.addr.state === 'pending') await this.waitForAnswer(ctx);
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    if (this.closed) return Promise.reject(new MeshClosedError());
+    if (this.addr.state === 'pending') return this.waitForAnswer(ctx).then(() => this.send(req, ctx));
+    return this.send(req, ctx);
+  }
+
+  /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
+  private send(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     const node = this.distributor.pick(ctx.tried);
-    if (node === undefined) throw this.noEndpoint();
+    if (node === undefined) return Promise.reject(this.noEndpoint());
     ctx.endpoint = node.id;
     ctx.balancer = this.opts.balancer.kind;
     const load = node.load;
@@ -318,25 +323,32 @@ export class Destination implements Service {
     if (ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
     load.start(t0);
-    let res: MeshResponse;
+    let pending: Promise<MeshResponse>;
     try {
-      res = await node.service.call(req, ctx);
+      pending = node.service.call(req, ctx);
     } catch (err) {
-      const t1 = clock.now();
-      // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
-      // endpoint took at least this long; any other failure is a latency sample like an answer.
-      if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
-        load.observeCancelled?.(t1 - t0, t1);
-      else load.observe(t1 - t0, t1);
-      load.end(t1);
-      this.count(node, req, ctx, undefined, err, t1);
-      throw err;
+      pending = Promise.reject(err);
     }
-    const t1 = clock.now();
-    load.observe(t1 - t0, t1);
-    this.count(node, req, ctx, res, undefined, t1);
-    whenBodyDone(res.body, node);
-    return res;
+    return pending.then(
+      (res) => {
+        const t1 = clock.now();
+        load.observe(t1 - t0, t1);
+        this.count(node, req, ctx, res, undefined, t1);
+        whenBodyDone(res.body, node);
+        return res;
+      },
+      (err: unknown) => {
+        const t1 = clock.now();
+        // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
+        // endpoint took at least this long; any other failure is a latency sample like an answer.
+        if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+          load.observeCancelled?.(t1 - t0, t1);
+        else load.observe(t1 - t0, t1);
+        load.end(t1);
+        this.count(node, req, ctx, undefined, err, t1);
+        throw err;
+      },
+    );
   }
 
   /** Counts an attempt's outcome in the endpoint's stats (a classifier that throws: counted as ignored). */

@@ -59,8 +59,7 @@ export class RetryBudget {
     this.currentStart = clock.now();
   }
 
-  private advance(): void {
-    const now = this.clock.now();
+  private advance(now: number = this.clock.now()): void {
     let steps = Math.floor((now - this.currentStart) / this.bucketMs);
     if (steps <= 0) return;
     if (steps > BUCKETS) steps = BUCKETS;
@@ -74,9 +73,12 @@ export class RetryBudget {
     this.currentStart = now - ((now - this.currentStart) % this.bucketMs);
   }
 
-  /** Records one request. */
-  deposit(): void {
-    this.advance();
+  /**
+   * Records one request, at `now` (the mesh clock; a caller that already read it, such as the retry filter
+   * with the call's start time, passes it).
+   */
+  deposit(now?: number): void {
+    this.advance(now);
     this.deposits[this.current]!++;
     this.depositSum++;
   }

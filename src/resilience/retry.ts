@@ -250,7 +250,7 @@ export class RetryFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    this.budget.deposit();
+    this.budget.deposit(ctx.startedAt);
     this.stats.calls++;
     if (!isStaticBody(req.body))
       return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes));
