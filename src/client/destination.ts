@@ -34,7 +34,7 @@ import {
 } from '../discovery/types.js';
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
-import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
+import { ClassifierParam, classifyAttempt, type Classifier } from '../resilience/classifier.js';
 import { EndpointStats } from '../telemetry/endpoint-stats.js';
 import {
   discoveryUpdateChannel,
@@ -362,7 +362,7 @@ export class Destination implements Service {
   ): void {
     let kind: 'success' | 'failure' | 'ignored';
     try {
-      kind = this.classifier(res !== undefined ? { req, ctx, res } : { req, ctx, error }).kind;
+      kind = classifyAttempt(this.classifier, req, ctx, res, error).kind;
     } catch {
       kind = 'ignored';
     }

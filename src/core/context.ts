@@ -112,6 +112,16 @@ export class CallContext {
    * (core does not depend on OpenTelemetry); set by the `logical-span` module, undefined when not tracing.
    */
   traceContext: unknown = undefined;
+  /**
+   * @internal The current attempt's outcome (a response or an error), the classifier that judged it and its
+   * classification: the modules that count an attempt (failure accrual, endpoint stats, the breaker,
+   * retries) share one classification instead of each running the classifier (`classifyAttempt`).
+   */
+  classifiedOutcome: unknown = undefined;
+  /** @internal */
+  classifiedBy: unknown = undefined;
+  /** @internal */
+  classification: unknown = undefined;
   private endHook: CallEndHook | undefined = undefined;
   private moreEndHooks: CallEndHook[] | undefined = undefined;
   /** When the call started (mesh clock, ms). */

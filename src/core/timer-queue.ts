@@ -17,6 +17,9 @@
  */
 import type { Clock, TimerHandle } from './clock.js';
 
+/** Beyond this many lists, an emptied list is dropped at once (many distinct durations: propagated deadlines). */
+const MAX_IDLE_LISTS = 32;
+
 /** An entry of a {@link TimerQueue}: the queue owns the link fields, the owner implements `fire`. */
 export interface QueuedTimer {
   /** Due time on the queue's clock (ms). */
@@ -63,6 +66,11 @@ export class TimerQueue {
     return this.entries;
   }
 
+  /** Duration lists kept (for tests: bounded, however many distinct durations pass through). */
+  get listCount(): number {
+    return this.lists.size;
+  }
+
   /** Whether the one real timer is armed (for tests: it is not, once every entry is gone and it has fired). */
   get armed(): boolean {
     return this.timer !== undefined;
@@ -104,7 +112,9 @@ export class TimerQueue {
     else next.qPrev = prev;
     entry.qList = entry.qPrev = entry.qNext = undefined;
     this.entries--;
-    if (list.head === undefined) this.lists.delete(list.key);
+    // An emptied list stays for the next entry of its duration (a lone call at a time would otherwise make
+    // and drop one per call); empty lists are dropped when the timer fires, or when there are too many.
+    if (list.head === undefined && this.lists.size > MAX_IDLE_LISTS) this.lists.delete(list.key);
   }
 
   private arm(dueAt: number, now: number): void {
@@ -120,7 +130,11 @@ export class TimerQueue {
     let due: QueuedTimer[] | undefined;
     let next = Infinity;
     for (const list of this.lists.values()) {
-      let e = list.head;
+      if (list.head === undefined) {
+        this.lists.delete(list.key);
+        continue;
+      }
+      let e: QueuedTimer | undefined = list.head;
       while (e !== undefined && e.dueAt <= now) {
         const after: QueuedTimer | undefined = e.qNext;
         this.remove(e);

@@ -42,7 +42,7 @@ import { defineParam, type Param } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
 import { Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
-import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
+import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
 
 /**
@@ -575,7 +575,7 @@ export class FailureAccrualFilter extends Filter {
     // The caller ended the call: whatever error that produced says nothing about the endpoint.
     if (res === undefined && ctx.callerSignal?.aborted) return 'ignored';
     try {
-      return this.classifier(res !== undefined ? { req, ctx, res } : { req, ctx, error }).kind;
+      return classifyAttempt(this.classifier, req, ctx, res, error).kind;
     } catch (err) {
       this.logger.warn(
         { err, service: this.service, endpoint: this.endpoint },

@@ -49,7 +49,7 @@ import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 import { Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, StackModule } from '../core/stack.js';
-import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
+import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { breakerStateChannel } from '../telemetry/events.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -560,7 +560,7 @@ export class CircuitBreakerFilter extends Filter {
   ): MeshResponse | Promise<MeshResponse> {
     let kind: Kind;
     try {
-      kind = this.classifier({ req, ctx, res }).kind;
+      kind = classifyAttempt(this.classifier, req, ctx, res, undefined).kind;
     } catch (err) {
       this.logger.warn(
         { err, service: this.service, destination: this.destination },
@@ -609,7 +609,7 @@ export class CircuitBreakerFilter extends Filter {
     const res = await this.next.call(req, ctx);
     let c: Classification;
     try {
-      c = this.classifier({ req, ctx, res });
+      c = classifyAttempt(this.classifier, req, ctx, res, undefined);
     } catch (err) {
       this.logger.warn(
         { err, service: this.service, destination: this.destination },
@@ -628,7 +628,7 @@ export class CircuitBreakerFilter extends Filter {
     else if (req === undefined || ctx === undefined) kind = 'failure';
     else {
       try {
-        kind = this.classifier({ req, ctx, error: err }).kind;
+        kind = classifyAttempt(this.classifier, req, ctx, undefined, err).kind;
       } catch (e) {
         this.logger.warn(
           { err: e, service: this.service, destination: this.destination },

@@ -102,3 +102,31 @@ export const defaultClassifier: Classifier = (input) => {
 
 /** The classifier a service uses (per-service config `classifier`). */
 export const ClassifierParam = defineParam<Classifier>('classifier', defaultClassifier);
+
+/**
+ * Classifies one attempt's outcome (`res`, or else `error`) once: later calls for the same outcome with the
+ * same classifier, on the same call context, return the first answer. The modules that count attempts share
+ * it, so a classifier runs once per attempt rather than once per module (it should be a pure function of
+ * its input). A classifier that throws is not cached: each caller handles that in its own way.
+ *
+ * @example
+ * ```ts
+ * const { kind } = classifyAttempt(defaultClassifier, req, ctx, res, undefined);
+ * ```
+ */
+export function classifyAttempt(
+  classifier: Classifier,
+  req: MeshRequest,
+  ctx: CallContext,
+  res: MeshResponse | undefined,
+  error: unknown,
+): Classification {
+  const outcome = res ?? error;
+  if (outcome !== undefined && ctx.classifiedOutcome === outcome && ctx.classifiedBy === classifier)
+    return ctx.classification as Classification;
+  const c = classifier(res !== undefined ? { req, ctx, res } : { req, ctx, error });
+  ctx.classifiedOutcome = outcome;
+  ctx.classifiedBy = classifier;
+  ctx.classification = c;
+  return c;
+}

@@ -28,7 +28,7 @@ import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
 import { isStaticBody, ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
-import { ClassifierParam, type Classification, type Classifier } from './classifier.js';
+import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { errorType } from '../telemetry/attributes.js';
 
 /** Retry settings of a service. */
@@ -265,7 +265,7 @@ export class RetryFilter extends Filter {
     }
     return pending.then(
       (res) => {
-        const cls = this.classify({ req, ctx, res });
+        const cls = classifyAttempt(this.classify, req, ctx, res, undefined);
         if (!cls.retryable || ctx.signal?.aborted) return res;
         return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
           res,
@@ -273,7 +273,7 @@ export class RetryFilter extends Filter {
         });
       },
       (error: unknown) => {
-        const cls = this.classify({ req, ctx, error });
+        const cls = classifyAttempt(this.classify, req, ctx, undefined, error);
         if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
         return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
           error,
@@ -315,7 +315,7 @@ export class RetryFilter extends Filter {
         } catch (e) {
           error = e;
         }
-        cls = this.classify({ req, ctx, res, error });
+        cls = classifyAttempt(this.classify, req, ctx, res, error);
       }
       const endpoint = ctx.endpoint;
       if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);

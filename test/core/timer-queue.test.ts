@@ -47,6 +47,21 @@ describe('TimerQueue (one real timer for many deadlines)', () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  it('keeps a bounded number of emptied duration lists', () => {
+    const clock = new FakeClock();
+    const q = new TimerQueue(clock);
+    const log: number[] = [];
+    for (let ms = 1; ms <= 1_000; ms++) {
+      const e = entry(log, ms);
+      q.add(e, 10_000 + ms); // a propagated deadline: a new duration each time
+      q.remove(e);
+    }
+    expect(q.listCount).toBeLessThanOrEqual(33);
+    clock.advance(20_000); // the timer fires once, finds nothing due, and drops the empty lists
+    expect(q.listCount).toBe(0);
+    expect(log).toEqual([]);
+  });
+
   it('re-arms for the earliest entry left when the armed one was removed', () => {
     const clock = new FakeClock();
     const q = new TimerQueue(clock);
