@@ -329,7 +329,20 @@ export class Mesh implements AsyncDisposable {
    * @internal Runs one logical call through a service's stack. `req.headers` must be a fresh record the mesh
    * may change (the entry points make one).
    */
-  invoke(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse> {
+  invoke(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse>;
+  /** @internal The same, with the response mapped in the same reaction (one promise hop fewer). */
+  invoke(
+    svc: LogicalService,
+    req: MeshRequest,
+    signal: CancelSignal | undefined,
+    asData: true,
+  ): Promise<MeshResponseData>;
+  invoke(
+    svc: LogicalService,
+    req: MeshRequest,
+    signal: CancelSignal | undefined,
+    asData = false,
+  ): Promise<MeshResponse | MeshResponseData> {
     let ctx: CallContext;
     try {
       ctx = this.context(svc, req, signal);
@@ -350,11 +363,16 @@ export class Mesh implements AsyncDisposable {
     // closure per call only then; with no SDK and no event subscriber there is no end hook.
     if (ctx.hasEndHooks)
       return pending.then(
-        (res) => this.endWithBody(ctx, res),
+        (res) => {
+          this.endWithBody(ctx, res);
+          return asData ? toResponseData(res) : res;
+        },
         (err: unknown) => this.endWithError(ctx, err),
       );
     // No async frame here: one `then` with pre-bound handlers, no closure per call.
-    return pending.then(this.onResponse, this.onFailure);
+    return asData
+      ? pending.then(this.onResponseData, this.onFailure)
+      : pending.then(this.onResponse, this.onFailure);
   }
 
   private endWithBody(ctx: CallContext, res: MeshResponse): MeshResponse {
@@ -373,6 +391,11 @@ export class Mesh implements AsyncDisposable {
   private readonly onResponse = (res: MeshResponse): MeshResponse => {
     whenBodyDone(res.body, this.onCallDone);
     return res;
+  };
+
+  private readonly onResponseData = (res: MeshResponse): MeshResponseData => {
+    whenBodyDone(res.body, this.onCallDone);
+    return toResponseData(res);
   };
 
   private readonly onFailure = (err: unknown): never => {
@@ -478,7 +501,7 @@ export class Mesh implements AsyncDisposable {
       return Promise.reject(err);
     }
     // No async frame: one `then` on the call (this is the hot path of the library).
-    return this.invoke(svc, req, options.signal).then(toResponseData);
+    return this.invoke(svc, req, options.signal, true);
   }
 
   /** `mesh.request` to a host that is not a service: the plain Agent, without the mesh's headers. */
