@@ -159,7 +159,9 @@ describe('config validation', () => {
     const mesh = createMesh({ services: { users: { discovery: d } } });
     expect(() => d.set(['127.0.0.1:1', 'broken'])).toThrow(/endpoints\[1\]/);
     expect(d.current.map((e) => e.id)).toEqual([s.address]);
-    expect((await mesh.request('http://users/')).statusCode).toBe(200);
+    const res = await mesh.request('http://users/');
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
     await mesh.close();
   });
 
