@@ -105,6 +105,10 @@ export class Destination implements Service {
   private readonly distributor: Distributor<EndpointNode>;
   private readonly subscription: Subscription;
   private waiters: Waiter[] = [];
+  /** Calls in this destination now: from `call` until the attempt fails or its response body is done. */
+  private active = 0;
+  /** Runs each time `inflight` drops to 0 (a retired destination closes then). */
+  onIdle: (() => void) | undefined = undefined;
   /** The service's classifier, for the endpoint stats (the same one retries, accrual and the breaker use). */
   private readonly classifier: Classifier;
   private closed = false;
@@ -306,14 +310,35 @@ export class Destination implements Service {
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.closed) return Promise.reject(new MeshClosedError());
-    if (this.addr.state === 'pending') return this.waitForAnswer(ctx).then(() => this.send(req, ctx));
+    this.active++;
+    if (this.addr.state === 'pending')
+      return this.waitForAnswer(ctx).then(
+        () => this.send(req, ctx),
+        (err: unknown) => {
+          this.onBodyDone();
+          throw err;
+        },
+      );
     return this.send(req, ctx);
+  }
+
+  /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */
+  get inflight(): number {
+    return this.active;
+  }
+
+  /** @internal A call here is over (failed, or its body is done). */
+  onBodyDone(): void {
+    if (--this.active === 0) this.onIdle?.();
   }
 
   /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
   private send(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     const node = this.distributor.pick(ctx.tried);
-    if (node === undefined) return Promise.reject(this.noEndpoint());
+    if (node === undefined) {
+      this.onBodyDone();
+      return Promise.reject(this.noEndpoint());
+    }
     ctx.endpoint = node.id;
     ctx.balancer = this.opts.balancer.kind;
     const load = node.load;
@@ -335,6 +360,7 @@ export class Destination implements Service {
         load.observe(t1 - t0, t1);
         this.count(node, req, ctx, res, undefined, t1);
         whenBodyDone(res.body, node);
+        whenBodyDone(res.body, this);
         return res;
       },
       (err: unknown) => {
@@ -346,6 +372,7 @@ export class Destination implements Service {
         else load.observe(t1 - t0, t1);
         load.end(t1);
         this.count(node, req, ctx, undefined, err, t1);
+        this.onBodyDone();
         throw err;
       },
     );

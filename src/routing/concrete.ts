@@ -6,7 +6,6 @@
  * routing table swap stops referencing it, it can drain: no new calls reach it, the ones in flight finish,
  * and then it closes (its sockets, its breaker, its share of the discovery watch).
  */
-import { whenBodyDone } from '../core/body-done.js';
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
@@ -50,7 +49,6 @@ export class ConcreteDestination {
   readonly destination: Destination;
   readonly stack: Service;
   private readonly logger: ModuleEnv['logger'];
-  private inflight = 0;
   private retired = false;
   private closing: Promise<void> | undefined;
 
@@ -96,9 +94,13 @@ export class ConcreteDestination {
     return this.stack.status;
   }
 
-  /** Calls in flight through it (until their response bodies close). */
+  /**
+   * Calls in flight through it: sent to an endpoint (or waiting for discovery's first answer) and not done,
+   * bodies included. Counted by the destination below, in the reactions it has anyway, so the routing layer
+   * adds no promise of its own to a call.
+   */
   get inflightCalls(): number {
-    return this.inflight;
+    return this.destination.inflight;
   }
 
   /** True once retired (no longer referenced by the routing table): draining or closed. */
@@ -111,10 +113,6 @@ export class ConcreteDestination {
     return this.closing !== undefined;
   }
 
-  private readonly onBodyClose = (): void => {
-    if (--this.inflight === 0 && this.retired) this.closeQuietly();
-  };
-
   private closeQuietly(): void {
     this.close(false).catch((err: unknown) => {
       this.logger.warn({ err, destination: this.name }, 'retired destination close failed');
@@ -123,33 +121,19 @@ export class ConcreteDestination {
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     ctx.destination = this.name;
-    this.inflight++;
-    let pending: Promise<MeshResponse>;
     try {
-      pending = this.stack.call(req, ctx);
+      return this.stack.call(req, ctx);
     } catch (err) {
-      this.onBodyClose();
       return Promise.reject(err);
     }
-    // Pre-bound handlers and the shared body-done hook: nothing allocated per call for the drain count.
-    return pending.then(this.onResponse, this.onFailure);
   }
-
-  private readonly onResponse = (res: MeshResponse): MeshResponse => {
-    whenBodyDone(res.body, this.onBodyClose);
-    return res;
-  };
-
-  private readonly onFailure = (err: unknown): never => {
-    this.onBodyClose();
-    throw err;
-  };
 
   /** Takes it out of service: it closes as soon as its calls in flight are done. Idempotent. */
   retire(): void {
     if (this.retired) return;
     this.retired = true;
-    if (this.inflight === 0) this.closeQuietly();
+    if (this.destination.inflight === 0) this.closeQuietly();
+    else this.destination.onIdle = () => this.closeQuietly();
   }
 
   /** Closes it (gracefully, or aborting what is in flight with `force`). Idempotent. */
