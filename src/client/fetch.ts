@@ -480,35 +480,44 @@ function decoded(body: Readable, encoding: string | string[] | undefined): Reada
  * destroys the Readable (the mesh then releases the connection and ends the call).
  */
 function bodyStream(body: Readable): ReadableStream<Uint8Array> {
+  // Set once the stream can take no more (the reader cancelled it, or it closed or errored): a chunk the
+  // Readable still emits after that (one already in its buffer when it was destroyed) is dropped, since a
+  // closed stream's controller throws on enqueue.
+  let finished = false;
   return new ReadableStream(
     {
       type: 'bytes',
       start(controller) {
         body.on('data', (chunk: Buffer | string) => {
+          if (finished) return;
           const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
           if (bytes.byteLength === 0) return;
           controller.enqueue(new Uint8Array(bytes));
           if ((controller.desiredSize ?? 0) <= 0) body.pause();
         });
         body.once('end', () => {
-          try {
-            controller.close();
-            // A BYOB read still waiting when the body ends is answered with zero bytes (the end).
-            controller.byobRequest?.respond(0);
-          } catch {
-            // Cancelled by the reader already.
-          }
+          if (finished) return;
+          finished = true;
+          controller.close();
+          // A BYOB read still waiting when the body ends is answered with zero bytes (the end).
+          controller.byobRequest?.respond(0);
         });
-        body.once('error', (err) => controller.error(err));
+        body.once('error', (err) => {
+          if (finished) return;
+          finished = true;
+          controller.error(err);
+        });
         body.once('close', () => {
-          if (!body.readableEnded && !body.errored)
-            controller.error(new DOMException('The body was closed', 'AbortError'));
+          if (finished || body.readableEnded || body.errored) return;
+          finished = true;
+          controller.error(new DOMException('The body was closed', 'AbortError'));
         });
       },
       pull() {
-        if (body.isPaused()) body.resume();
+        if (!finished && body.isPaused()) body.resume();
       },
       cancel(reason) {
+        finished = true;
         body.destroy(reason instanceof Error ? reason : undefined);
       },
     },

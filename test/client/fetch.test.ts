@@ -318,6 +318,28 @@ describe('aborts and flow control', () => {
     await serverSawClose; // the aborted response's connection is gone
   });
 
+  it('a reader that cancels while chunks are still arriving drops them quietly and frees the connection', async () => {
+    const chunk = Buffer.alloc(16 * 1024, 1);
+    const s = await server(async (_req, res) => {
+      res.writeHead(200);
+      for (let i = 0; i < 64 && !res.destroyed; i++) if (!res.write(chunk)) await once(res, 'drain');
+      res.end();
+    });
+    const m = meshOn(s);
+    for (let i = 0; i < 50; i++) {
+      // Cancelled before any read: the Node side starts flowing on the next tick, with a chunk buffered.
+      const first = await m.fetch('http://svc/');
+      await first.body!.cancel();
+      // Cancelled after a read, with a pull (a resume on the next tick) in flight.
+      const res = await m.fetch('http://svc/');
+      const reader = res.body!.getReader();
+      await reader.read();
+      void reader.read().catch(() => {});
+      await reader.cancel();
+    }
+    await until(() => m.inflightCalls === 0);
+  });
+
   it('back-pressure: the server cannot write far ahead of a reader that does not read', async () => {
     const total = 32 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024, 7);
