@@ -16,7 +16,7 @@ import {
   ServiceNotFoundError,
 } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import type { Service, ServiceStatus } from '../core/service.js';
+import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
 import {
   applyChanges,
@@ -348,12 +348,7 @@ export class Destination implements Service {
     if (ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
     load.start(t0);
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = node.service.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
+    const pending = settledCall(node.service, req, ctx);
     return pending.then(
       (res) => {
         const t1 = clock.now();

@@ -40,6 +40,7 @@ import type {
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
 import { normalizeHeaders, type HeadersInput } from './headers.js';
+import type { Target } from './url.js';
 
 /** What the fast path needs of the mesh. */
 export interface FetchHost {
@@ -52,14 +53,7 @@ export interface FetchHost {
 }
 
 /** A parsed URL that names a mesh service. */
-export interface FetchTarget {
-  readonly protocol: 'http:' | 'https:';
-  readonly hostname: string;
-  readonly host: string;
-  readonly origin: string;
-  readonly path: string;
-  /** The URL without its fragment (what `Response.url` reports). */
-  readonly href: string;
+export interface FetchTarget extends Target {
   /** @internal The mesh's logical service. */
   readonly service: unknown;
 }

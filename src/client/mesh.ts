@@ -58,6 +58,7 @@ import { defaultStacks } from './default-stack.js';
 import type { Destination } from './destination.js';
 import { MeshDispatcher } from './dispatcher.js';
 import { meshFetch, type FetchHost } from './fetch.js';
+import { parseTarget, UrlCache, type Target } from './url.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 
 /**
@@ -656,40 +657,6 @@ export function validateMethod(method: unknown): string {
 
 export { parseRawHeaders } from '../core/message.js';
 
-/** What `mesh.request` needs of a URL. */
-interface Target {
-  readonly protocol: 'http:' | 'https:';
-  readonly hostname: string;
-  readonly host: string;
-  readonly origin: string;
-  /** Path and query. */
-  readonly path: string;
-  /** The URL without its fragment. */
-  readonly href: string;
-}
-
-function parseTarget(url: unknown): Target {
-  let u: URL;
-  try {
-    u = typeof url === 'string' ? new URL(url) : (url as URL);
-  } catch {
-    throw new InvalidRequestError('url', url, 'an absolute http(s) URL');
-  }
-  if (!(u instanceof URL)) throw new InvalidRequestError('url', url, 'an absolute http(s) URL');
-  const protocol = u.protocol;
-  if (protocol !== 'http:' && protocol !== 'https:')
-    throw new InvalidRequestError('url', String(url), 'an http: or https: URL');
-  const href = u.hash === '' ? u.href : u.href.slice(0, -u.hash.length);
-  return {
-    protocol,
-    hostname: u.hostname,
-    host: u.host,
-    origin: u.origin,
-    path: u.pathname + u.search,
-    href,
-  };
-}
-
 function toResponseData(res: MeshResponse): MeshResponseData {
   return {
     statusCode: res.statusCode,
@@ -697,24 +664,6 @@ function toResponseData(res: MeshResponse): MeshResponseData {
     headers: responseHeaders(res),
     body: res.body as Dispatcher.ResponseData['body'],
   };
-}
-
-/**
- * Parsed URL strings, so a service called with the same few URLs does not pay for WHATWG URL parsing on
- * every call (about 1 µs, bench/overhead's profile). Bounded: when full, it starts over.
- */
-class UrlCache {
-  private readonly map = new Map<string, Target>();
-  constructor(private readonly max: number) {}
-  get(url: string): Target {
-    let t = this.map.get(url);
-    if (t === undefined) {
-      t = parseTarget(url);
-      if (this.map.size >= this.max) this.map.clear();
-      this.map.set(url, t);
-    }
-    return t;
-  }
 }
 
 /**

@@ -57,6 +57,23 @@ export abstract class Filter<Req = MeshRequest, Res = MeshResponse> implements S
 }
 
 /**
+ * Calls `service` and returns its promise; a call that throws instead of returning a rejected promise becomes
+ * a rejection, so a filter chaining `then` on it has one path for every failure.
+ *
+ * @example
+ * ```ts
+ * return settledCall(this.next, req, ctx).then(onResponse, onError);
+ * ```
+ */
+export function settledCall<Req, Res>(service: Service<Req, Res>, req: Req, ctx: CallContext): Promise<Res> {
+  try {
+    return service.call(req, ctx);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
  * Finds the first filter of class `cls` in a chain built by a stack (walking from the outermost service
  * inwards), for snapshots and telemetry. Returns undefined when the chain has none.
  *

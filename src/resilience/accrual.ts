@@ -40,7 +40,7 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
-import { Filter, type Service, type ServiceStatus } from '../core/service.js';
+import { settledCall, Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
@@ -494,12 +494,7 @@ export class FailureAccrualFilter extends Filter {
       this.probeInFlight = true;
       probe = true;
     }
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = this.next.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
+    const pending = settledCall(this.next, req, ctx);
     // `then` rather than an async frame: one reaction per outcome on the hot path.
     return pending.then(
       (res) => {

@@ -47,7 +47,7 @@ import { ConfigError, MeshClosedError, MeshError, type MeshErrorDetails } from '
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
-import { Filter, type Service, type ServiceStatus } from '../core/service.js';
+import { settledCall, Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, StackModule } from '../core/stack.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { breakerStateChannel } from '../telemetry/events.js';
@@ -541,12 +541,7 @@ export class CircuitBreakerFilter extends Filter {
    * own code counts the failure and decides whether to open, before the caller sees the outcome.
    */
   private closedCall(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = this.next.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
+    const pending = settledCall(this.next, req, ctx);
     return pending.then(
       (res) => this.closedResponse(req, ctx, res),
       (err: unknown) => this.closedError(req, ctx, err),

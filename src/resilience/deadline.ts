@@ -13,7 +13,7 @@ import type { CallContext } from '../core/context.js';
 import { whenBodyDone } from '../core/body-done.js';
 import { DeadlineExceededError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { Filter, type Service } from '../core/service.js';
+import { settledCall, Filter, type Service } from '../core/service.js';
 import { CallSignal, type CancelSignal } from '../core/signal.js';
 import { timerQueue, type QueuedTimer, type TimerList, type TimerQueue } from '../core/timer-queue.js';
 import type { StackModule } from '../core/stack.js';
@@ -113,12 +113,7 @@ export class DeadlineFilter extends Filter {
     const call = new DeadlineCall(this.queue, ctx, budget, caller);
     this.queue.add(call, remaining, now);
     ctx.signal = call;
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = this.next.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
+    const pending = settledCall(this.next, req, ctx);
     return pending.then(call.onResponse, call.onError);
   }
 }

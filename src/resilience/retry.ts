@@ -23,7 +23,7 @@ import type { Logger } from '../core/logger.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
-import { Filter, type Service } from '../core/service.js';
+import { settledCall, Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
 import { isStaticBody, ReplayableBody } from './body.js';
@@ -257,12 +257,7 @@ export class RetryFilter extends Filter {
     // The first attempt of a call whose body needs no recording, without an async frame: most calls end here.
     ctx.attempt = 1;
     ctx.endpoint = undefined;
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = this.next.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
+    const pending = settledCall(this.next, req, ctx);
     return pending.then(
       (res) => {
         const cls = classifyAttempt(this.classify, req, ctx, res, undefined);

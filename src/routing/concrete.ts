@@ -8,7 +8,7 @@
  */
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import type { Service, ServiceStatus } from '../core/service.js';
+import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import type { BalancerFactory } from '../balance/types.js';
 import type { Discovery } from '../discovery/types.js';
@@ -121,11 +121,7 @@ export class ConcreteDestination {
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     ctx.destination = this.name;
-    try {
-      return this.stack.call(req, ctx);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return settledCall(this.stack, req, ctx);
   }
 
   /** Takes it out of service: it closes as soon as its calls in flight are done. Idempotent. */
