@@ -105,7 +105,9 @@ export class DeadlineFilter extends Filter {
     if (deadline === Infinity) return this.next.call(req, ctx);
     const now = this.clock.now();
     const remaining = deadline - now;
-    const budget = deadline - ctx.startedAt;
+    // Rounded to the nanosecond: (start + 100) - start is not always 100 in floating point, and the error
+    // reports the budget the caller set.
+    const budget = Math.round((deadline - ctx.startedAt) * 1e6) / 1e6;
     const caller = ctx.callerSignal;
     if (caller?.aborted) return Promise.reject(caller.reason);
     if (remaining <= 0) return Promise.reject(new DeadlineExceededError(ctx.service, budget, 'route'));

@@ -1,0 +1,72 @@
+// The deadline filter without a network: the budget it reports, and its timer queue entry.
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import {
+  CallContext,
+  DeadlineExceededError,
+  DeadlineFilter,
+  silentLogger,
+  type MeshRequest,
+  type MeshResponse,
+  type Service,
+} from 'meshfetch';
+import { FakeClock } from 'meshfetch/testing';
+import { timerQueue } from '../../src/core/timer-queue.js';
+
+const req: MeshRequest = {
+  method: 'GET',
+  protocol: 'http:',
+  authority: 'users',
+  service: 'users',
+  path: '/',
+  headers: {},
+  body: null,
+};
+
+/** Answers when the test says so; gives up, as a transport does, when the call's signal aborts. */
+class Gate implements Service {
+  status: Service['status'] = 'ready';
+  release!: (res: MeshResponse) => void;
+  call(_req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return new Promise((resolve, reject) => {
+      this.release = resolve;
+      ctx.signal?.addEventListener('abort', () => reject(ctx.signal!.reason));
+    });
+  }
+  async close(): Promise<void> {}
+}
+
+describe('DeadlineFilter', () => {
+  it('reports the budget the caller set, exactly, whatever the floating-point start time', async () => {
+    // (start + 100) - start is 100.00000000000364 for this start.
+    const start = 32717.009745566083;
+    expect(start + 100 - start).not.toBe(100);
+    const clock = new FakeClock(start);
+    const gate = new Gate();
+    const f = new DeadlineFilter(gate, clock);
+    const ctx = new CallContext('users', undefined, start + 100, undefined, start, silentLogger);
+    const p = f.call(req, ctx).catch((e: unknown) => e);
+    expect(timerQueue(clock).size).toBe(1);
+    clock.advance(100);
+    const err = await p;
+    expect(err).toBeInstanceOf(DeadlineExceededError);
+    expect(err).toMatchObject({ budgetMs: 100, phase: 'headers' });
+    expect(timerQueue(clock).size).toBe(0);
+  });
+
+  it('leaves the queue when the body is done', async () => {
+    const clock = new FakeClock();
+    const gate = new Gate();
+    const f = new DeadlineFilter(gate, clock);
+    const ctx = new CallContext('users', undefined, 1_000, undefined, 0, silentLogger);
+    const p = f.call(req, ctx);
+    gate.release({ statusCode: 200, statusText: 'OK', rawHeaders: [], body: Readable.from(['x']) });
+    const res = await p;
+    expect(timerQueue(clock).size).toBe(1); // the body is not read yet: the deadline still covers it
+    for await (const _ of res.body) void _;
+    await new Promise((r) => setImmediate(r));
+    expect(timerQueue(clock).size).toBe(0);
+    clock.advance(2_000);
+    expect(ctx.signal?.aborted).toBe(false);
+  });
+});
