@@ -8,9 +8,15 @@
  * just asks each variant's own process to run its cells.
  *
  * Protocol (IPC): the parent sends `{ type: 'run', concurrency, durationMs, record }`, the worker answers
- * with a {@link RunResult} (a run with `record: false` is a warm-up: not kept, and followed by a forced GC so
- * the next measured run starts clean); `{ type: 'summary' }` answers the latency summary and curve per concurrency of
+ * with a {@link RunResult} (a run with `record: false` is a warm-up: not kept); `{ type: 'summary' }` answers the latency summary and curve per concurrency of
  * everything measured so far; `{ type: 'close' }` closes the client and exits.
+ *
+ * No forced GC between cells: each process collects its own garbage as a service would. A `gc()` after each
+ * warm-up (done until 2026-11-25) made V8 throw away optimized code that embedded objects the collection
+ * found dead (`--trace-deopt`: "marking dependent code ... reason: weak objects", processTicksAndRejections,
+ * nextTick, Readable.read, Socket._write among them); the re-optimized code cost the mesh variants 4 to 6 µs
+ * more per call from the third round on while bare `Pool.request` kept its figure (docs/benchmarks.md, "The
+ * forced GC"). A service never runs a full collection after every burst of calls.
  *
  * Started by index.ts; not meant to be run by hand.
  */
@@ -54,7 +60,6 @@ async function main(): Promise<void> {
   });
   // One variant per process: a variant that registers global providers (the OTel SDK) keeps them.
   client.enter?.();
-  const gc = (globalThis as { gc?: () => void }).gc;
   const histograms = new Map<number, RecordableHistogram>();
   const send = (m: unknown): void => void process.send!(m);
   process.on('message', (m: WorkerCommand) => {
@@ -67,7 +72,7 @@ async function main(): Promise<void> {
           let h = histograms.get(m.concurrency);
           if (!h) histograms.set(m.concurrency, (h = newHistogram()));
           h.add(res.histogram);
-        } else gc?.();
+        }
         const s = summarize(res.histogram);
         const out: RunResult = {
           type: 'result',

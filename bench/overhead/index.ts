@@ -64,7 +64,7 @@ interface WorkerClient {
 function startWorker(id: string, serverPort: number, haproxyPort: number | undefined): Promise<WorkerClient> {
   const file = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
   const child: ChildProcess = fork(file, [id, String(serverPort), haproxyPort ? String(haproxyPort) : ''], {
-    execArgv: [...childExecArgv(), '--expose-gc'],
+    execArgv: childExecArgv(),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let waiting: ((m: unknown) => void) | undefined;
@@ -123,9 +123,6 @@ async function main(): Promise<void> {
   console.log(
     `settings: ${rounds} rounds x ${seconds}s per cell (+${warmupSeconds}s warm-up), concurrency ${concurrency.join(', ')}`,
   );
-  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
-    console.log('note: run with --expose-gc to collect garbage between cells (npm run bench does)');
-  }
   const fullStack = fullStackRoles();
   console.log(
     `full stack: logical [${fullStack.logical.join(', ')}] concrete [${fullStack.concrete.join(', ')}] ` +

@@ -12,7 +12,7 @@
  * Run:
  *   npm run build && npx tsx bench/overhead/stack-cost.ts [--concurrency 64] [--calls 200000]
  *     [--passes 5] [--variants bal,full,-deadline,...]
- * A variant is `bal` (no module), `full` (the default stacks) or `-ROLE` (the default stacks without ROLE).
+ * A variant is `floor` (the fake leaf alone, no mesh), `bal` (no module), `full` (the default stacks) or `-ROLE` (the default stacks without ROLE).
  */
 import { fork } from 'node:child_process';
 import { Readable } from 'node:stream';
@@ -85,16 +85,23 @@ function drain(body: Readable): Promise<void> {
 }
 
 async function child(variant: string, concurrency: number, calls: number): Promise<void> {
-  const mesh = createMesh({
-    services: { [SERVICE]: { endpoints: ['127.0.0.1:9'] } },
-    stack: stacksFor(variant),
-  });
+  // `floor`: the fake leaf called directly, no mesh: what the leaf and the body cost by themselves.
+  const mesh =
+    variant === 'floor'
+      ? undefined
+      : createMesh({
+          services: { [SERVICE]: { endpoints: ['127.0.0.1:9'] } },
+          stack: stacksFor(variant),
+        });
+  const leaf = fakeLeaf.make(undefined as never, undefined as never);
   const url = `http://${SERVICE}/`;
+  const call = (): Promise<{ statusCode: number; body: Readable }> =>
+    mesh === undefined ? leaf.call(undefined as never, undefined as never) : mesh.request(url);
   const run = async (n: number): Promise<void> => {
     let left = n;
     const worker = async (): Promise<void> => {
       while (left-- > 0) {
-        const r = await mesh.request(url);
+        const r = await call();
         if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
         await drain(r.body);
       }
@@ -108,7 +115,7 @@ async function child(variant: string, concurrency: number, calls: number): Promi
   const cpu = process.cpuUsage(c0);
   const wallNs = Number(process.hrtime.bigint() - t0);
   process.send!({ variant, cpuUs: (cpu.user + cpu.system) / calls, wallUs: wallNs / 1e3 / calls });
-  await mesh.close({ gracePeriodMs: 100 });
+  await mesh?.close({ gracePeriodMs: 100 });
 }
 
 function runChild(
@@ -142,7 +149,7 @@ async function main(): Promise<void> {
     ...defaultStacks().concrete.roles(),
     ...defaultStacks().endpoint.roles(),
   ];
-  const variants = listFlag(flags, 'variants') ?? ['bal', 'full', ...roles.map((r) => `-${r}`)];
+  const variants = listFlag(flags, 'variants') ?? ['floor', 'bal', 'full', ...roles.map((r) => `-${r}`)];
   const cpu = new Map<string, number[]>(variants.map((v) => [v, []]));
   for (let p = 0; p < passes; p++) {
     for (const v of variants) {

@@ -13,7 +13,18 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { createMesh, defaultStacks, type Mesh, type Stack, type Stacks } from 'meshfetch';
+import {
+  CallContext,
+  createMesh,
+  defaultStacks,
+  defaultTransportOptions,
+  silentLogger,
+  type Mesh,
+  type Stack,
+  type Stacks,
+} from 'meshfetch';
+// Not part of the public API: the pool leaf, for the `leaf` variant.
+import { PoolService } from '../../dist/transport/pool.js';
 
 /**
  * The mesh stacks measured: no module, the full default stack, and the full stack without the two span
@@ -80,6 +91,13 @@ export const VARIANTS: readonly VariantSpec[] = [
 ];
 
 /**
+ * The mesh's pool leaf alone (`PoolService.call`, the handler of src/transport/handler.ts), without the rest
+ * of the mesh: splits what a mesh call costs on the wire into the leaf (against `Pool.request`) and the layers
+ * above it. On demand only (`--only pool,leaf,mesh-request-bal`).
+ */
+const LEAF: VariantSpec = { id: 'leaf', label: "the mesh's pool leaf alone", entry: 'leaf' };
+
+/**
  * The variant with this id: one of {@link VARIANTS}, or an ablation made on demand,
  * `mesh-request-without:ROLE[,ROLE...]` (mesh.request over the full default stack minus those roles), for
  * measuring what one module costs on the wire (`--only pool,mesh-request-full,mesh-request-without:retries`).
@@ -87,6 +105,7 @@ export const VARIANTS: readonly VariantSpec[] = [
 export function findVariant(id: string): VariantSpec | undefined {
   const known = VARIANTS.find((x) => x.id === id);
   if (known !== undefined) return known;
+  if (id === 'leaf') return LEAF;
   const m = /^mesh-request-without:([\w,-]+)$/.exec(id);
   if (m === null) return undefined;
   const roles = m[1]!.split(',');
@@ -221,6 +240,36 @@ function poolClient(port: number): Client {
   };
 }
 
+function leafClient(port: number): Client {
+  const leaf = new PoolService(
+    `127.0.0.1:${port}`,
+    SERVICE,
+    `127.0.0.1:${port}`,
+    defaultTransportOptions,
+    'logical',
+  );
+  const ctx = new CallContext(SERVICE, undefined, Infinity, undefined, 0, silentLogger);
+  return {
+    async call() {
+      const r = await leaf.call(
+        {
+          method: 'GET',
+          protocol: 'http:',
+          authority: SERVICE,
+          service: SERVICE,
+          path: '/',
+          headers: {},
+          body: null,
+        },
+        ctx as never,
+      );
+      check(r.statusCode);
+      await (r.body as unknown as { text(): Promise<string> }).text();
+    },
+    close: () => leaf.close(),
+  };
+}
+
 /** Builds the client of a variant. */
 export function makeClient(v: VariantSpec, up: Upstreams): Client {
   const port = up.serverPort;
@@ -254,6 +303,7 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
         close: async () => {},
       };
   }
+  if (v.id === 'leaf') return leafClient(port);
   const mesh = meshFor(v.stack!, port);
   const otel = v.otel === true ? otelToggle() : undefined;
   const close = async (): Promise<void> => {

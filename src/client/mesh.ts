@@ -480,7 +480,7 @@ export class Mesh implements AsyncDisposable {
    * const user = await body.json();
    * ```
    */
-  request(url: string | URL, options: MeshRequestOptions = {}): Promise<MeshResponseData> {
+  request(url: string | URL, options: MeshRequestOptions = NO_OPTIONS): Promise<MeshResponseData> {
     let svc: LogicalService | undefined;
     let req: MeshRequest;
     try {
@@ -656,6 +656,9 @@ export function validateMethod(method: unknown): string {
 }
 
 export { parseRawHeaders } from '../core/message.js';
+
+/** The options of a `mesh.request` given none: one shared object, not one per call. */
+const NO_OPTIONS: MeshRequestOptions = Object.freeze({});
 
 function toResponseData(res: MeshResponse): MeshResponseData {
   return {
