@@ -486,26 +486,53 @@ export class FailureAccrualFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    if (this.state === BUSY) this.expire(this.clock.now());
-    const generation = this.generation;
-    let probe = false;
-    if (this.state === PROBING && !this.probeInFlight) {
-      // Taken in the same synchronous turn as the balancer's pick: the next pick already reads `busy`.
-      this.probeInFlight = true;
-      probe = true;
-    }
+    const token = this.beginAttempt();
     const pending = settledCall(this.next, req, ctx);
     // `then` rather than an async frame: one reaction per outcome on the hot path.
     return pending.then(
       (res) => {
-        this.settle(this.classify(req, ctx, res, undefined), generation, probe);
+        this.settleAttempt(token, req, ctx, res, undefined);
         return res;
       },
       (err: unknown) => {
-        this.settle(this.classify(req, ctx, undefined, err), generation, probe);
+        this.settleAttempt(token, req, ctx, undefined, err);
         throw err;
       },
     );
+  }
+
+  /**
+   * @internal The start of one attempt, as {@link FailureAccrualFilter.call} does it: takes the probe slot
+   * when probing. Returns the token {@link FailureAccrualFilter.settleAttempt} takes (the generation, negative
+   * for a probe). The destination calls these two itself, around {@link FailureAccrualFilter.below}, when this
+   * filter is the top of an endpoint's stack: the same work in the destination's own reaction, without a
+   * promise hop and two closures of its own per attempt.
+   */
+  beginAttempt(): number {
+    if (this.state === BUSY) this.expire(this.clock.now());
+    if (this.state === PROBING && !this.probeInFlight) {
+      // Taken in the same synchronous turn as the balancer's pick: the next pick already reads `busy`.
+      this.probeInFlight = true;
+      return -1 - this.generation;
+    }
+    return this.generation;
+  }
+
+  /** @internal The outcome of an attempt begun with {@link FailureAccrualFilter.beginAttempt}. */
+  settleAttempt(
+    token: number,
+    req: MeshRequest,
+    ctx: CallContext,
+    res: MeshResponse | undefined,
+    error: unknown,
+  ): void {
+    const probe = token < 0;
+    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe);
+  }
+
+  /** @internal The service this filter wraps (what a fused caller sends to). */
+  get below(): Service {
+    return this.next;
   }
 
   /**

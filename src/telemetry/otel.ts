@@ -56,9 +56,22 @@ const NOOP_METER: Meter = createNoopMeter();
  */
 const API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 
-function registered(kind: 'trace' | 'metrics'): boolean {
+function registered(kind: 'trace' | 'metrics' | 'propagation'): boolean {
   const g = (globalThis as Record<symbol, Record<string, unknown> | undefined>)[API_GLOBAL];
   return g !== undefined && g[kind] !== undefined;
+}
+
+/**
+ * Whether a global propagator is registered. Without one, `propagation.inject` runs the API's no-op
+ * propagator: the span modules skip the call (and `context.active()`) on the hot path.
+ *
+ * @example
+ * ```ts
+ * if (propagatorRegistered()) propagation.inject(context.active(), req.headers, headerSetter);
+ * ```
+ */
+export function propagatorRegistered(): boolean {
+  return registered('propagation');
 }
 
 let tracerKey: TracerProvider | undefined;

@@ -38,7 +38,7 @@ import { Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { meshInstruments, type MeshInstruments } from './metrics.js';
 import { ATTR, errorType, fullUrl, methodAttribute, splitAuthority, statusClass } from './attributes.js';
-import { activeTracer, headerSetter } from './otel.js';
+import { activeTracer, headerSetter, propagatorRegistered } from './otel.js';
 
 /** One logical call being traced or measured: its span and what its end records. */
 class LogicalCall implements CallEndHook {
@@ -209,11 +209,12 @@ export class AttemptSpanFilter extends Filter {
     const inst = meshInstruments();
     if (tracer === undefined) {
       // No tracer: pass on the active context (an incoming trace) if a propagator is registered.
-      propagation.inject(
-        (ctx.traceContext as Context | undefined) ?? context.active(),
-        req.headers,
-        headerSetter,
-      );
+      if (propagatorRegistered())
+        propagation.inject(
+          (ctx.traceContext as Context | undefined) ?? context.active(),
+          req.headers,
+          headerSetter,
+        );
       if (inst === undefined) return this.next.call(req, ctx);
     }
     return this.measured(req, ctx, tracer, inst);
