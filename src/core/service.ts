@@ -93,3 +93,29 @@ export function findFilter<T>(
   }
   return undefined;
 }
+
+/**
+ * Something that counts the calls in flight through it, their bodies included (the concrete stack's leaf, the
+ * destination). Modules above it can read the count instead of keeping their own.
+ */
+export interface InflightCounter {
+  readonly inflight: number;
+}
+
+/**
+ * The leaf of a chain built by a stack (walking `next` from the outermost service), when it counts its calls
+ * in flight ({@link InflightCounter}); undefined otherwise.
+ *
+ * @example
+ * ```ts
+ * const counter = inflightLeaf(next); // the destination, below admission
+ * ```
+ */
+export function inflightLeaf(service: Service<any, any>): InflightCounter | undefined {
+  let s: unknown = service;
+  for (let depth = 0; s instanceof Filter && depth < 64; depth++)
+    s = (s as unknown as { next: unknown }).next;
+  return typeof (s as { inflight?: unknown } | undefined)?.inflight === 'number'
+    ? (s as InflightCounter)
+    : undefined;
+}

@@ -25,7 +25,13 @@ import { whenBodyDone } from '../core/body-done.js';
 import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
-import { Filter, type Service, type ServiceStatus } from '../core/service.js';
+import {
+  Filter,
+  inflightLeaf,
+  type InflightCounter,
+  type Service,
+  type ServiceStatus,
+} from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 
 /**
@@ -169,9 +175,12 @@ export interface AdmissionSnapshot {
  * ```
  */
 export class AdmissionFilter extends Filter {
+  /** Calls admitted that the leaf does not count (or all of them, when the leaf counts nothing). */
   private count = 0;
   private refused = 0;
   readonly limit: number;
+  /** The leaf's own in-flight count (the destination's), when it keeps one. */
+  private readonly leaf: InflightCounter | undefined;
 
   constructor(
     next: Service,
@@ -181,11 +190,13 @@ export class AdmissionFilter extends Filter {
   ) {
     super(next);
     this.limit = options.maxInFlight;
+    this.leaf = inflightLeaf(next);
   }
 
   /** Calls admitted and not yet finished (body ended or closed, or the call failed). */
   get inFlight(): number {
-    return this.count;
+    const leaf = this.leaf;
+    return leaf === undefined ? this.count : this.count + leaf.inflight;
   }
 
   /** Calls refused so far. */
@@ -196,11 +207,13 @@ export class AdmissionFilter extends Filter {
   /** `busy` while full, otherwise the status below. */
   override get status(): ServiceStatus {
     const below = this.next.status;
-    return below === 'ready' && this.count >= this.limit ? 'busy' : below;
+    return below === 'ready' && this.inFlight >= this.limit ? 'busy' : below;
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    if (this.count >= this.limit) {
+    const leaf = this.leaf;
+    const before = leaf === undefined ? 0 : leaf.inflight;
+    if (this.count + before >= this.limit) {
       this.refused++;
       return Promise.reject(
         new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt }),
@@ -213,6 +226,13 @@ export class AdmissionFilter extends Filter {
     } catch (err) {
       this.count--;
       return Promise.reject(err);
+    }
+    // The call reached the destination in this turn (the usual case): it counts the call until its body is
+    // done, so nothing more to do here (no promise hop). Otherwise (refused by the breaker, or held by a
+    // module in between) this filter counts it until it ends.
+    if (leaf !== undefined && leaf.inflight > before) {
+      this.count--;
+      return pending;
     }
     // No async frame and nothing allocated per call: pre-bound handlers, this filter as the body-done hook.
     return pending.then(this.onResponse, this.onFailure);
@@ -243,7 +263,7 @@ export class AdmissionFilter extends Filter {
    * ```
    */
   snapshot(): AdmissionSnapshot {
-    return { inFlight: this.count, limit: this.limit, rejected: this.refused };
+    return { inFlight: this.inFlight, limit: this.limit, rejected: this.refused };
   }
 }
 

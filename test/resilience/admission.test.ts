@@ -266,6 +266,78 @@ describe('admission', () => {
   });
 });
 
+/** A destination that counts its own calls in flight (bodies included), as the real one does. */
+class CountingDestination extends FakeDestination {
+  inflight = 0;
+  /** When false, a call does not reach the count in the same turn (held above it, or refused). */
+  countsAtOnce = true;
+  override call(): Promise<MeshResponse> {
+    const counted = this.countsAtOnce;
+    if (counted) this.inflight++;
+    const release = (): void => {
+      if (counted) this.inflight--;
+    };
+    return super.call().then(
+      (r) => {
+        r.body.once('close', release);
+        return r;
+      },
+      (err: unknown) => {
+        release();
+        throw err;
+      },
+    );
+  }
+}
+
+describe('admission over a destination that counts its calls', () => {
+  function setupCounting(maxInFlight: number): { dest: CountingDestination; f: AdmissionFilter } {
+    const dest = new CountingDestination();
+    const s = admissionModule.make(dest, {
+      level: 'concrete',
+      service: 'users',
+      destination: 'primary',
+      params: Params.empty.with(AdmissionParam, resolveAdmissionOptions({ maxInFlight }, 'admission')),
+      clock: new FakeClock(),
+      rng: { next: () => 0 },
+      logger: silentLogger,
+    });
+    return { dest, f: admissionOf(s)! };
+  }
+
+  it("reads the destination's count: the bound holds, and a finished body frees a place", async () => {
+    const { dest, f } = setupCounting(2);
+    const a = f.call(request(), context());
+    const b = f.call(request(), context());
+    expect(f.inFlight).toBe(2);
+    expect(f.status).toBe('busy');
+    await expect(f.call(request(), context())).rejects.toBeInstanceOf(OverloadedError);
+    expect(dest.calls).toBe(2);
+    const body = new PassThrough();
+    dest.held[0]!.resolve(res(body));
+    await a;
+    expect(f.inFlight).toBe(2); // the body is still open
+    body.destroy();
+    await settle();
+    expect(f.inFlight).toBe(1);
+    dest.held[1]!.reject(new TransportError('boom', { phase: 'connect', retryable: true }));
+    await expect(b).rejects.toBeInstanceOf(TransportError);
+    expect(f.inFlight).toBe(0);
+    expect(f.snapshot()).toEqual({ inFlight: 0, limit: 2, rejected: 1 });
+  });
+
+  it('counts a call itself when it does not reach the destination in the same turn', async () => {
+    const { dest, f } = setupCounting(1);
+    dest.countsAtOnce = false;
+    const a = f.call(request(), context());
+    expect(f.inFlight).toBe(1);
+    await expect(f.call(request(), context())).rejects.toBeInstanceOf(OverloadedError);
+    dest.held[0]!.reject(new TransportError('boom', { phase: 'connect', retryable: true }));
+    await expect(a).rejects.toBeInstanceOf(TransportError);
+    expect(f.inFlight).toBe(0);
+  });
+});
+
 describe('admission options', () => {
   const path = 'services.users.admission';
 
