@@ -86,6 +86,15 @@ export class EndpointNode implements BalancerNode {
   }
 }
 
+/**
+ * The closed state of a circuit breaker directly above a destination, which the destination runs at the end
+ * of its own reaction instead of the breaker chaining one of its own (`CircuitBreakerFilter.fuseWithBelow`).
+ */
+export interface FusedBreaker {
+  closedResponse(req: MeshRequest, ctx: CallContext, res: MeshResponse): MeshResponse | Promise<MeshResponse>;
+  closedError(req: MeshRequest, ctx: CallContext, err: unknown): Promise<never>;
+}
+
 /** What a destination needs from the mesh. */
 export interface DestinationOptions {
   readonly name: string;
@@ -118,6 +127,8 @@ export class Destination implements Service {
   private waiters: Waiter[] = [];
   /** Calls in this destination now: from `call` until the attempt fails or its response body is done. */
   private active = 0;
+  /** The closed state of the breaker directly above, when fused (see {@link Destination.fuseBreaker}). */
+  private breaker: FusedBreaker | undefined = undefined;
   /** Runs each time `inflight` drops to 0 (a retired destination closes then). */
   onIdle: (() => void) | undefined = undefined;
   /** The service's classifier, for the endpoint stats (the same one retries, accrual and the breaker use). */
@@ -319,18 +330,38 @@ export class Destination implements Service {
     });
   }
 
+  /**
+   * @internal The breaker directly above this destination hands its closed state's outcome handling to it
+   * (routing/concrete.ts, when the concrete stack is built).
+   */
+  fuseBreaker(breaker: FusedBreaker): void {
+    this.breaker = breaker;
+  }
+
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    if (this.closed) return Promise.reject(new MeshClosedError());
+    const b = this.breaker !== undefined && ctx.breakerState === 'closed' ? this.breaker : undefined;
+    if (this.closed) {
+      const err = new MeshClosedError();
+      return b === undefined ? Promise.reject(err) : b.closedError(req, ctx, err);
+    }
     this.active++;
-    if (this.addr.state === 'pending')
-      return this.waitForAnswer(ctx).then(
-        () => this.send(req, ctx),
+    if (this.addr.state === 'pending') {
+      const sent = this.waitForAnswer(ctx).then(
+        () => this.send(req, ctx, undefined),
         (err: unknown) => {
           this.onBodyDone();
           throw err;
         },
       );
-    return this.send(req, ctx);
+      // Slow path (discovery has not answered yet): the breaker sees the outcome after everything else.
+      return b === undefined
+        ? sent
+        : sent.then(
+            (res) => b.closedResponse(req, ctx, res),
+            (err: unknown) => b.closedError(req, ctx, err),
+          );
+    }
+    return this.send(req, ctx, b);
   }
 
   /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */
@@ -344,11 +375,12 @@ export class Destination implements Service {
   }
 
   /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
-  private send(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  private send(req: MeshRequest, ctx: CallContext, b: FusedBreaker | undefined): Promise<MeshResponse> {
     const node = this.distributor.pick(ctx.tried);
     if (node === undefined) {
       this.onBodyDone();
-      return Promise.reject(this.noEndpoint());
+      const err = this.noEndpoint();
+      return b === undefined ? Promise.reject(err) : b.closedError(req, ctx, err);
     }
     ctx.endpoint = node.id;
     ctx.balancer = this.opts.balancer.kind;
@@ -370,7 +402,7 @@ export class Destination implements Service {
         this.count(node, req, ctx, res, undefined, t1);
         whenBodyDone(res.body, node);
         whenBodyDone(res.body, this);
-        return res;
+        return b === undefined ? res : b.closedResponse(req, ctx, res);
       },
       (err: unknown) => {
         accrual?.settleAttempt(token, req, ctx, undefined, err);
@@ -383,6 +415,7 @@ export class Destination implements Service {
         load.end(t1);
         this.count(node, req, ctx, undefined, err, t1);
         this.onBodyDone();
+        if (b !== undefined) return b.closedError(req, ctx, err);
         throw err;
       },
     );

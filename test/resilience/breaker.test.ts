@@ -5,7 +5,7 @@
 import { createHook } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMesh, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
+import { createMesh, Filter, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
 import {
   bucketRotationStats,
   CircuitBreakerFilter,
@@ -339,5 +339,86 @@ describe('circuit breaker (per concrete destination)', () => {
     } finally {
       hook.disable();
     }
+  });
+});
+
+describe('circuit breaker fused with the destination below it', () => {
+  /** Sits between the breaker and the destination, which turns the fusion off. */
+  const passThrough: StackModule = {
+    role: 'pass-through',
+    description: 'calls the next service',
+    make: (next) =>
+      new (class extends Filter {
+        call(req: Parameters<Filter['call']>[0], ctx: Parameters<Filter['call']>[1]) {
+          return this.next.call(req, ctx);
+        }
+      })(next),
+  };
+
+  async function run(fused: boolean, s: TestServer): Promise<Record<string, unknown>[]> {
+    const address = s.address;
+    const built: CircuitBreakerFilter[] = [];
+    const base = createCircuitBreakerModule({ volumeThreshold: 1_000, resetTimeoutMs: 60_000 });
+    const capture: StackModule = {
+      ...base,
+      make: (next, env) => {
+        const f = base.make(next, env);
+        if (f instanceof CircuitBreakerFilter) built.push(f);
+        return f;
+      },
+    };
+    const m = createMesh({
+      services: {
+        users: { endpoints: [address], failureAccrual: false },
+        nobody: { endpoints: [], failureAccrual: false },
+      },
+      stack: (d) => {
+        const concrete = d.concrete.replace('circuit-breaker', capture);
+        return {
+          ...d,
+          logical: d.logical.remove('retries'),
+          concrete: fused ? concrete : concrete.insertAfter('circuit-breaker', passThrough),
+        };
+      },
+    });
+    mesh = m;
+    const outcomes: string[] = [];
+    for (const path of ['/200', '/503', '/200', '/404', '/429', '/503', '/200']) {
+      const r = await m.request(`http://users${path}`);
+      outcomes.push(`${r.statusCode}:${await r.body.text()}`);
+    }
+    const ac = new AbortController();
+    const aborted = m.request('http://users/hang', { signal: ac.signal });
+    const seen = s.received.length;
+    await until(() => s.received.length > seen);
+    ac.abort();
+    outcomes.push(String(await aborted.catch((e: Error) => e.message)));
+    for (let i = 0; i < 3; i++)
+      outcomes.push(
+        String(await m.request('http://nobody/').catch((e: Error) => (e as { code?: string }).code)),
+      );
+    const snapshots = built.map((b) => {
+      const { service, state, requests, successes, failures, rejected, ignored, opened } = b.snapshot();
+      return { service, state, requests, successes, failures, rejected, ignored, opened };
+    });
+    await m.close({ gracePeriodMs: 0 });
+    mesh = undefined;
+    return [{ outcomes }, ...snapshots.sort((a, b) => String(a.service).localeCompare(String(b.service)))];
+  }
+
+  it('counts every kind of outcome exactly as the unfused breaker does', async () => {
+    const s = await server((req, res) => {
+      if (req.url === '/hang') return; // never answers: the caller aborts
+      const status = Number(req.url!.slice(1));
+      res.statusCode = status;
+      res.end(`status ${status}`);
+    });
+    const fused = await run(true, s);
+    const unfused = await run(false, s);
+    expect(fused).toEqual(unfused);
+    // And the counts are the expected ones, not merely equal: 3 successes, 2 failures (503), 404 a success,
+    // 429 and the caller's abort ignored; the service with no endpoint fails three times.
+    expect(fused[1]).toMatchObject({ service: 'nobody', failures: 3 });
+    expect(fused[2]).toMatchObject({ service: 'users', successes: 4, failures: 2, state: 'closed' });
   });
 });
