@@ -23,6 +23,8 @@ export interface LoopOptions {
   durationMs: number;
   /** Hard cap on calls started, whatever the time (default 10 million). */
   maxCalls?: number;
+  /** Also pushes each successful call's latency (ns) here, e.g. to merge runs in another process. */
+  samplesNs?: number[];
 }
 
 /**
@@ -56,7 +58,9 @@ export async function closedLoop(call: () => Promise<void>, opts: LoopOptions): 
         firstError ??= err instanceof Error ? `${err.name}: ${err.message}` : String(err);
         continue;
       }
-      recordMs(h, performance.now() - s);
+      const ms = performance.now() - s;
+      recordMs(h, ms);
+      opts.samplesNs?.push(Math.max(1, Math.round(ms * 1e6)));
       count++;
     }
   };

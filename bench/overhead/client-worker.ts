@@ -4,12 +4,17 @@
  * OpenTelemetry SDK) in one process makes their call sites megamorphic and shares one heap and garbage
  * collector among them, which charged every variant for the others (the isolated CPU profiles of
  * bench/overhead/profile.ts disagreed with the in-process numbers by several µs per call). The parent
- * (index.ts) still alternates the variants round by round, so slow drift of the machine hits them alike; it
- * just asks each variant's own process to run its cells.
+ * (index.ts) alternates the variants within each round, so slow drift of the machine hits them alike, and
+ * starts a fresh process per variant for every round: a process's own state (JIT decisions, heap layout, the
+ * core it runs on) moves its CPU per call by several µs for as long as it lives (in one run, the HAProxy
+ * client, which runs the same `Pool.request` code as the reference, spent 11 µs more per call at
+ * concurrency 1 over all eight rounds), so one process per variant for a whole run is a bias; a fresh one per
+ * round is noise that the per-round medians absorb.
  *
  * Protocol (IPC): the parent sends `{ type: 'run', concurrency, durationMs, record }`, the worker answers
- * with a {@link RunResult} (a run with `record: false` is a warm-up: not kept); `{ type: 'summary' }` answers the latency summary and curve per concurrency of
- * everything measured so far; `{ type: 'close' }` closes the client and exits.
+ * with a {@link RunResult} (a run with `record: false` is a warm-up; a measured one carries every latency, so
+ * the parent can merge the rounds of different processes into one histogram); `{ type: 'close' }` closes the
+ * client and exits.
  *
  * No forced GC between cells: each process collects its own garbage as a service would. A `gc()` after each
  * warm-up (done until 2026-11-25) made V8 throw away optimized code that embedded objects the collection
@@ -20,9 +25,8 @@
  *
  * Started by index.ts; not meant to be run by hand.
  */
-import type { RecordableHistogram } from 'node:perf_hooks';
 import { closedLoop } from '../lib/load.js';
-import { newHistogram, percentileCurve, summarize, type LatencySummary } from '../lib/stats.js';
+import { summarize } from '../lib/stats.js';
 import { findVariant, makeClient, type Client } from './variants.js';
 
 /** What one measured cell gives back. */
@@ -36,19 +40,13 @@ export interface RunResult {
   cpuUs: number;
   p50Us: number;
   p99Us: number;
-}
-
-/** Latency of everything a worker measured at one concurrency. */
-export interface WorkerSummary {
-  type: 'summary';
-  cells: Array<{ concurrency: number; latency: LatencySummary; curve: Array<[number, number]> }>;
+  /** Every successful call's latency (ns), for a measured cell; the parent merges them across processes. */
+  samplesNs: number[] | null;
 }
 
 /** Messages the parent sends. */
 export type WorkerCommand =
-  | { type: 'run'; concurrency: number; durationMs: number; record: boolean }
-  | { type: 'summary'; curvePs: number[] }
-  | { type: 'close' };
+  { type: 'run'; concurrency: number; durationMs: number; record: boolean } | { type: 'close' };
 
 async function main(): Promise<void> {
   const [id, serverPort, haproxyPort] = process.argv.slice(2);
@@ -60,19 +58,18 @@ async function main(): Promise<void> {
   });
   // One variant per process: a variant that registers global providers (the OTel SDK) keeps them.
   client.enter?.();
-  const histograms = new Map<number, RecordableHistogram>();
   const send = (m: unknown): void => void process.send!(m);
   process.on('message', (m: WorkerCommand) => {
     void (async () => {
       if (m.type === 'run') {
+        const samplesNs: number[] | undefined = m.record ? [] : undefined;
         const cpu0 = process.cpuUsage();
-        const res = await closedLoop(client.call, { concurrency: m.concurrency, durationMs: m.durationMs });
+        const res = await closedLoop(client.call, {
+          concurrency: m.concurrency,
+          durationMs: m.durationMs,
+          ...(samplesNs ? { samplesNs } : {}),
+        });
         const cpu = process.cpuUsage(cpu0);
-        if (m.record) {
-          let h = histograms.get(m.concurrency);
-          if (!h) histograms.set(m.concurrency, (h = newHistogram()));
-          h.add(res.histogram);
-        }
         const s = summarize(res.histogram);
         const out: RunResult = {
           type: 'result',
@@ -83,16 +80,7 @@ async function main(): Promise<void> {
           cpuUs: cpu.user + cpu.system,
           p50Us: s.p50Us,
           p99Us: s.p99Us,
-        };
-        send(out);
-      } else if (m.type === 'summary') {
-        const out: WorkerSummary = {
-          type: 'summary',
-          cells: [...histograms].map(([concurrency, h]) => ({
-            concurrency,
-            latency: summarize(h),
-            curve: percentileCurve(h, m.curvePs),
-          })),
+          samplesNs: samplesNs ?? null,
         };
         send(out);
       } else if (m.type === 'close') {

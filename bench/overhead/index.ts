@@ -20,6 +20,7 @@
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import type { RecordableHistogram } from 'node:perf_hooks';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,7 @@ import { findHaproxy, HAPROXY_INSTALL_HINT, startHaproxy, type RunningHaproxy } 
 import { writeFormatted, writeJson } from '../lib/output.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';
 import { freePort, machineBusyUs, processCpuResolutionUs, processCpuUs } from '../lib/proc.js';
+import { newHistogram, percentileCurve, summarize } from '../lib/stats.js';
 import { formatTable, num } from '../lib/table.js';
 import { renderSvg } from './plot.js';
 import {
@@ -39,7 +41,7 @@ import {
   type OverheadResults,
   type RoundSample,
 } from './report.js';
-import type { RunResult, WorkerCommand, WorkerSummary } from './client-worker.js';
+import type { RunResult, WorkerCommand } from './client-worker.js';
 import {
   childExecArgv,
   findVariant,
@@ -57,7 +59,6 @@ const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
 /** A variant's client running in its own process (client-worker.ts). */
 interface WorkerClient {
   run(concurrency: number, durationMs: number, record: boolean): Promise<RunResult>;
-  summary(curvePs: number[]): Promise<WorkerSummary>;
   close(): Promise<void>;
 }
 
@@ -84,7 +85,6 @@ function startWorker(id: string, serverPort: number, haproxyPort: number | undef
   return ask<{ type: 'ready' }>(undefined).then(() => ({
     run: (concurrency, durationMs, record) =>
       ask<RunResult>({ type: 'run', concurrency, durationMs, record }),
-    summary: (curvePs) => ask<WorkerSummary>({ type: 'summary', curvePs }),
     close: () =>
       new Promise<void>((resolve) => {
         failed = undefined;
@@ -170,19 +170,22 @@ async function main(): Promise<void> {
     (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
   );
   const clients = new Map<string, WorkerClient>();
-  try {
-    // One process per variant (client-worker.ts): a service has one mesh configuration, and a dozen variants in
-    // one process would make every call site megamorphic and share one heap among them.
+  // One process per variant, started afresh every round (see client-worker.ts) and warmed up (JIT,
+  // connections) before the round's first cell.
+  const startRound = async (): Promise<void> => {
+    await Promise.allSettled([...clients.values()].map((c) => c.close()));
+    clients.clear();
     for (const v of variants) clients.set(v.id, await startWorker(v.id, server.port, haproxyPort));
-
-    // Warm every client up once (JIT, connections) before the first measured round.
     for (const v of variants) {
       await clients.get(v.id)!.run(Math.max(...concurrency), warmupSeconds * 2000, false);
     }
-
+  };
+  const histograms = new Map<string, RecordableHistogram>();
+  try {
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
     for (let r = 1; r <= rounds; r++) {
+      await startRound();
       for (const c of concurrency) {
         for (const v of variants) {
           const client = clients.get(v.id)!;
@@ -203,6 +206,9 @@ async function main(): Promise<void> {
           const all1 = machineBusyUs();
           clearTimeout(watchdog);
           const key = `${v.id}@${c}`;
+          let h = histograms.get(key);
+          if (h === undefined) histograms.set(key, (h = newHistogram()));
+          for (const ns of res.samplesNs ?? []) h.record(ns);
           if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
           const s = { p50Us: res.p50Us, p99Us: res.p99Us };
           const sample: RoundSample = {
@@ -234,16 +240,12 @@ async function main(): Promise<void> {
     }
 
     const cells: Cell[] = [];
-    const latencies = new Map<string, WorkerSummary['cells'][number]>();
-    for (const v of variants) {
-      for (const cell of (await clients.get(v.id)!.summary(CURVE_PS)).cells)
-        latencies.set(`${v.id}@${cell.concurrency}`, cell);
-    }
     for (const [key, rs] of rows) {
       const [id, cs] = key.split('@') as [string, string];
       const v = variants.find((x) => x.id === id)!;
       const c = Number(cs);
-      const lat = latencies.get(key)!;
+      const h = histograms.get(key)!;
+      const lat = { latency: summarize(h), curve: percentileCurve(h, CURVE_PS) };
       const count = rs.reduce((a, s) => a + s.count, 0);
       const elapsedMs = rs.reduce((a, s) => a + s.elapsedMs, 0);
       const sumOrNull = (f: (s: RoundSample) => number | null): number | null =>
