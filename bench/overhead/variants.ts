@@ -23,8 +23,12 @@ import {
   type Stack,
   type Stacks,
 } from 'meshfetch';
-// Not part of the public API: the pool leaf, for the `leaf` variant.
-import { PoolService } from '../../dist/transport/pool.js';
+import type * as PoolModule from '../../src/transport/pool.js';
+// Not part of the public API: the pool leaf, for the `leaf` variant, loaded from the build as 'meshfetch' is
+// (typed from the source, so the type check needs no build).
+const { PoolService } = (await import(
+  new URL('../../dist/transport/pool.js', import.meta.url).href
+)) as typeof PoolModule;
 
 /**
  * The mesh stacks measured: no module, the full default stack, and the full stack without the two span
