@@ -56,8 +56,10 @@ function res(body: Readable): MeshResponse {
   return { statusCode: 200, statusText: 'OK', rawHeaders: [], body };
 }
 
-function setup(maxInFlight = 3): { dest: FakeDestination; f: AdmissionFilter } {
-  const dest = new FakeDestination();
+function setup<D extends FakeDestination = FakeDestination>(
+  maxInFlight = 3,
+  dest: D = new FakeDestination() as D,
+): { dest: D; f: AdmissionFilter } {
   const s = admissionModule.make(dest, {
     level: 'concrete',
     service: 'users',
@@ -291,22 +293,8 @@ class CountingDestination extends FakeDestination {
 }
 
 describe('admission over a destination that counts its calls', () => {
-  function setupCounting(maxInFlight: number): { dest: CountingDestination; f: AdmissionFilter } {
-    const dest = new CountingDestination();
-    const s = admissionModule.make(dest, {
-      level: 'concrete',
-      service: 'users',
-      destination: 'primary',
-      params: Params.empty.with(AdmissionParam, resolveAdmissionOptions({ maxInFlight }, 'admission')),
-      clock: new FakeClock(),
-      rng: { next: () => 0 },
-      logger: silentLogger,
-    });
-    return { dest, f: admissionOf(s)! };
-  }
-
   it("reads the destination's count: the bound holds, and a finished body frees a place", async () => {
-    const { dest, f } = setupCounting(2);
+    const { dest, f } = setup(2, new CountingDestination());
     const a = f.call(request(), context());
     const b = f.call(request(), context());
     expect(f.inFlight).toBe(2);
@@ -327,7 +315,7 @@ describe('admission over a destination that counts its calls', () => {
   });
 
   it('counts a call itself when it does not reach the destination in the same turn', async () => {
-    const { dest, f } = setupCounting(1);
+    const { dest, f } = setup(1, new CountingDestination());
     dest.countsAtOnce = false;
     const a = f.call(request(), context());
     expect(f.inFlight).toBe(1);
