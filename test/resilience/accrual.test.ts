@@ -10,7 +10,7 @@ import type { BalancerNode } from '../../src/balance/types.js';
 import { CallContext } from '../../src/core/context.js';
 import { ConfigError, DeadlineExceededError, TransportError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
+import type { MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
 import { seededRng, type Rng } from '../../src/core/rng.js';
 import type { Service, ServiceStatus } from '../../src/core/service.js';
@@ -33,6 +33,7 @@ import {
 } from '../../src/resilience/classifier.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { memoryLogger } from '../support/memory-logger.js';
+import { meshRequest } from '../support/requests.js';
 
 type Outcome = MeshResponse | Error | 'hold';
 
@@ -74,17 +75,7 @@ const transportError = (): TransportError =>
     causeCode: 'ECONNREFUSED',
   });
 
-function request(): MeshRequest {
-  return {
-    method: 'GET',
-    protocol: 'http:',
-    authority: 'users',
-    service: 'users',
-    path: '/',
-    headers: {},
-    body: null,
-  };
-}
+const request = meshRequest;
 
 function context(signal?: AbortSignal): CallContext {
   return new CallContext('users', signal, Infinity, undefined, 0, silentLogger);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CallContext } from '../../src/core/context.js';
 import { ConfigError, MeshError, TransportError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
+import type { MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
 import type { Service, ServiceStatus } from '../../src/core/service.js';
 import {
@@ -21,6 +21,7 @@ import {
 } from '../../src/resilience/admission.js';
 import { defaultClassifier } from '../../src/resilience/classifier.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { meshRequest } from '../support/requests.js';
 
 interface Held {
   resolve(res: MeshResponse): void;
@@ -38,17 +39,7 @@ class FakeDestination implements Service {
   async close(): Promise<void> {}
 }
 
-function request(): MeshRequest {
-  return {
-    method: 'GET',
-    protocol: 'http:',
-    authority: 'users',
-    service: 'users',
-    path: '/',
-    headers: {},
-    body: null,
-  };
-}
+const request = meshRequest;
 
 const context = (): CallContext => new CallContext('users', undefined, Infinity, undefined, 0, silentLogger);
 

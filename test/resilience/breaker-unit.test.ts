@@ -33,6 +33,7 @@ import {
   defaultClassifier,
   type Classifier,
 } from '../../src/resilience/classifier.js';
+import { meshRequest } from '../support/requests.js';
 
 /** A leaf whose next outcome the test sets: a status code, or an error to throw. */
 class Leaf implements Service {
@@ -56,15 +57,7 @@ class Leaf implements Service {
   }
 }
 
-const req: MeshRequest = {
-  method: 'GET',
-  protocol: 'http:',
-  authority: 'users',
-  service: 'users',
-  path: '/',
-  headers: {},
-  body: null,
-};
+const req: MeshRequest = meshRequest();
 const ctx = (): CallContext => new CallContext('users', undefined, Infinity, undefined, 0, silentLogger);
 
 const open: CircuitBreakerFilter[] = [];

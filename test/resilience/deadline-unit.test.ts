@@ -12,16 +12,9 @@ import {
 } from 'meshfetch';
 import { FakeClock } from 'meshfetch/testing';
 import { timerQueue } from '../../src/core/timer-queue.js';
+import { meshRequest } from '../support/requests.js';
 
-const req: MeshRequest = {
-  method: 'GET',
-  protocol: 'http:',
-  authority: 'users',
-  service: 'users',
-  path: '/',
-  headers: {},
-  body: null,
-};
+const req: MeshRequest = meshRequest();
 
 /** Answers when the test says so; gives up, as a transport does, when the call's signal aborts. */
 class Gate implements Service {
