@@ -21,7 +21,7 @@ export { silentLogger } from './core/logger.js';
 export type { Logger, LogFn } from './core/logger.js';
 export { CallContext, ChildSignal } from './core/context.js';
 export type { CallEndHook } from './core/context.js';
-export { Filter, settledCall } from './core/service.js';
+export { Filter, InlineFilter, settledCall } from './core/service.js';
 export type { Service, ServiceStatus } from './core/service.js';
 export { Stack } from './core/stack.js';
 export type { StackModule, Stacks, StackLevel, ModuleEnv } from './core/stack.js';

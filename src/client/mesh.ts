@@ -26,7 +26,7 @@ import {
   type RequestBody,
 } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
-import { findFilter, type Service } from '../core/service.js';
+import { findFilter, inlineTop, type InlineFilter, type Service } from '../core/service.js';
 import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { AdmissionFilter } from '../resilience/admission.js';
 import { BackupRequestFilter } from '../resilience/backup.js';
@@ -44,6 +44,7 @@ import { SharedResolvers } from '../routing/subset.js';
 import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
+import { otelRegistered } from '../telemetry/otel.js';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
 import {
   resolveServiceConfig,
@@ -98,12 +99,21 @@ export interface CloseOptions {
 
 /** A logical service with its built stack. */
 export class LogicalService {
+  /** The inline filters at the top of the stack (outermost first), which the entry point runs itself. */
+  readonly inline: readonly InlineFilter[];
+  /** The first service below them (the whole stack when there are none). */
+  readonly below: Service;
+
   constructor(
     readonly config: ResolvedServiceConfig,
     readonly stack: Service,
     /** The leaf of the logical stack: rules, splits, overrides and failover over the concrete destinations. */
     readonly router: RulesRouter,
-  ) {}
+  ) {
+    const top = inlineTop(stack);
+    this.inline = top.inline;
+    this.below = top.below;
+  }
   get name(): string {
     return this.config.name;
   }
@@ -352,28 +362,64 @@ export class Mesh implements AsyncDisposable {
     }
     this.inflight++;
     if (requestEventsWanted()) publishRequestStart(req, ctx, this.clock);
-    let pending: Promise<MeshResponse>;
+    // The inline filters at the top of the stack (the deadline, the logical span, the retries' first attempt)
+    // are entered here and exited in this function's one reaction: no promise hop of their own.
+    const inline = svc.inline;
+    let entered = 0;
+    let pending: Promise<MeshResponse> | undefined;
     try {
-      pending = svc.stack.call(req, ctx);
+      for (; entered < inline.length; entered++) {
+        pending = inline[entered]!.enter(req, ctx);
+        if (pending !== undefined) break;
+      }
+      pending ??= svc.below.call(req, ctx);
     } catch (err) {
-      this.onCallDone();
-      ctx.end(undefined, err);
-      return Promise.reject(err);
+      pending = Promise.reject(err);
     }
+    if (entered === 0 && !ctx.hasEndHooks)
+      // No async frame here: one `then` with pre-bound handlers, no closure per call.
+      return asData
+        ? pending.then(this.onResponseData, this.onFailure)
+        : pending.then(this.onResponse, this.onFailure);
+    return pending.then(
+      (res) => {
+        let out: MeshResponse | Promise<MeshResponse>;
+        try {
+          out = exitInline(inline, entered, req, ctx, res);
+        } catch (err) {
+          return this.endWithError(ctx, err);
+        }
+        if (out instanceof Promise)
+          return out.then(
+            (r) => this.ended(ctx, r, asData),
+            (err: unknown) => this.endWithError(ctx, err),
+          );
+        return this.ended(ctx, out, asData);
+      },
+      (err: unknown) => {
+        let out: MeshResponse | Promise<MeshResponse>;
+        try {
+          out = failInline(inline, entered, req, ctx, err);
+        } catch (e) {
+          return this.endWithError(ctx, e);
+        }
+        if (out instanceof Promise)
+          return out.then(
+            (r) => this.ended(ctx, r, asData),
+            (e: unknown) => this.endWithError(ctx, e),
+          );
+        return this.ended(ctx, out, asData);
+      },
+    );
+  }
+
+  /** The logical call answered: the mesh's in-flight count (and telemetry's end hooks) wait for the body. */
+  private ended(ctx: CallContext, res: MeshResponse, asData: boolean): MeshResponse | MeshResponseData {
     // Telemetry (spans, request events) waits for the end of the body: the one place that runs ctx.end. A
     // closure per call only then; with no SDK and no event subscriber there is no end hook.
-    if (ctx.hasEndHooks)
-      return pending.then(
-        (res) => {
-          this.endWithBody(ctx, res);
-          return asData ? toResponseData(res) : res;
-        },
-        (err: unknown) => this.endWithError(ctx, err),
-      );
-    // No async frame here: one `then` with pre-bound handlers, no closure per call.
-    return asData
-      ? pending.then(this.onResponseData, this.onFailure)
-      : pending.then(this.onResponse, this.onFailure);
+    if (ctx.hasEndHooks) this.endWithBody(ctx, res);
+    else whenBodyDone(res.body, this.onCallDone);
+    return asData ? toResponseData(res) : res;
   }
 
   private endWithBody(ctx: CallContext, res: MeshResponse): MeshResponse {
@@ -434,7 +480,9 @@ export class Mesh implements AsyncDisposable {
       if (incoming.deadline < deadline) deadline = incoming.deadline;
       if (signal === undefined) signal = incoming.signal;
     }
-    return new CallContext(svc.name, signal, deadline, idempotent, now, this.logger);
+    const ctx = new CallContext(svc.name, signal, deadline, idempotent, now, this.logger);
+    if (!otelRegistered()) ctx.otel = false;
+    return ctx;
   }
 
   /**
@@ -680,4 +728,64 @@ function toResponseData(res: MeshResponse): MeshResponseData {
  */
 export function createMesh(config: MeshConfig = {}): Mesh {
   return new Mesh(config);
+}
+
+/**
+ * Runs the exits of the first `n` inline filters on `res`, innermost first. A filter whose exit returns a
+ * promise (a retry) hands the rest of the exits to that promise's reaction.
+ */
+function exitInline(
+  inline: readonly InlineFilter[],
+  n: number,
+  req: MeshRequest,
+  ctx: CallContext,
+  res: MeshResponse,
+): MeshResponse | Promise<MeshResponse> {
+  for (let i = n - 1; i >= 0; i--) {
+    let out: MeshResponse | Promise<MeshResponse>;
+    try {
+      out = inline[i]!.exit(res, req, ctx);
+    } catch (err) {
+      return failInline(inline, i, req, ctx, err);
+    }
+    if (out instanceof Promise) return i === 0 ? out : chainInline(inline, i, req, ctx, out);
+    res = out;
+  }
+  return res;
+}
+
+/** Runs the failure handlers of the first `n` inline filters, innermost first, until one recovers. */
+function failInline(
+  inline: readonly InlineFilter[],
+  n: number,
+  req: MeshRequest,
+  ctx: CallContext,
+  err: unknown,
+): MeshResponse | Promise<MeshResponse> {
+  for (let i = n - 1; i >= 0; i--) {
+    let out: MeshResponse | Promise<MeshResponse>;
+    try {
+      out = inline[i]!.fail(err, req, ctx);
+    } catch (e) {
+      err = e;
+      continue;
+    }
+    if (out instanceof Promise) return i === 0 ? out : chainInline(inline, i, req, ctx, out);
+    return exitInline(inline, i, req, ctx, out);
+  }
+  throw err;
+}
+
+/** The exits of the filters above `n` once `pending` (the result of filter `n`) settles. */
+function chainInline(
+  inline: readonly InlineFilter[],
+  n: number,
+  req: MeshRequest,
+  ctx: CallContext,
+  pending: Promise<MeshResponse>,
+): Promise<MeshResponse> {
+  return pending.then(
+    (res) => exitInline(inline, n, req, ctx, res),
+    (err: unknown) => failInline(inline, n, req, ctx, err),
+  );
 }

@@ -14,15 +14,16 @@ export type BodyDoneHook = (() => void) | { onBodyDone(): void };
 const HOOKS = Symbol('meshfetch.bodyDone');
 
 /**
- * The hooks of one body: the first four in fields, more in an array. A call through the default stacks adds
- * two to four (the endpoint, the destination, admission or the deadline, the mesh's in-flight count): one
- * small object per body instead of an array grown by `push` (which reserves 17 slots) and the wrapper and
- * bound function of `once`.
+ * The hooks of one body: the first five in fields, more in an array. A call through the default stacks adds
+ * three to five (the attempt's signal, the endpoint, the destination, the deadline, the mesh's in-flight
+ * count): one small object per body instead of an array grown by `push` (which reserves 17 slots) and the
+ * wrapper and bound function of `once`.
  */
 class HookList {
   b: BodyDoneHook | undefined = undefined;
   c: BodyDoneHook | undefined = undefined;
   d: BodyDoneHook | undefined = undefined;
+  e: BodyDoneHook | undefined = undefined;
   more: BodyDoneHook[] | undefined = undefined;
   constructor(public a: BodyDoneHook) {}
 
@@ -30,6 +31,7 @@ class HookList {
     if (this.b === undefined) this.b = hook;
     else if (this.c === undefined) this.c = hook;
     else if (this.d === undefined) this.d = hook;
+    else if (this.e === undefined) this.e = hook;
     else (this.more ??= []).push(hook);
   }
 
@@ -41,6 +43,8 @@ class HookList {
     run(this.c);
     if (this.d === undefined) return;
     run(this.d);
+    if (this.e === undefined) return;
+    run(this.e);
     const more = this.more;
     if (more !== undefined) for (let i = 0; i < more.length; i++) run(more[i]!);
   }

@@ -113,6 +113,12 @@ export class CallContext {
    */
   traceContext: unknown = undefined;
   /**
+   * @internal False when nothing is registered with the OpenTelemetry API in this process (no SDK, no
+   * propagator): the entry point reads that once per call, and the span modules then skip their own lookups.
+   * True (look it up) on a context the entry point did not make.
+   */
+  otel = true;
+  /**
    * @internal The current attempt's outcome (a response or an error), the classifier that judged it and its
    * classification: the modules that count an attempt (failure accrual, endpoint stats, the breaker,
    * retries) share one classification instead of each running the classifier (`classifyAttempt`).
@@ -173,6 +179,7 @@ export class CallContext {
     child.attempt = this.attempt;
     child.destination = this.destination;
     child.traceContext = this.traceContext;
+    child.otel = this.otel;
     if (this.tried !== undefined) child.tried = new Set(this.tried);
     return child;
   }

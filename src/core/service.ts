@@ -74,6 +74,82 @@ export function settledCall<Req, Res>(service: Service<Req, Res>, req: Req, ctx:
 }
 
 /**
+ * A filter whose work around the call below is synchronous: {@link InlineFilter.enter} before the call goes
+ * on, {@link InlineFilter.exit} or {@link InlineFilter.fail} when it settles. Its own `call` chains one
+ * promise reaction, as any filter does; but the mesh's entry point runs the inline filters at the top of the
+ * logical stack without calling `call`: it enters them in order, calls the first service below them, and runs
+ * their exits (innermost first) inside its own single reaction. Each such filter then costs the call no promise
+ * hop of its own (the deadline and the retries' first attempt; docs/architecture.md, "the hot path").
+ *
+ * Contract: the three hooks must not depend on being run by `call`. `enter` returns `undefined` to go on, or a
+ * promise that is this filter's whole result (it sent the rest of the call itself, or failed it); it may also
+ * throw. The filters above it still exit, or fail, with that result. `exit` and `fail` return the response
+ * (or a native Promise of one, such as a retry's) or throw; their per-call state lives on the context.
+ *
+ * @example
+ * ```ts
+ * class Stamp extends InlineFilter {
+ *   enter(req: MeshRequest) {
+ *     req.headers['x-stamp'] = '1';
+ *     return undefined;
+ *   }
+ *   exit(res: MeshResponse) {
+ *     return res;
+ *   }
+ *   fail(err: unknown): never {
+ *     throw err;
+ *   }
+ * }
+ * ```
+ */
+export abstract class InlineFilter extends Filter {
+  /** Before the call goes below: `undefined` to go on, or a promise that is this filter's whole result. */
+  abstract enter(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> | undefined;
+  /** The call below answered with `res`. */
+  abstract exit(res: MeshResponse, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse>;
+  /** The call below failed with `err`: throw (mapped or not), or recover. */
+  abstract fail(err: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse>;
+
+  /** The service this filter wraps (for the entry point, which calls it directly). */
+  get below(): Service {
+    return this.next;
+  }
+
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    let early: Promise<MeshResponse> | undefined;
+    try {
+      early = this.enter(req, ctx);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (early !== undefined) return early;
+    return settledCall(this.next, req, ctx).then(
+      (res) => this.exit(res, req, ctx),
+      (err: unknown) => this.fail(err, req, ctx),
+    );
+  }
+}
+
+/**
+ * The inline filters at the top of a chain (outermost first) and the first service below them, which the entry
+ * point calls itself (see {@link InlineFilter}).
+ *
+ * @example
+ * ```ts
+ * const { inline, below } = inlineTop(logicalStack); // [deadline, logical-span, retries], the router
+ * ```
+ */
+export function inlineTop(service: Service): { inline: InlineFilter[]; below: Service } {
+  const inline: InlineFilter[] = [];
+  let s = service;
+  while (s instanceof InlineFilter && inline.length < 64) {
+    inline.push(s);
+    s = s.below;
+  }
+  return { inline, below: s };
+}
+
+/**
  * Finds the first filter of class `cls` in a chain built by a stack (walking from the outermost service
  * inwards), for snapshots and telemetry. Returns undefined when the chain has none.
  *

@@ -33,23 +33,44 @@ export interface CancelSignal {
 export class CallSignal implements CancelSignal {
   aborted = false;
   reason: any = undefined;
-  private listeners: AbortListener[] | undefined = undefined;
+  /**
+   * The first listener in a field, later ones in an array: a call usually has one (the attempt on the wire),
+   * and an array per call, grown and spliced, is the larger part of listening.
+   */
+  private first: AbortListener | undefined = undefined;
+  private more: AbortListener[] | undefined = undefined;
 
   addEventListener(type: 'abort', listener: AbortListener): void {
     if (type !== 'abort' || this.aborted) return;
-    (this.listeners ??= []).push(listener);
+    // Into the field only while nothing waits in the array, so listeners keep their registration order.
+    if (this.first === undefined && this.more === undefined) this.first = listener;
+    else (this.more ??= []).push(listener);
   }
 
   removeEventListener(type: 'abort', listener: AbortListener): void {
-    const l = this.listeners;
-    if (type !== 'abort' || l === undefined) return;
-    const i = l.lastIndexOf(listener);
-    if (i >= 0) l.splice(i, 1);
+    if (type !== 'abort') return;
+    const l = this.more;
+    if (l !== undefined) {
+      const i = l.lastIndexOf(listener);
+      if (i >= 0) {
+        l.splice(i, 1);
+        if (l.length === 0) this.more = undefined;
+        return;
+      }
+    }
+    if (this.first === listener) {
+      this.first = undefined;
+      // The oldest of the array moves up, so the field stays the first registered.
+      if (l !== undefined) {
+        this.first = l.shift();
+        if (l.length === 0) this.more = undefined;
+      }
+    }
   }
 
   /** Listeners currently registered (for leak tests). */
   get listenerCount(): number {
-    return this.listeners?.length ?? 0;
+    return (this.first === undefined ? 0 : 1) + (this.more?.length ?? 0);
   }
 
   /** Aborts once; later calls do nothing. Listeners run once, in registration order. */
@@ -57,16 +78,20 @@ export class CallSignal implements CancelSignal {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason ?? new DOMException('This operation was aborted', 'AbortError');
-    const l = this.listeners;
-    this.listeners = undefined;
-    if (l === undefined) return;
-    for (const f of l) {
-      if (typeof f === 'function') f.call(this);
-      else f.handleEvent();
-    }
+    const first = this.first;
+    const more = this.more;
+    this.first = undefined;
+    this.more = undefined;
+    if (first !== undefined) callListener(this, first);
+    if (more !== undefined) for (const f of more) callListener(this, f);
   }
 
   throwIfAborted(): void {
     if (this.aborted) throw this.reason;
   }
+}
+
+function callListener(target: CallSignal, f: AbortListener): void {
+  if (typeof f === 'function') f.call(target);
+  else f.handleEvent();
 }

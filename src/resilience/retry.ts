@@ -23,7 +23,7 @@ import type { Logger } from '../core/logger.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
-import { settledCall, Filter, type Service } from '../core/service.js';
+import { InlineFilter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
 import { isStaticBody, ReplayableBody } from './body.js';
@@ -231,7 +231,7 @@ export interface RetryStats {
  * new RetryFilter(next, RETRY_DEFAULTS, defaultClassifier, clock, rng, logger);
  * ```
  */
-export class RetryFilter extends Filter {
+export class RetryFilter extends InlineFilter {
   readonly budget: RetryBudget;
   readonly stats: RetryStats = { calls: 0, retries: 0, budgetExhausted: 0 };
 
@@ -249,33 +249,31 @@ export class RetryFilter extends Filter {
     shareRetryBudget(next, this.budget);
   }
 
-  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  enter(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> | undefined {
     this.budget.deposit(ctx.startedAt);
     this.stats.calls++;
     if (!isStaticBody(req.body))
       return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes));
-    // The first attempt of a call whose body needs no recording, without an async frame: most calls end here.
+    // The first attempt of a call whose body needs no recording goes on without an async frame (most calls
+    // end with it); `exit` or `fail` decides about it.
     ctx.attempt = 1;
     ctx.endpoint = undefined;
-    const pending = settledCall(this.next, req, ctx);
-    return pending.then(
-      (res) => {
-        const cls = classifyAttempt(this.classify, req, ctx, res, undefined);
-        if (!cls.retryable || ctx.signal?.aborted) return res;
-        return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
-          res,
-          cls,
-        });
-      },
-      (error: unknown) => {
-        const cls = classifyAttempt(this.classify, req, ctx, undefined, error);
-        if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
-        return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
-          error,
-          cls,
-        });
-      },
-    );
+    return undefined;
+  }
+
+  exit(res: MeshResponse, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse> {
+    const cls = classifyAttempt(this.classify, req, ctx, res, undefined);
+    if (!cls.retryable || ctx.signal?.aborted) return res;
+    return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), { res, cls });
+  }
+
+  fail(error: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse> {
+    const cls = classifyAttempt(this.classify, req, ctx, undefined, error);
+    if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
+    return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
+      error,
+      cls,
+    });
   }
 
   /**

@@ -56,6 +56,19 @@ const NOOP_METER: Meter = createNoopMeter();
  */
 const API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 
+/**
+ * Whether anything (a tracer or meter provider, a propagator) was ever registered with the OpenTelemetry API
+ * 1.x in this process: one global read. False means every lookup below answers "nothing".
+ *
+ * @example
+ * ```ts
+ * if (!otelRegistered()) return next.call(req, ctx); // no SDK: skip spans and metrics altogether
+ * ```
+ */
+export function otelRegistered(): boolean {
+  return (globalThis as Record<symbol, unknown>)[API_GLOBAL] !== undefined;
+}
+
 function registered(kind: 'trace' | 'metrics' | 'propagation'): boolean {
   const g = (globalThis as Record<symbol, Record<string, unknown> | undefined>)[API_GLOBAL];
   return g !== undefined && g[kind] !== undefined;

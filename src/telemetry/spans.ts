@@ -34,7 +34,7 @@ import {
 import type { Clock } from '../core/clock.js';
 import type { CallContext, CallEndHook } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { Filter, type Service } from '../core/service.js';
+import { Filter, InlineFilter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { meshInstruments, type MeshInstruments } from './metrics.js';
 import { ATTR, errorType, fullUrl, methodAttribute, splitAuthority, statusClass } from './attributes.js';
@@ -115,7 +115,7 @@ function messageOf(error: unknown): string {
  * const filter = new LogicalSpanFilter(next, 'users', systemClock);
  * ```
  */
-export class LogicalSpanFilter extends Filter {
+export class LogicalSpanFilter extends InlineFilter {
   constructor(
     next: Service,
     private readonly service: string,
@@ -124,10 +124,16 @@ export class LogicalSpanFilter extends Filter {
     super(next);
   }
 
-  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  /** Inline: nothing to do after the call (the span ends with the body, through `ctx.onEnd`). */
+  override call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return this.enter(req, ctx) ?? this.next.call(req, ctx);
+  }
+
+  enter(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> | undefined {
+    if (!ctx.otel) return undefined;
     const tracer = activeTracer();
     const inst = meshInstruments();
-    if (tracer === undefined && inst === undefined) return this.next.call(req, ctx);
+    if (tracer === undefined && inst === undefined) return undefined;
     let span: Span | undefined;
     let active: Context | undefined;
     if (tracer !== undefined) {
@@ -141,9 +147,18 @@ export class LogicalSpanFilter extends Filter {
       }
     }
     ctx.onEnd(new LogicalCall(span, inst, req.method, this.clock));
-    // Everything below runs in the logical span's context (so the spans of custom modules nest under it).
+    // Everything below runs in the logical span's context (so the spans of custom modules nest under it): the
+    // rest of the call is sent from here, not by the entry point.
     if (span !== undefined) return context.with(active!, this.next.call, this.next, req, ctx);
-    return this.next.call(req, ctx);
+    return undefined;
+  }
+
+  exit(res: MeshResponse): MeshResponse {
+    return res;
+  }
+
+  fail(err: unknown): never {
+    throw err;
   }
 
   private startOptions(req: MeshRequest): { kind: SpanKind; attributes: Attributes } {
@@ -205,6 +220,7 @@ export class AttemptSpanFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    if (!ctx.otel) return this.next.call(req, ctx);
     const tracer = activeTracer();
     const inst = meshInstruments();
     if (tracer === undefined) {
