@@ -396,8 +396,9 @@ export class Destination implements Service {
     const pending = settledCall(node.entry, req, ctx);
     return pending.then(
       (res) => {
-        accrual?.settleAttempt(token, req, ctx, res, undefined);
+        // One clock read for the outcome: the RTT, the stats and failure accrual's window.
         const t1 = clock.now();
+        accrual?.settleAttempt(token, req, ctx, res, undefined, t1);
         load.observe(t1 - t0, t1);
         this.count(node, req, ctx, res, undefined, t1);
         whenBodyDone(res.body, node);
@@ -405,8 +406,8 @@ export class Destination implements Service {
         return b === undefined ? res : b.closedResponse(req, ctx, res);
       },
       (err: unknown) => {
-        accrual?.settleAttempt(token, req, ctx, undefined, err);
         const t1 = clock.now();
+        accrual?.settleAttempt(token, req, ctx, undefined, err, t1);
         // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
         // endpoint took at least this long; any other failure is a latency sample like an answer.
         if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')

@@ -382,35 +382,35 @@ export class Mesh implements AsyncDisposable {
         ? pending.then(this.onResponseData, this.onFailure)
         : pending.then(this.onResponse, this.onFailure);
     return pending.then(
-      (res) => {
-        let out: MeshResponse | Promise<MeshResponse>;
-        try {
-          out = exitInline(inline, entered, req, ctx, res);
-        } catch (err) {
-          return this.endWithError(ctx, err);
-        }
-        if (out instanceof Promise)
-          return out.then(
-            (r) => this.ended(ctx, r, asData),
-            (err: unknown) => this.endWithError(ctx, err),
-          );
-        return this.ended(ctx, out, asData);
-      },
-      (err: unknown) => {
-        let out: MeshResponse | Promise<MeshResponse>;
-        try {
-          out = failInline(inline, entered, req, ctx, err);
-        } catch (e) {
-          return this.endWithError(ctx, e);
-        }
-        if (out instanceof Promise)
-          return out.then(
-            (r) => this.ended(ctx, r, asData),
-            (e: unknown) => this.endWithError(ctx, e),
-          );
-        return this.ended(ctx, out, asData);
-      },
+      (res) => this.afterInline(inline, entered, req, ctx, asData, false, res),
+      (err: unknown) => this.afterInline(inline, entered, req, ctx, asData, true, err),
     );
+  }
+
+  /** The entry point's reaction: the inline filters' exits (or failure handlers), then the call's end. */
+  private afterInline(
+    inline: readonly InlineFilter[],
+    entered: number,
+    req: MeshRequest,
+    ctx: CallContext,
+    asData: boolean,
+    failed: boolean,
+    outcome: unknown,
+  ): MeshResponse | MeshResponseData | Promise<MeshResponse | MeshResponseData> {
+    let out: MeshResponse | Promise<MeshResponse>;
+    try {
+      out = failed
+        ? failInline(inline, entered, req, ctx, outcome)
+        : exitInline(inline, entered, req, ctx, outcome as MeshResponse);
+    } catch (err) {
+      return this.endWithError(ctx, err);
+    }
+    if (out instanceof Promise)
+      return out.then(
+        (r) => this.ended(ctx, r, asData),
+        (err: unknown) => this.endWithError(ctx, err),
+      );
+    return this.ended(ctx, out, asData);
   }
 
   /** The logical call answered: the mesh's in-flight count (and telemetry's end hooks) wait for the body. */

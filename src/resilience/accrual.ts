@@ -518,16 +518,20 @@ export class FailureAccrualFilter extends Filter {
     return this.generation;
   }
 
-  /** @internal The outcome of an attempt begun with {@link FailureAccrualFilter.beginAttempt}. */
+  /**
+   * @internal The outcome of an attempt begun with {@link FailureAccrualFilter.beginAttempt}; `now` is the
+   * clock read by the caller when the outcome came (the destination reads it anyway), or read here.
+   */
   settleAttempt(
     token: number,
     req: MeshRequest,
     ctx: CallContext,
     res: MeshResponse | undefined,
     error: unknown,
+    now?: number,
   ): void {
     const probe = token < 0;
-    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe);
+    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe, now);
   }
 
   /** @internal The service this filter wraps (what a fused caller sends to). */
@@ -608,11 +612,15 @@ export class FailureAccrualFilter extends Filter {
   }
 
   /** Applies one outcome of a request that started in `generation`. */
-  private settle(kind: Classification['kind'], generation: number, probe: boolean): void {
+  private settle(
+    kind: Classification['kind'],
+    generation: number,
+    probe: boolean,
+    now: number = this.clock.now(),
+  ): void {
     if (generation !== this.generation) return;
     if (probe) this.probeInFlight = false;
     if (kind === 'ignored') return;
-    const now = this.clock.now();
     const state = this.state;
     if (state === READY) {
       if (kind === 'success') {
