@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark under bench/ one after the other, each in its own process (so one
  * benchmark's heap, JIT state and sockets do not leak into the next), passing the same flags to each.
  *
- *   npm run bench                 # full run (the overhead benchmark alone takes about 7 minutes)
+ *   npm run bench                 # full run (the overhead benchmark alone takes about 11 minutes)
  *   npm run bench -- --quick      # a few minutes for everything
  *   npm run bench -- --bench overhead --rounds 3
  *
