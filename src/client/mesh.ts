@@ -399,9 +399,7 @@ export class Mesh implements AsyncDisposable {
   ): MeshResponse | MeshResponseData | Promise<MeshResponse | MeshResponseData> {
     let out: MeshResponse | Promise<MeshResponse>;
     try {
-      out = failed
-        ? failInline(inline, entered, req, ctx, outcome)
-        : exitInline(inline, entered, req, ctx, outcome as MeshResponse);
+      out = runInline(inline, entered, req, ctx, failed, outcome);
     } catch (err) {
       return this.endWithError(ctx, err);
     }
@@ -731,49 +729,34 @@ export function createMesh(config: MeshConfig = {}): Mesh {
 }
 
 /**
- * Runs the exits of the first `n` inline filters on `res`, innermost first. A filter whose exit returns a
- * promise (a retry) hands the rest of the exits to that promise's reaction.
+ * Runs the first `n` inline filters' handlers on an outcome, innermost first: `exit` on a response, `fail` on
+ * an error. A handler that throws passes its error to the next one's `fail`; a `fail` that recovers passes its
+ * response to the next one's `exit`. One that returns a promise (a retry) hands the rest to that promise.
  */
-function exitInline(
+function runInline(
   inline: readonly InlineFilter[],
   n: number,
   req: MeshRequest,
   ctx: CallContext,
-  res: MeshResponse,
+  failed: boolean,
+  outcome: unknown,
 ): MeshResponse | Promise<MeshResponse> {
   for (let i = n - 1; i >= 0; i--) {
+    const f = inline[i]!;
     let out: MeshResponse | Promise<MeshResponse>;
     try {
-      out = inline[i]!.exit(res, req, ctx);
+      out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
     } catch (err) {
-      return failInline(inline, i, req, ctx, err);
-    }
-    if (out instanceof Promise) return i === 0 ? out : chainInline(inline, i, req, ctx, out);
-    res = out;
-  }
-  return res;
-}
-
-/** Runs the failure handlers of the first `n` inline filters, innermost first, until one recovers. */
-function failInline(
-  inline: readonly InlineFilter[],
-  n: number,
-  req: MeshRequest,
-  ctx: CallContext,
-  err: unknown,
-): MeshResponse | Promise<MeshResponse> {
-  for (let i = n - 1; i >= 0; i--) {
-    let out: MeshResponse | Promise<MeshResponse>;
-    try {
-      out = inline[i]!.fail(err, req, ctx);
-    } catch (e) {
-      err = e;
+      failed = true;
+      outcome = err;
       continue;
     }
     if (out instanceof Promise) return i === 0 ? out : chainInline(inline, i, req, ctx, out);
-    return exitInline(inline, i, req, ctx, out);
+    failed = false;
+    outcome = out;
   }
-  throw err;
+  if (failed) throw outcome;
+  return outcome as MeshResponse;
 }
 
 /** The exits of the filters above `n` once `pending` (the result of filter `n`) settles. */
@@ -785,7 +768,7 @@ function chainInline(
   pending: Promise<MeshResponse>,
 ): Promise<MeshResponse> {
   return pending.then(
-    (res) => exitInline(inline, n, req, ctx, res),
-    (err: unknown) => failInline(inline, n, req, ctx, err),
+    (res) => runInline(inline, n, req, ctx, false, res),
+    (err: unknown) => runInline(inline, n, req, ctx, true, err),
   );
 }
