@@ -123,6 +123,11 @@ export abstract class InlineFilter extends Filter {
       return Promise.reject(err);
     }
     if (early !== undefined) return early;
+    return this.sendBelow(req, ctx);
+  }
+
+  /** The rest of `call` once entered: the service below, then `exit` or `fail` in one reaction. */
+  protected sendBelow(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     return settledCall(this.next, req, ctx).then(
       (res) => this.exit(res, req, ctx),
       (err: unknown) => this.fail(err, req, ctx),

@@ -13,7 +13,7 @@ import type { CallContext } from '../core/context.js';
 import { whenBodyDone } from '../core/body-done.js';
 import { DeadlineExceededError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { InlineFilter, settledCall, type Service } from '../core/service.js';
+import { InlineFilter, type Service } from '../core/service.js';
 import { CallSignal, type CancelSignal } from '../core/signal.js';
 import { timerQueue, type QueuedTimer, type TimerList, type TimerQueue } from '../core/timer-queue.js';
 import type { StackModule } from '../core/stack.js';
@@ -119,12 +119,7 @@ export class DeadlineFilter extends InlineFilter {
 
   /** Anywhere else in a stack (something may have waited above it): the clock read now. */
   override call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const early = this.begin(ctx, this.clock.now());
-    if (early !== undefined) return early;
-    return settledCall(this.next, req, ctx).then(
-      (res) => this.exit(res, req, ctx),
-      (err: unknown) => this.fail(err, req, ctx),
-    );
+    return this.begin(ctx, this.clock.now()) ?? this.sendBelow(req, ctx);
   }
 
   private begin(ctx: CallContext, now: number): Promise<MeshResponse> | undefined {

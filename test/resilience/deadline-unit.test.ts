@@ -47,6 +47,25 @@ describe('DeadlineFilter', () => {
     expect(timerQueue(clock).size).toBe(0);
   });
 
+  it('below a module that waited, reads the clock: a deadline that passed meanwhile fails before sending', async () => {
+    const clock = new FakeClock(0);
+    const gate = new Gate();
+    let sent = 0;
+    const counting: Service = {
+      status: 'ready',
+      call: (r, c) => (sent++, gate.call(r, c)),
+      close: async () => {},
+    };
+    const f = new DeadlineFilter(counting, clock);
+    const ctx = new CallContext('users', undefined, 100, undefined, 0, silentLogger);
+    clock.advance(150); // whatever sat above the filter held the call past its deadline
+    const err = await f.call(req, ctx).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeadlineExceededError);
+    expect(err).toMatchObject({ budgetMs: 100, phase: 'route' });
+    expect(sent).toBe(0);
+    expect(timerQueue(clock).size).toBe(0);
+  });
+
   it('leaves the queue when the body is done', async () => {
     const clock = new FakeClock();
     const gate = new Gate();
