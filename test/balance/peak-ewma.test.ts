@@ -37,14 +37,46 @@ describe('PeakEwmaLoad', () => {
     load.observe(1_000, 0); // the endpoint answered in 1 s
     load.observeCancelled(12, 10); // a backup won after 12 ms: says nothing about a faster endpoint
     expect(load.rttEstimate).toBe(1_000);
-    load.observeCancelled(1_500, 20); // cancelled after 1.5 s: at least that slow
-    expect(load.rttEstimate).toBe(1_500);
+    const slow = new PeakEwmaLoad({}, 0);
+    slow.observe(1_000, 0);
+    slow.observeCancelled(1_500, 20); // cancelled after 1.5 s: at least that slow
+    expect(slow.rttEstimate).toBe(1_500);
     const fresh = new PeakEwmaLoad({}, 0);
     fresh.observeCancelled(40, 5); // no sample yet: the lower bound is the best there is
     expect(fresh.rttEstimate).toBe(40);
     fresh.observeCancelled(Number.NaN, 6);
     fresh.observeCancelled(-1, 6);
     expect(fresh.rttEstimate).toBe(40);
+  });
+
+  test('cancellations in a row double the lower bound (up to 64 x) until the endpoint answers again', () => {
+    const load = new PeakEwmaLoad({}, 0);
+    load.observe(10, 0);
+    // Every race lost after 20 ms: 20, then 40, 80, 160, ...
+    const seen: number[] = [];
+    for (let t = 1; t <= 9; t++) {
+      load.observeCancelled(20, t);
+      seen.push(load.rttEstimate!);
+    }
+    expect(seen).toEqual([20, 40, 80, 160, 320, 640, 1_280, 1_280, 1_280]);
+    // An answer resets the count: the next lost race counts as its elapsed time again.
+    load.observe(10, 10); // 10 ms after the last sample: the estimate barely moves (tau 10 s)
+    const after = load.rttEstimate!;
+    expect(after).toBeLessThan(1_280);
+    expect(after).toBeGreaterThan(1_000);
+    load.observeCancelled(2_000, 11);
+    expect(load.rttEstimate).toBe(2_000);
+    load.observe(10, 12);
+    load.observeCancelled(20, 13); // below the estimate: ignored, as before
+    expect(load.rttEstimate).toBeGreaterThan(1_900);
+    // A healthy endpoint that loses a race now and then, answering in between, is judged by the elapsed time.
+    const healthy = new PeakEwmaLoad({}, 0);
+    healthy.observe(10, 0);
+    for (let t = 1; t <= 20; t += 2) {
+      healthy.observeCancelled(15, t);
+      healthy.observe(10, t + 1);
+    }
+    expect(healthy.rttEstimate!).toBeLessThanOrEqual(15);
   });
 
   test('the first sample replaces the seed, even a lower one', () => {
