@@ -5,7 +5,8 @@
  * collector among them, which charged every variant for the others (the isolated CPU profiles of
  * bench/overhead/profile.ts disagreed with the in-process numbers by several µs per call). The parent
  * (index.ts) alternates the variants within each round, so slow drift of the machine hits them alike, and
- * starts a fresh process per variant for every round: a process's own state (JIT decisions, heap layout, the
+ * starts a fresh process per variant for every round, which runs its warm-up and its cells back to back and
+ * exits (an idle process gets V8's memory-reducing collections, which threw its optimized code away: idle.ts): a process's own state (JIT decisions, heap layout, the
  * core it runs on) moves its CPU per call by several µs for as long as it lives (in one run, the HAProxy
  * client, which runs the same `Pool.request` code as the reference, spent 11 µs more per call at
  * concurrency 1 over all eight rounds), so one process per variant for a whole run is a bias; a fresh one per
@@ -38,6 +39,8 @@ export interface RunResult {
   elapsedMs: number;
   /** This process's CPU time (user + system) over the measured loop. */
   cpuUs: number;
+  /** The system (kernel) part of {@link RunResult.cpuUs}. */
+  sysUs: number;
   p50Us: number;
   p99Us: number;
   /** Every successful call's latency (ns), for a measured cell; the parent merges them across processes. */
@@ -78,6 +81,7 @@ async function main(): Promise<void> {
           firstError: res.firstError ?? null,
           elapsedMs: res.elapsedMs,
           cpuUs: cpu.user + cpu.system,
+          sysUs: cpu.system,
           p50Us: s.p50Us,
           p99Us: s.p99Us,
           samplesNs: samplesNs ?? null,

@@ -4,8 +4,10 @@
  *
  * Workload: GET / against a node:http server in a separate process answering 200 with a 32-byte body,
  * keep-alive. Closed loop at concurrency 1 and 64 (N workers, each sending its next request when the last one
- * has finished). Each round runs every variant once, in the same order (A B C ... A B C ...), so slow drift of
- * the machine hits all of them alike; ratios are also computed per round (paired) to show the spread.
+ * has finished). Each round runs every variant once (A B C ... B C ... A ...; each round starts one variant
+ * further along), so slow drift of the machine hits all of them alike; ratios are also computed per round
+ * (paired) to show the spread. A variant's client is a fresh process per round that warms up and runs its
+ * cells back to back, never idle in between (see the loop below).
  *
  * Per variant and concurrency: requests/s, latency p50/p99 (µs), the latency it adds over bare
  * `Pool.request` at p50/p99, the client process's CPU time per call (`process.cpuUsage()`), and, for the
@@ -19,7 +21,6 @@
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -41,60 +42,13 @@ import {
   type OverheadResults,
   type RoundSample,
 } from './report.js';
-import type { RunResult, WorkerCommand } from './client-worker.js';
-import {
-  childExecArgv,
-  findVariant,
-  fullStackRoles,
-  startServer,
-  VARIANTS,
-  type UpstreamServer,
-} from './variants.js';
+import { startWorker, type WorkerClient } from './worker-client.js';
+import { findVariant, fullStackRoles, startServer, VARIANTS, type UpstreamServer } from './variants.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 
 const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
-
-/** A variant's client running in its own process (client-worker.ts). */
-interface WorkerClient {
-  run(concurrency: number, durationMs: number, record: boolean): Promise<RunResult>;
-  close(): Promise<void>;
-}
-
-function startWorker(id: string, serverPort: number, haproxyPort: number | undefined): Promise<WorkerClient> {
-  const file = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
-  const child: ChildProcess = fork(file, [id, String(serverPort), haproxyPort ? String(haproxyPort) : ''], {
-    execArgv: childExecArgv(),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  let waiting: ((m: unknown) => void) | undefined;
-  let failed: ((err: Error) => void) | undefined;
-  child.on('message', (m) => {
-    const w = waiting;
-    waiting = undefined;
-    w?.(m);
-  });
-  child.once('exit', (code) => failed?.(new Error(`overhead client ${id} exited (code ${code})`)));
-  const ask = <T>(cmd: WorkerCommand | undefined): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      waiting = resolve as (m: unknown) => void;
-      failed = reject;
-      if (cmd) child.send(cmd);
-    });
-  return ask<{ type: 'ready' }>(undefined).then(() => ({
-    run: (concurrency, durationMs, record) =>
-      ask<RunResult>({ type: 'run', concurrency, durationMs, record }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        failed = undefined;
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.send({ type: 'close' });
-        setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-      }),
-  }));
-}
 
 async function main(): Promise<void> {
   // Turn SIGTERM/SIGINT (bench/run.ts's time limit, Ctrl-C) into a normal exit, so 'exit' handlers stop
@@ -170,28 +124,26 @@ async function main(): Promise<void> {
     (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
   );
   const clients = new Map<string, WorkerClient>();
-  // One process per variant, started afresh every round (see client-worker.ts) and warmed up (JIT,
-  // connections) before the round's first cell.
-  const startRound = async (): Promise<void> => {
-    await Promise.allSettled([...clients.values()].map((c) => c.close()));
-    clients.clear();
-    for (const v of variants) clients.set(v.id, await startWorker(v.id, server.port, haproxyPort));
-    for (const v of variants) {
-      await clients.get(v.id)!.run(Math.max(...concurrency), warmupSeconds * 2000, false);
-    }
-  };
   const histograms = new Map<string, RecordableHistogram>();
   try {
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
     for (let r = 1; r <= rounds; r++) {
-      await startRound();
       // Each round starts one client further along, so no client always runs right after the same other one
       // (HAProxy's cell leaves the machine in another state than a quiet one) or always first.
       const order = variants.map((_, i) => variants[(i + r - 1) % variants.length]!);
-      for (const c of concurrency) {
-        for (const v of order) {
-          const client = clients.get(v.id)!;
+      for (const v of order) {
+        // A fresh process per variant and round (see client-worker.ts), which runs its warm-up and all its
+        // cells back to back and exits: a client process never sits idle between its cells. An idle V8
+        // process gets a memory-reducing GC after some seconds, and that GC threw away the optimized code of
+        // every client process that waited for the other clients' cells (the whole run until session 6: a
+        // client's c=64 cell came about 35 s after its c=1 cell); the code optimized again afterwards cost
+        // 0 to 6 µs more per call, for as long as the process lived, and differently in every process
+        // (docs/benchmarks.md, "Idle processes"; bench/overhead/idle.ts measures it).
+        const client = await startWorker(v.id, server.port, haproxyPort);
+        clients.set(v.id, client);
+        await client.run(Math.max(...concurrency), warmupSeconds * 2000, false);
+        for (const c of concurrency) {
           await client.run(c, warmupSeconds * 1000, false);
           const watchdog = setTimeout(
             () => {
@@ -223,6 +175,7 @@ async function main(): Promise<void> {
             p50Us: s.p50Us,
             p99Us: s.p99Us,
             clientCpuUs: res.cpuUs,
+            clientSysUs: res.sysUs,
             serverCpuUs: srv0 !== undefined && srv1 !== undefined ? srv1 - srv0 : null,
             haproxyCpuUs: hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : null,
             otherCores: null,
@@ -235,10 +188,13 @@ async function main(): Promise<void> {
           console.log(
             `round ${r}/${rounds}  c=${String(c).padEnd(3)} ${v.label.padEnd(40)} ${num(sample.rps).padStart(7)} req/s` +
               `  p50 ${num(s.p50Us).padStart(6)} µs  p99 ${num(s.p99Us).padStart(6)} µs` +
+              `  cpu ${(res.cpuUs / res.count).toFixed(1)} (sys ${(res.sysUs / res.count).toFixed(1)}) µs/call` +
               (sample.otherCores === null ? '' : `  others ${sample.otherCores.toFixed(2)} cores`) +
               (res.errors ? `  ERRORS ${res.errors}: ${res.firstError}` : ''),
           );
         }
+        clients.delete(v.id);
+        await client.close();
       }
     }
 

@@ -20,6 +20,8 @@ export interface RoundSample {
   p50Us: number;
   p99Us: number;
   clientCpuUs: number;
+  /** The system (kernel) part of clientCpuUs; absent in results recorded before 2026-11-25's session 6. */
+  clientSysUs?: number;
   serverCpuUs: number | null;
   haproxyCpuUs: number | null;
   /**
