@@ -125,6 +125,7 @@ async function main(): Promise<void> {
   );
   const clients = new Map<string, WorkerClient>();
   const histograms = new Map<string, RecordableHistogram>();
+  let closing: Promise<void> | undefined;
   try {
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
@@ -140,7 +141,8 @@ async function main(): Promise<void> {
         // client's c=64 cell came about 35 s after its c=1 cell); the code optimized again afterwards cost
         // 0 to 6 µs more per call, for as long as the process lived, and differently in every process
         // (docs/benchmarks.md, "Idle processes"; bench/overhead/idle.ts measures it).
-        const client = await startWorker(v.id, server.port, haproxyPort);
+        // The previous client exits while this one starts (neither is measured meanwhile).
+        const [client] = await Promise.all([startWorker(v.id, server.port, haproxyPort), closing]);
         clients.set(v.id, client);
         await client.run(Math.max(...concurrency), warmupSeconds * 2000, false);
         for (const c of concurrency) {
@@ -194,7 +196,7 @@ async function main(): Promise<void> {
           );
         }
         clients.delete(v.id);
-        await client.close();
+        closing = client.close();
       }
     }
 
@@ -261,7 +263,7 @@ async function main(): Promise<void> {
     console.log(`\nwrote ${path.relative(repo, outDir) || '.'}/overhead.{json,md,svg}`);
     if (!quick && flags['no-docs'] !== true) updateDocs(repo, md);
   } finally {
-    await Promise.allSettled([...clients.values()].map((c) => c.close()));
+    await Promise.allSettled([closing, ...[...clients.values()].map((c) => c.close())]);
     await haproxy?.stop();
     await server.stop();
   }
