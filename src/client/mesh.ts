@@ -193,8 +193,14 @@ export class Mesh implements AsyncDisposable {
     // Validate every service before building any, so a bad config leaves nothing running.
     const entries = Object.entries(c.services ?? {});
     const resolved = entries.map(([name, sc]) => resolveServiceConfig(name, sc, this.defaults));
-    for (const r of resolved) this.services.set(r.name, this.build(r));
+    // Observed before the services are built, so that their first discovery update is counted.
     this.observed = observeMesh(this);
+    try {
+      for (const r of resolved) this.services.set(r.name, this.build(r));
+    } catch (err) {
+      this.observed.dispose();
+      throw err;
+    }
   }
 
   /** True once {@link Mesh.close} has been called. */

@@ -5,8 +5,10 @@
  * - per attempt and per call, the span modules record durations and counts (`http.client.request.duration`,
  *   `meshfetch.call.duration`, retries, budget exhausted, backup requests);
  * - rare events (breaker transitions, endpoints marked busy, discovery updates and errors) come from the
- *   diagnostics channels of events.ts, subscribed while a meter is registered, so the code that publishes
- *   them needs no metrics of its own;
+ *   diagnostics channels of events.ts, subscribed while a mesh is open or instruments exist; each event is
+ *   counted on the instruments of the meter registered when it arrives (a meter provider registered after
+ *   the mesh was made counts from then on, not from the mesh's first call), so the code that publishes them
+ *   needs no metrics of its own;
  * - state (endpoints per status, in flight per endpoint, discovery age, breaker state, retry budget) is read
  *   at collection time from the snapshot of every open mesh, by one batch observable callback: nothing is
  *   kept per call for it.
@@ -117,8 +119,35 @@ const sources = new Set<SnapshotSource>();
  */
 export function observeMesh(source: SnapshotSource): { dispose(): void } {
   sources.add(source);
+  syncFeeds();
   meshInstruments();
-  return { dispose: () => void sources.delete(source) };
+  return {
+    dispose: () => {
+      sources.delete(source);
+      syncFeeds();
+    },
+  };
+}
+
+/** The rare events that feed counters, each counted on the instruments current when it arrives. */
+const FEEDS: ReadonlyArray<readonly [string, (m: unknown) => void]> = [
+  [CHANNELS.breakerState, (m) => meshInstruments()?.countBreaker(m as BreakerEvent)],
+  [CHANNELS.endpointBusy, (m) => meshInstruments()?.countEndpointBusy(m as EndpointStateEvent)],
+  [CHANNELS.discoveryUpdate, (m) => meshInstruments()?.countDiscoveryUpdate(m as DiscoveryUpdateEvent)],
+  [CHANNELS.discoveryError, (m) => meshInstruments()?.countDiscoveryError(m as DiscoveryErrorEvent)],
+];
+let feeding = false;
+
+/**
+ * Subscribes the counters' feeds while a mesh is open or instruments exist (a stack used without a mesh
+ * still counts once a call has made them), and unsubscribes them after, so publishers build no event when
+ * nothing can count it. Subscribed before a mesh builds its services, so the first discovery update counts.
+ */
+function syncFeeds(): void {
+  const want = sources.size > 0 || current !== undefined;
+  if (want === feeding) return;
+  feeding = want;
+  for (const [name, fn] of FEEDS) (want ? subscribe : unsubscribe)(name, fn);
 }
 
 const STATUSES = ['ready', 'busy', 'down'] as const;
@@ -223,54 +252,46 @@ export class MeshInstruments {
       this.retryBudget,
     ];
     meter.addBatchObservableCallback(this.observe, this.observables);
-    subscribe(CHANNELS.breakerState, this.onBreaker);
-    subscribe(CHANNELS.endpointBusy, this.onEndpointBusy);
-    subscribe(CHANNELS.discoveryUpdate, this.onDiscoveryUpdate);
-    subscribe(CHANNELS.discoveryError, this.onDiscoveryError);
   }
 
   /** Stops feeding these instruments (their meter was replaced). */
   dispose(): void {
     this.meter.removeBatchObservableCallback(this.observe, this.observables);
-    unsubscribe(CHANNELS.breakerState, this.onBreaker);
-    unsubscribe(CHANNELS.endpointBusy, this.onEndpointBusy);
-    unsubscribe(CHANNELS.discoveryUpdate, this.onDiscoveryUpdate);
-    unsubscribe(CHANNELS.discoveryError, this.onDiscoveryError);
   }
 
-  private readonly onBreaker = (m: unknown): void => {
-    const e = m as BreakerEvent;
+  /** @internal Counts a breaker transition (from its diagnostics event). */
+  countBreaker(e: BreakerEvent): void {
     this.breakerTransitions.add(1, {
       [ATTR.service]: e.service,
       [ATTR.destination]: e.destination,
       [ATTR.breakerState]: e.to,
     });
-  };
+  }
 
-  private readonly onEndpointBusy = (m: unknown): void => {
-    const e = m as EndpointStateEvent;
+  /** @internal Counts an endpoint marked busy (from its diagnostics event). */
+  countEndpointBusy(e: EndpointStateEvent): void {
     const attrs: Attributes = { [ATTR.service]: e.service, [ATTR.accrualReason]: e.reason };
     if (e.endpoint !== undefined) attrs[ATTR.endpoint] = e.endpoint;
     this.endpointBusy.add(1, attrs);
-  };
+  }
 
-  private readonly onDiscoveryUpdate = (m: unknown): void => {
-    const e = m as DiscoveryUpdateEvent;
+  /** @internal Counts a discovery answer applied (from its diagnostics event). */
+  countDiscoveryUpdate(e: DiscoveryUpdateEvent): void {
     this.discoveryUpdates.add(1, {
       [ATTR.service]: e.service,
       [ATTR.discoveryState]: e.state,
       [ATTR.discoveryStale]: e.stale,
     });
-  };
+  }
 
-  private readonly onDiscoveryError = (m: unknown): void => {
-    const e = m as DiscoveryErrorEvent;
+  /** @internal Counts a failed discovery query (from its diagnostics event). */
+  countDiscoveryError(e: DiscoveryErrorEvent): void {
     this.discoveryErrors.add(1, {
       [ATTR.service]: e.service,
       [ATTR.discoveryKind]: e.kind,
       [ATTR.discoveryErrorKind]: e.errorKind,
     });
-  };
+  }
 
   private readonly observe = (r: BatchObservableResult): void => {
     for (const source of sources) {
@@ -332,6 +353,7 @@ export function meshInstruments(): MeshInstruments | undefined {
     generation = g;
     current?.dispose();
     current = meter === undefined ? undefined : new MeshInstruments(meter);
+    syncFeeds();
   }
   return current;
 }

@@ -3,7 +3,16 @@
 // the mesh's state (endpoints per status, in flight, discovery age, breaker state, retry budget).
 import { afterEach, expect, it } from 'vitest';
 import type { Histogram } from '@opentelemetry/sdk-metrics';
-import { createMesh, DURATION_BUCKETS, METRICS, staticDiscovery, type Mesh } from 'meshfetch';
+import { channel } from 'node:diagnostics_channel';
+import {
+  CHANNELS,
+  createMesh,
+  DURATION_BUCKETS,
+  meshInstruments,
+  METRICS,
+  staticDiscovery,
+  type Mesh,
+} from 'meshfetch';
 import { startServer, type TestServer } from '../support/servers.js';
 import { histogramCount, points, setupOtel, sum, type TestOtel } from './otel-sdk.js';
 
@@ -102,9 +111,33 @@ it('counts breaker transitions, endpoints marked busy and discovery updates from
   const m = await otel.collect();
   expect(sum(m.get(METRICS.breakerTransitions), { 'meshfetch.breaker.state': 'open' })).toBe(1);
   expect(sum(m.get(METRICS.endpointBusy), { 'meshfetch.endpoint': a.address })).toBe(1);
-  expect(sum(m.get(METRICS.discoveryUpdates), { 'meshfetch.service': 'users' })).toBe(1);
+  // Two discovery answers: the first (when the mesh built the service) and the change.
+  expect(sum(m.get(METRICS.discoveryUpdates), { 'meshfetch.service': 'users' })).toBe(2);
   expect(sum(m.get(METRICS.endpoints), { 'meshfetch.endpoint.status': 'busy' })).toBe(1);
   expect(sum(m.get(METRICS.breakerState), { 'meshfetch.breaker.state': 'open' })).toBe(1);
+});
+
+it('counts events from when a meter provider is registered, before the mesh has made any call', async () => {
+  const d = staticDiscovery(['127.0.0.1:1']);
+  mesh = createMesh({ services: { users: { discovery: d } } });
+  otel = setupOtel({ traces: false });
+  d.set(['127.0.0.1:2']);
+  const m = await otel.collect();
+  expect(sum(m.get(METRICS.discoveryUpdates), { 'meshfetch.service': 'users' })).toBe(1);
+  expect(
+    sum(m.get(METRICS.endpoints), { 'meshfetch.service': 'users', 'meshfetch.endpoint.status': 'ready' }),
+  ).toBe(1);
+});
+
+it('feeds the event counters only while a mesh is open or instruments exist', async () => {
+  const ch = channel(CHANNELS.discoveryUpdate);
+  expect(meshInstruments()).toBeUndefined(); // no provider now: drops an earlier test's instruments
+  expect(ch.hasSubscribers).toBe(false);
+  mesh = createMesh({ services: { users: { endpoints: ['127.0.0.1:1'] } } });
+  expect(ch.hasSubscribers).toBe(true);
+  await mesh.close({ gracePeriodMs: 0 });
+  mesh = undefined;
+  expect(ch.hasSubscribers).toBe(false);
 });
 
 it('records nothing and makes no instrument when no meter provider is registered', async () => {
