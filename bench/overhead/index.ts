@@ -17,12 +17,14 @@
  * Run: `npm run bench` (all benchmarks), or this one alone:
  *   npm run build && npx tsx --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
  *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
- *     [--no-docs]
+ *     [--no-docs] [--pin]
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listFlag, numberFlag, parseFlags } from '../lib/cli.js';
@@ -84,6 +86,14 @@ async function main(): Promise<void> {
   );
 
   const server: UpstreamServer = await startServer();
+  // --pin: the server on the last CPU, each client on the first, HAProxy unpinned (taskset). At c=1 it halves
+  // the round-to-round spread of a client's added p50 (the scheduler no longer moves the client and the
+  // server between cores), and it makes the HAProxy hop cheaper (16 against 19-22 µs): for focused
+  // comparisons of mesh clients, not the default (docs/benchmarks.md, session 6).
+  const pin = flags.pin === true;
+  const cpus = availableParallelism();
+  if (pin)
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpus - 1), String(server.pid)], { stdio: 'ignore' });
   let haproxy: RunningHaproxy | undefined;
   let haproxyInfo: OverheadResults['haproxy'];
   let haproxyPort: number | undefined;
@@ -143,6 +153,8 @@ async function main(): Promise<void> {
         // (docs/benchmarks.md, "Idle processes"; bench/overhead/idle.ts measures it).
         // The previous client exits while this one starts (neither is measured meanwhile).
         const [client] = await Promise.all([startWorker(v.id, server.port, haproxyPort), closing]);
+        if (pin && client.pid !== undefined)
+          execFileSync('taskset', ['-a', '-p', '-c', '0', String(client.pid)], { stdio: 'ignore' });
         clients.set(v.id, client);
         await client.run(Math.max(...concurrency), warmupSeconds * 2000, false);
         for (const c of concurrency) {

@@ -13,6 +13,8 @@ export interface WorkerClient {
   run(concurrency: number, durationMs: number, record: boolean): Promise<RunResult>;
   /** Closes the client and waits for the process to exit (killed after 10 s). */
   close(): Promise<void>;
+  /** The client process's pid. */
+  readonly pid: number | undefined;
 }
 
 /**
@@ -45,6 +47,7 @@ export function startWorker(
       if (cmd) child.send(cmd);
     });
   return ask<{ type: 'ready' }>(undefined).then(() => ({
+    pid: child.pid,
     run: (concurrency, durationMs, record) =>
       ask<RunResult>({ type: 'run', concurrency, durationMs, record }),
     close: () =>
