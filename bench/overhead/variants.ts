@@ -46,6 +46,8 @@ export interface VariantSpec {
   stack?: StackKind;
   /** Goes through HAProxy (needs it installed). */
   hop?: boolean;
+  /** The service's `timeoutMs` (default: the mesh's); `Infinity` sends no deadline header. */
+  timeoutMs?: number;
   /** Registers the OpenTelemetry SDK (no-op exporter) while this variant runs. */
   otel?: boolean;
 }
@@ -102,6 +104,18 @@ export const VARIANTS: readonly VariantSpec[] = [
 const LEAF: VariantSpec = { id: 'leaf', label: "the mesh's pool leaf alone", entry: 'leaf' };
 
 /**
+ * Balancer only with no total deadline (`timeoutMs: Infinity`): no `mesh-deadline-ms` header on the wire, so
+ * against `mesh-request-bal` it measures what the header costs the client and the server. On demand only.
+ */
+const BAL_NO_DEADLINE: VariantSpec = {
+  id: 'mesh-request-bal-no-deadline',
+  label: 'mesh.request, balancer only, no deadline header',
+  entry: 'mesh.request',
+  stack: 'balancer-only',
+  timeoutMs: Infinity,
+};
+
+/**
  * The variant with this id: one of {@link VARIANTS}, or an ablation made on demand,
  * `mesh-request-without:ROLE[,ROLE...]` (mesh.request over the full default stack minus those roles), for
  * measuring what one module costs on the wire (`--only pool,mesh-request-full,mesh-request-without:retries`).
@@ -110,6 +124,7 @@ export function findVariant(id: string): VariantSpec | undefined {
   const known = VARIANTS.find((x) => x.id === id);
   if (known !== undefined) return known;
   if (id === 'leaf') return LEAF;
+  if (id === BAL_NO_DEADLINE.id) return BAL_NO_DEADLINE;
   const m = /^mesh-request-without:([\w,-]+)$/.exec(id);
   if (m === null) return undefined;
   const roles = m[1]!.split(',');
@@ -217,7 +232,7 @@ function without(roles: readonly string[]): (s: Stacks) => Stacks {
   return (s) => ({ logical: rm(s.logical), concrete: rm(s.concrete), endpoint: rm(s.endpoint) });
 }
 
-function meshFor(kind: StackKind, port: number): Mesh {
+function meshFor(kind: StackKind, port: number, timeoutMs: number | undefined): Mesh {
   const stack =
     kind === 'balancer-only'
       ? balancerOnly
@@ -227,7 +242,9 @@ function meshFor(kind: StackKind, port: number): Mesh {
           ? without(kind.without)
           : undefined;
   return createMesh({
-    services: { [SERVICE]: { endpoints: [`127.0.0.1:${port}`] } },
+    services: {
+      [SERVICE]: { endpoints: [`127.0.0.1:${port}`], ...(timeoutMs !== undefined ? { timeoutMs } : {}) },
+    },
     ...(stack ? { stack } : {}),
   });
 }
@@ -308,7 +325,7 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
       };
   }
   if (v.id === 'leaf') return leafClient(port);
-  const mesh = meshFor(v.stack!, port);
+  const mesh = meshFor(v.stack!, port, v.timeoutMs);
   const otel = v.otel === true ? otelToggle() : undefined;
   const close = async (): Promise<void> => {
     await mesh.close({ gracePeriodMs: 1_000 });
