@@ -6,8 +6,9 @@
  * bench/overhead/profile.ts disagreed with the in-process numbers by several µs per call). The parent
  * (index.ts) alternates the variants within each round, so slow drift of the machine hits them alike, and
  * starts a fresh process per variant for every round, which runs its warm-up and its cells back to back and
- * exits (an idle process gets V8's memory-reducing collections, which threw its optimized code away: idle.ts): a process's own state (JIT decisions, heap layout, the
- * core it runs on) moves its CPU per call by several µs for as long as it lives (in one run, the HAProxy
+ * exits (an idle process gets V8's memory-reducing collections, which threw its optimized code away: idle.ts):
+ * a process's own state (JIT decisions, heap layout, the core it runs on) moves its CPU per call by several µs
+ * for as long as it lives (in one run, the HAProxy
  * client, which runs the same `Pool.request` code as the reference, spent 11 µs more per call at
  * concurrency 1 over all eight rounds), so one process per variant for a whole run is a bias; a fresh one per
  * round is noise that the per-round medians absorb.

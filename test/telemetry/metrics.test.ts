@@ -141,6 +141,5 @@ it('feeds the event counters only while a mesh is open or instruments exist', as
 });
 
 it('records nothing and makes no instrument when no meter provider is registered', async () => {
-  const { meshInstruments } = await import('meshfetch');
   expect(meshInstruments()).toBeUndefined();
 });
