@@ -90,9 +90,56 @@ function fmtRatio(r: { median: number; pooled: number; perRound: number[] }): st
 }
 
 /**
+ * The hop target's ratio, judged on paired rounds: in each round the mesh's and the hop's p50 minus
+ * `Pool.request`'s p50 in the same round, then the median over the rounds of each, and their ratio. A cell
+ * whose p50 is far from its variant's other rounds moves one round's difference, not the result. On this
+ * 2-vCPU VM that happens: a c=1 cell now and then runs in another scheduling regime (client and server on
+ * one vCPU, or another tenant keeping both vCPUs awake) at a third of the usual p50 (37 against 108 µs),
+ * and pooling every sample of every round (the judged figure until session 7, still shown) mixes that cell
+ * into the baseline of every variant. The throughput targets have always been judged per round.
+ */
+function hopRatio(
+  base: Cell,
+  mesh: Cell,
+  hop: Cell,
+): {
+  value: number;
+  meshAdded: number;
+  hopAdded: number;
+  rounds: number;
+  pooled: number;
+  pooledMesh: number;
+  pooledHop: number;
+  outliers: string[];
+} {
+  const n = Math.min(base.rounds.length, mesh.rounds.length, hop.rounds.length);
+  const meshAdded = median(mesh.rounds.slice(0, n).map((s, i) => s.p50Us - base.rounds[i]!.p50Us));
+  const hopAdded = median(hop.rounds.slice(0, n).map((s, i) => s.p50Us - base.rounds[i]!.p50Us));
+  const pooledMesh = mesh.latency.p50Us - base.latency.p50Us;
+  const pooledHop = hop.latency.p50Us - base.latency.p50Us;
+  const outliers: string[] = [];
+  for (const x of [base, mesh, hop]) {
+    const m = median(x.rounds.map((s) => s.p50Us));
+    for (const s of x.rounds)
+      if (Math.abs(s.p50Us - m) > 0.25 * m)
+        outliers.push(`${x.label} round ${s.round} (${num(s.p50Us)} against ${num(m)} µs)`);
+  }
+  return {
+    value: meshAdded / hopAdded,
+    meshAdded,
+    hopAdded,
+    rounds: n,
+    pooled: pooledMesh / pooledHop,
+    pooledMesh,
+    pooledHop,
+    outliers,
+  };
+}
+
+/**
  * Throughput targets are judged on the median of the per-round ratios (robust to one round disturbed by
- * another tenant of a shared machine); the latency target on the pooled p50s (every sample of every round),
- * with the per-round median shown beside it.
+ * another tenant of a shared machine); the hop targets (c=1 and c=64) on the medians of the per-round added
+ * p50s ({@link hopRatio}), with the pooled figure shown beside them.
  */
 export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): TargetResult[] {
   const out: TargetResult[] = [];
@@ -120,38 +167,36 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
     throughput(`mesh.request (${name}) / Pool.request, req/s at c=64`, `mesh-request-${k}`, 'pool');
   for (const [k, name] of stacks)
     throughput(`mesh.fetch (${name}) / undici fetch, req/s at c=64`, `mesh-fetch-${k}`, 'undici-fetch');
-  for (const [k, name] of stacks) {
-    const tname = `mesh.request (${name}) added p50 at c=1 / the HAProxy hop's added p50`;
-    const base = cell(cells, 'pool', 1);
-    const mesh = cell(cells, `mesh-request-${k}`, 1);
-    const hop = cell(cells, 'haproxy', 1);
-    if (!haveHaproxy || !base || !mesh || !hop) {
+  for (const c of [1, 64])
+    for (const [k, name] of stacks) {
+      const tname = `mesh.request (${name}) added p50 at c=${c} / the HAProxy hop's added p50`;
+      const base = cell(cells, 'pool', c);
+      const mesh = cell(cells, `mesh-request-${k}`, c);
+      const hop = cell(cells, 'haproxy', c);
+      if (!haveHaproxy || !base || !mesh || !hop) {
+        out.push({
+          name: tname,
+          value: null,
+          threshold: '<= 0.25',
+          status: 'SKIP',
+          detail: haveHaproxy ? 'not measured' : `HAProxy not available (install: ${HAPROXY_INSTALL_HINT})`,
+        });
+        continue;
+      }
+      const r = hopRatio(base, mesh, hop);
       out.push({
         name: tname,
-        value: null,
+        value: r.value,
         threshold: '<= 0.25',
-        status: 'SKIP',
-        detail: haveHaproxy ? 'not measured' : `HAProxy not available (install: ${HAPROXY_INSTALL_HINT})`,
+        status: r.hopAdded > 0 && r.value <= 0.25 ? 'PASS' : 'MISS',
+        detail:
+          `the mesh adds ${num(r.meshAdded, 1)} µs, the hop ${num(r.hopAdded, 1)} µs (medians of ${r.rounds} paired ` +
+          `rounds): ${r.value.toFixed(3)}, target <= 0.25; pooled p50s: ${num(r.pooledMesh, 1)} and ` +
+          `${num(r.pooledHop, 1)} µs, ${r.pooled.toFixed(3)}` +
+          (r.outliers.length > 0 ? `; cells far from their variant's median: ${r.outliers.join(', ')}` : '') +
+          (r.meshAdded < 0 ? ' (negative: the noise exceeds the difference; use a full run)' : ''),
       });
-      continue;
     }
-    const meshAdded = mesh.latency.p50Us - base.latency.p50Us;
-    const hopAdded = hop.latency.p50Us - base.latency.p50Us;
-    const v = meshAdded / hopAdded;
-    const perRound = mesh.rounds.map(
-      (s, i) => (s.p50Us - base.rounds[i]!.p50Us) / (hop.rounds[i]!.p50Us - base.rounds[i]!.p50Us),
-    );
-    out.push({
-      name: tname,
-      value: v,
-      threshold: '<= 0.25',
-      status: hopAdded > 0 && v <= 0.25 ? 'PASS' : 'MISS',
-      detail:
-        `the mesh adds ${num(meshAdded, 1)} µs, the hop ${num(hopAdded, 1)} µs: ${v.toFixed(3)} ` +
-        `(per-round median ${median(perRound).toFixed(3)}), target <= 0.25` +
-        (meshAdded < 0 ? ' (negative: the noise exceeds the difference; use a full run)' : ''),
-    });
-  }
   // Context, not judged: the like-for-like fetch ratio, the hop's throughput ratio, and CPU added per call.
   const info = (name: string, detail: string, value: number | null = null): void => {
     out.push({ name, value, threshold: '-', status: 'INFO', detail });

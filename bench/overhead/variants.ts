@@ -46,7 +46,7 @@ export interface VariantSpec {
   stack?: StackKind;
   /** Goes through HAProxy (needs it installed). */
   hop?: boolean;
-  /** The service's `timeoutMs` (default: the mesh's); `Infinity` sends no deadline header. */
+  /** The service's `timeoutMs` (default: the built-in one, which is not sent); a configured one is sent. */
   timeoutMs?: number;
   /** Registers the OpenTelemetry SDK (no-op exporter) while this variant runs. */
   otel?: boolean;
@@ -104,16 +104,27 @@ export const VARIANTS: readonly VariantSpec[] = [
 const LEAF: VariantSpec = { id: 'leaf', label: "the mesh's pool leaf alone", entry: 'leaf' };
 
 /**
- * Balancer only with no total deadline (`timeoutMs: Infinity`): no `mesh-deadline-ms` header on the wire, so
- * against `mesh-request-bal` it measures what the header costs the client and the server. On demand only.
+ * The two stacks with `timeoutMs` configured (30 000, the built-in default's value): a configured deadline is
+ * sent to the next hop (`mesh-deadline-ms`), the built-in one is not, so against `mesh-request-bal` and
+ * `mesh-request-full` these measure what propagating a deadline costs the client and the server. On demand
+ * only.
  */
-const BAL_NO_DEADLINE: VariantSpec = {
-  id: 'mesh-request-bal-no-deadline',
-  label: 'mesh.request, balancer only, no deadline header',
-  entry: 'mesh.request',
-  stack: 'balancer-only',
-  timeoutMs: Infinity,
-};
+const WITH_DEADLINE_HEADER: readonly VariantSpec[] = [
+  {
+    id: 'mesh-request-bal-deadline',
+    label: 'mesh.request, balancer only, deadline sent',
+    entry: 'mesh.request',
+    stack: 'balancer-only',
+    timeoutMs: 30_000,
+  },
+  {
+    id: 'mesh-request-full-deadline',
+    label: 'mesh.request, full stack, deadline sent',
+    entry: 'mesh.request',
+    stack: 'full',
+    timeoutMs: 30_000,
+  },
+];
 
 /**
  * The variant with this id: one of {@link VARIANTS}, or an ablation made on demand,
@@ -124,7 +135,8 @@ export function findVariant(id: string): VariantSpec | undefined {
   const known = VARIANTS.find((x) => x.id === id);
   if (known !== undefined) return known;
   if (id === 'leaf') return LEAF;
-  if (id === BAL_NO_DEADLINE.id) return BAL_NO_DEADLINE;
+  const withHeader = WITH_DEADLINE_HEADER.find((x) => x.id === id);
+  if (withHeader !== undefined) return withHeader;
   const m = /^mesh-request-without:([\w,-]+)$/.exec(id);
   if (m === null) return undefined;
   const roles = m[1]!.split(',');

@@ -56,7 +56,11 @@ export interface ServiceConfig {
   discovery?: Discovery;
   /** The load balancer: a name or a factory. Default `'p2c-peak-ewma'`. */
   balancer?: BalancerName | BalancerFactory;
-  /** Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. */
+  /**
+   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A `timeoutMs` given
+   * here or in `defaults` is also sent to the next hop (`mesh-deadline-ms`); the built-in 30 s is enforced
+   * but not sent (docs/resilience.md, "Propagation").
+   */
   timeoutMs?: number;
   /**
    * The Host header sent to endpoints: `'logical'` (the URL's authority, default), `'endpoint'` (the
@@ -133,6 +137,11 @@ export interface ResolvedServiceConfig {
   readonly discovery: Discovery;
   readonly balancer: BalancerFactory;
   readonly timeoutMs: number;
+  /**
+   * Whether `timeoutMs` was configured (here or in `defaults`) rather than the built-in default: a configured
+   * deadline is sent to the next hop, the built-in one only enforced.
+   */
+  readonly timeoutConfigured: boolean;
   readonly hostHeader: string;
   readonly transport: Readonly<TransportOptions>;
   /** Module params built from the resilience options. */
@@ -435,5 +444,6 @@ export function resolveServiceConfig(
   discovery ??= (
     routing.destinations.get(routing.rules[0]!.split[0]!.name) ?? [...routing.destinations.values()][0]!
   ).discovery;
-  return { name, discovery, balancer, timeoutMs, hostHeader, transport, params, routing };
+  const timeoutConfigured = c.timeoutMs !== undefined || defaults.timeoutMs !== undefined;
+  return { name, discovery, balancer, timeoutMs, timeoutConfigured, hostHeader, transport, params, routing };
 }

@@ -387,8 +387,9 @@ export class Destination implements Service {
     const load = node.load;
     const clock = this.opts.env.clock;
     const t0 = clock.now();
-    // The next hop gets the time that remains (relative ms, so clock skew does not matter).
-    if (ctx.deadline !== Infinity)
+    // The next hop gets the time that remains (relative ms, so clock skew does not matter), when the deadline
+    // was chosen rather than the built-in default (CallContext.propagateDeadline).
+    if (ctx.propagateDeadline && ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
     load.start(t0);
     const accrual = node.accrual;

@@ -458,13 +458,18 @@ export class Mesh implements AsyncDisposable {
   private context(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): CallContext {
     if (this.closing) throw new MeshClosedError();
     const headers = req.headers;
-    let budget = svc.config.timeoutMs;
+    const config = svc.config;
+    let budget = config.timeoutMs;
+    // The deadline goes to the next hop when someone chose it: a configured timeoutMs, this call's own
+    // deadlineMs, or the incoming request's (below); the built-in default is enforced, not sent.
+    let propagate = config.timeoutConfigured;
     const dh = headers[DEADLINE_HEADER];
     if (dh !== undefined) {
       const v = parseDeadlineHeader(dh);
       if (v === undefined)
         throw new InvalidRequestError(`headers.${DEADLINE_HEADER}`, dh, 'an integer number of milliseconds');
       if (v < budget) budget = v;
+      propagate = true;
       delete headers[DEADLINE_HEADER];
     }
     let idempotent: boolean | undefined;
@@ -481,10 +486,12 @@ export class Mesh implements AsyncDisposable {
     // deadline is min(incoming, local)) and, when the caller gave no signal of its own, its abort signal.
     const incoming = incomingContext.getStore();
     if (incoming !== undefined) {
+      if (incoming.deadline !== Infinity) propagate = true;
       if (incoming.deadline < deadline) deadline = incoming.deadline;
       if (signal === undefined) signal = incoming.signal;
     }
     const ctx = new CallContext(svc.name, signal, deadline, idempotent, now, this.logger);
+    if (propagate) ctx.propagateDeadline = true;
     if (!otelRegistered()) ctx.otel = false;
     return ctx;
   }

@@ -14,6 +14,15 @@ export type BodyDoneHook = (() => void) | { onBodyDone(): void };
 const HOOKS = Symbol('meshfetch.bodyDone');
 
 /**
+ * The key of the hook field a body class may declare itself, initialised to `null`, to run its own hooks
+ * (the pool leaf's response body does, src/transport/handler.ts): {@link whenBodyDone} then neither adds a
+ * property to the body after its construction (its hidden class stays the one undici's code was optimised
+ * for) nor registers a `'close'` listener, and the class calls {@link runBodyDoneHooks} itself when it is
+ * destroyed (from its `_destroy` callback, where `errored` is already set).
+ */
+export const BODY_DONE_HOOKS: typeof HOOKS = HOOKS;
+
+/**
  * The hooks of one body: the first five in fields, more in an array. A call through the default stacks adds
  * three to five (the attempt's signal, the endpoint, the destination, the deadline, the mesh's in-flight
  * count): one small object per body instead of an array grown by `push` (which reserves 17 slots) and the
@@ -50,7 +59,8 @@ class HookList {
   }
 }
 
-type Hooked = Readable & { [HOOKS]?: HookList | undefined };
+/** `undefined`: no hooks, or they ran; `null`: a body that runs its own hooks and has none yet. */
+type Hooked = Readable & { [HOOKS]?: HookList | null | undefined };
 
 function run(hook: BodyDoneHook): void {
   if (typeof hook === 'function') hook();
@@ -60,8 +70,27 @@ function run(hook: BodyDoneHook): void {
 /** The one `'close'` listener: a shared function (`on`, not `once`: a stream closes once, and `once` allocates). */
 function runHooks(this: Hooked): void {
   const hooks = this[HOOKS];
+  if (hooks === undefined) return;
   this[HOOKS] = undefined;
   hooks?.run();
+}
+
+/**
+ * Runs a body's hooks now, once: for a body class that declares {@link BODY_DONE_HOOKS}, when it is destroyed.
+ *
+ * @example
+ * ```ts
+ * class Body extends Readable {
+ *   [BODY_DONE_HOOKS]: unknown = null;
+ *   override _destroy(err: Error | null, cb: (err?: Error | null) => void) {
+ *     cb(err);
+ *     runBodyDoneHooks(this);
+ *   }
+ * }
+ * ```
+ */
+export function runBodyDoneHooks(body: Readable): void {
+  runHooks.call(body as Hooked);
 }
 
 /**
@@ -79,6 +108,11 @@ export function whenBodyDone(body: Readable, hook: BodyDoneHook): void {
   }
   const b = body as Hooked;
   const hooks = b[HOOKS];
+  if (hooks === null) {
+    // A body that runs its own hooks: no listener, and the field exists already.
+    b[HOOKS] = new HookList(hook);
+    return;
+  }
   if (hooks !== undefined) {
     hooks.add(hook);
     return;

@@ -75,6 +75,13 @@ export class CallContext {
   readonly callerSignal: CancelSignal | undefined;
   /** Absolute deadline on the mesh clock (ms); `Infinity` when the call has none. */
   deadline: number;
+  /**
+   * Whether the next hop is told the deadline (`mesh-deadline-ms`, the time left): true when someone chose
+   * it (a per-call `deadlineMs`, a configured `timeoutMs`, an incoming request's deadline), false for the
+   * built-in default, which is enforced here but not sent, as gRPC and Finagle send no deadline unless one
+   * was set (set by the entry point).
+   */
+  propagateDeadline = false;
   /** Whether the caller marked the call idempotent (per-call option); `undefined` means "by method". */
   idempotent: boolean | undefined;
   /** The attempt number, starting at 1 for the first attempt. */
@@ -176,6 +183,7 @@ export class CallContext {
       this.logger,
     );
     child.signal = signal;
+    child.propagateDeadline = this.propagateDeadline;
     child.attempt = this.attempt;
     child.destination = this.destination;
     child.traceContext = this.traceContext;

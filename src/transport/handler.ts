@@ -16,7 +16,7 @@
  */
 import { util, type Dispatcher } from 'undici';
 import { Readable as BodyReadable } from 'undici/lib/api/readable.js';
-import { whenBodyDone } from '../core/body-done.js';
+import { BODY_DONE_HOOKS, runBodyDoneHooks, whenBodyDone } from '../core/body-done.js';
 import { ParsedResponse, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 import type { CancelSignal } from '../core/signal.js';
 
@@ -37,6 +37,33 @@ function destroy(stream: { destroy(err?: Error): void; destroyed?: boolean }, er
 }
 
 /**
+ * undici's response body, which runs the mesh's body-done hooks itself (src/core/body-done.ts): the hook
+ * field is part of the object from its construction, and the hooks run when the body is destroyed (which
+ * `autoDestroy` does after `'end'`), in its `_destroy` callback, so `errored` holds why; no `'close'`
+ * listener, and one tick sooner than `'close'`.
+ *
+ * @example
+ * ```ts
+ * const body = new MeshBody({ resume, abort });
+ * whenBodyDone(body, () => console.log('done'));
+ * ```
+ */
+export class MeshBody extends BodyReadable {
+  [BODY_DONE_HOOKS]: unknown = null;
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this[BODY_DONE_HOOKS] === null) {
+      super._destroy(err, callback);
+      return;
+    }
+    super._destroy(err, (e?: Error | null) => {
+      callback(e);
+      runBodyDoneHooks(this);
+    });
+  }
+}
+
+/**
  * One attempt on the wire. Resolves with the response at its headers; the body streams after.
  *
  * @example
@@ -49,7 +76,7 @@ function destroy(stream: { destroy(err?: Error): void; destroyed?: boolean }, er
 export class MeshRequestHandler implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined = undefined;
   private reason: unknown = undefined;
-  private res: BodyReadable | undefined = undefined;
+  private res: MeshBody | undefined = undefined;
   private settled = false;
 
   constructor(
@@ -96,7 +123,7 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx: informational, the final answer follows
     const headers = util.parseHeaders(rawHeaders) as ResponseHeaderRecord;
     const contentLength = headers['content-length'];
-    const res = new BodyReadable({
+    const res = new MeshBody({
       resume,
       abort: this.abort!,
       contentType: headers['content-type'] as string | undefined,

@@ -123,6 +123,30 @@ describe.each(Object.entries(entryPoints))('%s', (_name, call) => {
     expect(echo.headers['mesh-idempotent']).toBeUndefined();
   });
 
+  it('sends a configured timeout to the next hop, and not the built-in default', async () => {
+    mesh = createMesh({
+      defaults: { timeoutMs: 8_000 },
+      services: { users: { endpoints: [a.address], timeoutMs: 6_000 }, orders: { endpoints: [a.address] } },
+    });
+    const service = JSON.parse((await call(mesh, 'http://users/t', {})).text) as Echo;
+    const remaining = Number(service.headers['mesh-deadline-ms']);
+    expect(remaining).toBeGreaterThan(5_000);
+    expect(remaining).toBeLessThanOrEqual(6_000);
+    const fromDefaults = JSON.parse((await call(mesh, 'http://orders/t', {})).text) as Echo;
+    expect(Number(fromDefaults.headers['mesh-deadline-ms'])).toBeGreaterThan(7_000);
+    expect(Number(fromDefaults.headers['mesh-deadline-ms'])).toBeLessThanOrEqual(8_000);
+    await mesh.close();
+    // The built-in 30 s is enforced but not sent; a per-call deadline is.
+    mesh = createMesh({ services: { users: { endpoints: [a.address] } } });
+    const builtIn = JSON.parse((await call(mesh, 'http://users/t', {})).text) as Echo;
+    expect(builtIn.headers['mesh-deadline-ms']).toBeUndefined();
+    const perCall = JSON.parse(
+      (await call(mesh, 'http://users/t', { headers: callOptions({ deadlineMs: 40_000 }) })).text,
+    ) as Echo;
+    expect(Number(perCall.headers['mesh-deadline-ms'])).toBeGreaterThan(29_000);
+    expect(Number(perCall.headers['mesh-deadline-ms'])).toBeLessThanOrEqual(30_000);
+  });
+
   it('passes hosts that are not services through, without the mesh headers', async () => {
     mesh = createMesh({ services: { users: { endpoints: [b.address] } } });
     const res = await call(mesh, `http://${a.address}/direct`, {

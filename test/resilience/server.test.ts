@@ -165,7 +165,7 @@ describe('meshHandler: the incoming deadline', () => {
     expect(atB).toBeGreaterThan(seen.header - seen.spent - 500);
   });
 
-  it('without an incoming deadline, outgoing calls keep their own (the service timeout)', async () => {
+  it('without an incoming deadline, outgoing calls keep their own, and send only a chosen one', async () => {
     await serveA(async (req, res) => {
       const out = await mesh.fetch('http://b/');
       json(res, { ...budget(req), b: await out.text() });
@@ -176,8 +176,16 @@ describe('meshHandler: the incoming deadline', () => {
     };
     expect(seen.remaining).toBeNull(); // Infinity in JSON
     expect(seen.deadline).toBeNull();
-    const atB = Number(b.received[0]!.headers['mesh-deadline-ms']);
-    expect(atB).toBeGreaterThan(29_000); // DEFAULT_TIMEOUT_MS, 30 s
+    // The built-in 30 s (DEFAULT_TIMEOUT_MS) is enforced, not sent: nobody chose it.
+    expect(b.received[0]!.headers['mesh-deadline-ms']).toBeUndefined();
+    await mesh.close();
+    mesh = createMesh({
+      services: { a: { endpoints: [open[0]!.address] }, b: { endpoints: [b.address], timeoutMs: 4_000 } },
+    });
+    await get(open[0]!.port);
+    const atB = Number(b.received[1]!.headers['mesh-deadline-ms']);
+    expect(atB).toBeGreaterThan(3_000);
+    expect(atB).toBeLessThanOrEqual(4_000);
   });
 
   it('aborts an outgoing call in flight when the incoming deadline passes (B is slow)', async () => {
