@@ -4,9 +4,9 @@
  *
  * Workload: GET / against a node:http server in a separate process answering 200 with a 32-byte body,
  * keep-alive. Closed loop at concurrency 1 and 64 (N workers, each sending its next request when the last one
- * has finished). Each round runs every variant once (A B C ... B C ... A ...; each round starts one variant
- * further along), so slow drift of the machine hits all of them alike; ratios are also computed per round
- * (paired) to show the spread. A variant's client is a fresh process per round that warms up and runs its
+ * has finished). Each round runs every variant once, in a seeded random order of its own, so slow drift of
+ * the machine, and whatever a client leaves behind for the next one, hit all of them alike; ratios are also
+ * computed per round (paired) to show the spread. A variant's client is a fresh process per round that warms up and runs its
  * cells back to back, never idle in between (see the loop below).
  *
  * Per variant and concurrency: requests/s, latency p50/p99 (µs), the latency it adds over bare
@@ -17,7 +17,7 @@
  * Run: `npm run bench` (all benchmarks), or this one alone:
  *   npm run build && npx tsx --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
  *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
- *     [--no-docs] [--pin]
+ *     [--no-docs] [--pin] [--seed N]
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
@@ -34,6 +34,7 @@ import { describeMachine, machineInfo } from '../lib/machine.js';
 import { freePort, machineBusyUs, processCpuResolutionUs, processCpuUs } from '../lib/proc.js';
 import { newHistogram, percentileCurve, summarize } from '../lib/stats.js';
 import { formatTable, num } from '../lib/table.js';
+import { mulberry32 } from '../tail/rng.js';
 import { renderSvg } from './plot.js';
 import {
   evaluateTargets,
@@ -52,6 +53,16 @@ const repo = path.resolve(here, '..', '..');
 
 const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
 
+/** A copy of `xs` in a random order (Fisher-Yates with the given generator). */
+function shuffled<T>(xs: readonly T[], u: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(u() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   // Turn SIGTERM/SIGINT (bench/run.ts's time limit, Ctrl-C) into a normal exit, so 'exit' handlers stop
   // HAProxy; the server child exits by itself when its IPC channel closes.
@@ -68,6 +79,7 @@ async function main(): Promise<void> {
     return n;
   });
   const only = listFlag(flags, 'only');
+  const seed = Math.round(numberFlag(flags, 'seed', 7));
   const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const command =
     process.env.MESHFETCH_BENCH_COMMAND ??
@@ -77,7 +89,7 @@ async function main(): Promise<void> {
   console.log(`# overhead: meshfetch vs bare undici vs a HAProxy hop`);
   console.log(`machine: ${describeMachine(machine)}`);
   console.log(
-    `settings: ${rounds} rounds x ${seconds}s per cell (+${warmupSeconds}s warm-up), concurrency ${concurrency.join(', ')}`,
+    `settings: ${rounds} rounds x ${seconds}s per cell (+${warmupSeconds}s warm-up), concurrency ${concurrency.join(', ')}, order seed ${seed}`,
   );
   const fullStack = fullStackRoles();
   console.log(
@@ -140,9 +152,12 @@ async function main(): Promise<void> {
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
     for (let r = 1; r <= rounds; r++) {
-      // Each round starts one client further along, so no client always runs right after the same other one
-      // (HAProxy's cell leaves the machine in another state than a quiet one) or always first.
-      const order = variants.map((_, i) => variants[(i + r - 1) % variants.length]!);
+      // Each round runs the clients in its own order, a seeded shuffle (--seed replays a run's schedule).
+      // Until session 7 a round started one client further along, which varied who ran first but kept every
+      // client's predecessor: the balancer-only client always followed the built-in fetch, Pool.request
+      // always followed HAProxy; a client's state after its predecessor then biased the same comparison in
+      // every round (docs/benchmarks.md, session 7).
+      const order = shuffled(variants, mulberry32(seed + r));
       for (const v of order) {
         // A fresh process per variant and round (see client-worker.ts), which runs its warm-up and all its
         // cells back to back and exits: a client process never sits idle between its cells. An idle V8
