@@ -4,10 +4,12 @@
  *
  * Workload: GET / against a node:http server in a separate process answering 200 with a 32-byte body,
  * keep-alive. Closed loop at concurrency 1 and 64 (N workers, each sending its next request when the last one
- * has finished). Each round runs every variant once, in a seeded random order of its own, so slow drift of
- * the machine, and whatever a client leaves behind for the next one, hit all of them alike; ratios are also
- * computed per round (paired) to show the spread. A variant's client is a fresh process per round that warms up and runs its
- * cells back to back, never idle in between (see the loop below).
+ * has finished). Each variant's client is a fresh process per round. Within a round the clients run in
+ * groups (GROUPS below; the two sides of every target share one): a group's clients are alive together and
+ * take turns in short slices (4 of 0.5 s per concurrency), so a client and its reference are measured seconds
+ * apart, several times, and the host's slow windows hit both alike; no client waits long enough between its
+ * slices to lose its optimized code. Ratios are computed per round (paired within the group) to show the
+ * spread, and the targets are judged on their medians.
  *
  * Per variant and concurrency: requests/s, latency p50/p99 (µs), the latency it adds over bare
  * `Pool.request` at p50/p99, the client process's CPU time per call (`process.cpuUsage()`), and, for the
@@ -17,7 +19,7 @@
  * Run: `npm run bench` (all benchmarks), or this one alone:
  *   npm run build && npx tsx --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
  *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
- *     [--no-docs] [--pin] [--seed N]
+ *     [--no-docs] [--pin] [--seed N] [--slices N]
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
  */
@@ -46,12 +48,79 @@ import {
   type RoundSample,
 } from './report.js';
 import { startWorker, type WorkerClient } from './worker-client.js';
-import { findVariant, fullStackRoles, startServer, VARIANTS, type UpstreamServer } from './variants.js';
+import {
+  findVariant,
+  fullStackRoles,
+  startServer,
+  VARIANTS,
+  type UpstreamServer,
+  type VariantSpec,
+} from './variants.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 
 const CURVE_PS = [50, 75, 90, 95, 99, 99.5, 99.9, 99.99];
+
+/** The unmeasured run before each measured slice (ms): the client has just waited for the others. */
+const SLICE_LEAD_MS = 100;
+
+/**
+ * The clients that take turns within a round: the two sides of every target (and of every INFO ratio but the
+ * built-in fetch's against undici's) share a group. `Pool.request` is the reference of two groups, so it runs
+ * in each and is paired with the clients of its own group.
+ */
+const GROUPS: readonly (readonly string[])[] = [
+  [
+    'pool',
+    'mesh-request-bal',
+    'mesh-request-full',
+    'mesh-request-untraced',
+    'mesh-request-otel-noop',
+    'haproxy',
+  ],
+  ['undici-fetch', 'global-fetch', 'mesh-fetch-bal', 'mesh-fetch-full'],
+  ['pool', 'dispatcher-bal', 'dispatcher-full'],
+];
+
+/**
+ * The groups of this run: {@link GROUPS} cut down to the chosen variants (a group left with `Pool.request`
+ * alone is dropped), then the on-demand variants (`--only leaf,mesh-request-without:retries,...`), three at
+ * a time with `Pool.request`.
+ */
+function planGroups(variants: readonly VariantSpec[]): VariantSpec[][] {
+  const byId = new Map(variants.map((v) => [v.id, v]));
+  const out: VariantSpec[][] = [];
+  const placed = new Set<string>();
+  for (const g of GROUPS) {
+    const members = g.filter((id) => byId.has(id));
+    members.forEach((id) => placed.add(id));
+    if (members.some((id) => id !== 'pool')) out.push(members.map((id) => byId.get(id)!));
+  }
+  const rest = variants.filter((v) => !placed.has(v.id));
+  for (let i = 0; i < rest.length; i += 3) out.push([byId.get('pool')!, ...rest.slice(i, i + 3)]);
+  if (out.length === 0) out.push([byId.get('pool')!]);
+  return out;
+}
+
+/** A round's sample of one client at one concurrency, before its slices are added up. */
+function emptySample(round: number, group: number): RoundSample {
+  return {
+    round,
+    group,
+    count: 0,
+    errors: 0,
+    elapsedMs: 0,
+    rps: 0,
+    p50Us: 0,
+    p99Us: 0,
+    clientCpuUs: 0,
+    clientSysUs: 0,
+    serverCpuUs: 0,
+    haproxyCpuUs: 0,
+    otherCores: null,
+  };
+}
 
 /** A copy of `xs` in a random order (Fisher-Yates with the given generator). */
 function shuffled<T>(xs: readonly T[], u: () => number): T[] {
@@ -147,83 +216,116 @@ async function main(): Promise<void> {
   );
   const clients = new Map<string, WorkerClient>();
   const histograms = new Map<string, RecordableHistogram>();
-  let closing: Promise<void> | undefined;
+  const groups = planGroups(variants);
+  const slices = Math.max(1, Math.round(numberFlag(flags, 'slices', quick ? 2 : 4)));
+  const sliceMs = (seconds * 1000) / slices;
+  console.log(`groups: ${groups.map((g) => `[${g.map((v) => v.id).join(' ')}]`).join(' ')}`);
+  let closing: Promise<unknown> | undefined;
   try {
     const rows = new Map<string, RoundSample[]>();
     const firstErrors = new Map<string, string>();
     for (let r = 1; r <= rounds; r++) {
-      // Each round runs the clients in its own order, a seeded shuffle (--seed replays a run's schedule).
-      // Until session 7 a round started one client further along, which varied who ran first but kept every
-      // client's predecessor: the balancer-only client always followed the built-in fetch, Pool.request
-      // always followed HAProxy; a client's state after its predecessor then biased the same comparison in
-      // every round (docs/benchmarks.md, session 7).
-      const order = shuffled(variants, mulberry32(seed + r));
-      for (const v of order) {
-        // A fresh process per variant and round (see client-worker.ts), which runs its warm-up and all its
-        // cells back to back and exits: a client process never sits idle between its cells. An idle V8
-        // process gets a memory-reducing GC after some seconds, and that GC threw away the optimized code of
-        // every client process that waited for the other clients' cells (the whole run until session 6: a
-        // client's c=64 cell came about 35 s after its c=1 cell); the code optimized again afterwards cost
-        // 0 to 6 µs more per call, for as long as the process lived, and differently in every process
-        // (docs/benchmarks.md, "Idle processes"; bench/overhead/idle.ts measures it).
-        // The previous client exits while this one starts (neither is measured meanwhile).
-        const [client] = await Promise.all([startWorker(v.id, server.port, haproxyPort), closing]);
-        if (pin && client.pid !== undefined)
-          execFileSync('taskset', ['-a', '-p', '-c', '0', String(client.pid)], { stdio: 'ignore' });
-        clients.set(v.id, client);
-        await client.run(Math.max(...concurrency), warmupSeconds * 2000, false);
+      const u = mulberry32(seed + r);
+      for (const gi of shuffled(
+        groups.map((_, i) => i),
+        u,
+      )) {
+        // A group's clients are alive together, each a fresh process for this round (see client-worker.ts),
+        // and take turns: per concurrency, `slices` measured slices each, in a new random order every turn.
+        // A client waits at most (group size - 1) slices between two of its own, a second or three: never
+        // long enough for V8's memory reducer (it threw away the optimized code of clients that waited tens
+        // of seconds; docs/benchmarks.md, "Idle processes"). The two sides of every target share a group, so
+        // they are measured within seconds of each other, several times: this machine's vCPUs slow down by
+        // up to 40 % for tens of seconds at a time (docs/benchmarks.md, "The host's slow windows"), and a
+        // whole round (a minute and a half) could put a client and its reference in different windows.
+        const group = shuffled(groups[gi]!, u);
+        const members = await Promise.all([
+          ...group.map((v) => startWorker(v.id, server.port, haproxyPort)),
+          closing,
+        ]);
+        const started = members.slice(0, group.length) as WorkerClient[];
+        started.forEach((client, i) => {
+          clients.set(`${gi}:${group[i]!.id}`, client);
+          if (pin && client.pid !== undefined)
+            execFileSync('taskset', ['-a', '-p', '-c', '0', String(client.pid)], { stdio: 'ignore' });
+        });
+        for (const client of started) await client.run(Math.max(...concurrency), warmupSeconds * 2000, false);
         for (const c of concurrency) {
-          await client.run(c, warmupSeconds * 1000, false);
-          const watchdog = setTimeout(
-            () => {
-              console.error(`overhead: ${v.label} at concurrency ${c} is stuck; giving up`);
-              process.exit(2);
-            },
-            seconds * 1000 + 60_000,
-          );
-          const srv0 = processCpuUs(server.pid);
-          const hap0 = processCpuUs(haproxy?.pid);
-          const all0 = machineBusyUs();
-          const res = await client.run(c, seconds * 1000, true);
-          const srv1 = processCpuUs(server.pid);
-          const hap1 = processCpuUs(haproxy?.pid);
-          const all1 = machineBusyUs();
-          clearTimeout(watchdog);
-          const key = `${v.id}@${c}`;
-          let h = histograms.get(key);
-          if (h === undefined) histograms.set(key, (h = newHistogram()));
-          for (const ns of res.samplesNs ?? []) h.record(ns);
-          if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
-          const s = { p50Us: res.p50Us, p99Us: res.p99Us };
-          const sample: RoundSample = {
-            round: r,
-            count: res.count,
-            errors: res.errors,
-            elapsedMs: res.elapsedMs,
-            rps: res.count / (res.elapsedMs / 1000),
-            p50Us: s.p50Us,
-            p99Us: s.p99Us,
-            clientCpuUs: res.cpuUs,
-            clientSysUs: res.sysUs,
-            serverCpuUs: srv0 !== undefined && srv1 !== undefined ? srv1 - srv0 : null,
-            haproxyCpuUs: hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : null,
-            otherCores: null,
-          };
-          if (all0 !== undefined && all1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
-            const ours = sample.clientCpuUs + sample.serverCpuUs! + (sample.haproxyCpuUs ?? 0);
-            sample.otherCores = Math.max(0, all1 - all0 - ours) / (res.elapsedMs * 1000);
+          for (const client of started) await client.run(c, warmupSeconds * 1000, false);
+          const acc = group.map(() => ({
+            ...emptySample(r, gi),
+            h: newHistogram(),
+          }));
+          for (let k = 0; k < slices; k++) {
+            for (const i of shuffled(
+              group.map((_, j) => j),
+              u,
+            )) {
+              const v = group[i]!;
+              const client = started[i]!;
+              const watchdog = setTimeout(() => {
+                console.error(`overhead: ${v.label} at concurrency ${c} is stuck; giving up`);
+                process.exit(2);
+              }, sliceMs + 60_000);
+              // A short unmeasured run first: the client has just waited for the others.
+              await client.run(c, SLICE_LEAD_MS, false);
+              const srv0 = processCpuUs(server.pid);
+              const hap0 = processCpuUs(haproxy?.pid);
+              const all0 = machineBusyUs();
+              const res = await client.run(c, sliceMs, true);
+              const srv1 = processCpuUs(server.pid);
+              const hap1 = processCpuUs(haproxy?.pid);
+              const all1 = machineBusyUs();
+              clearTimeout(watchdog);
+              const key = `${v.id}@${c}`;
+              let h = histograms.get(key);
+              if (h === undefined) histograms.set(key, (h = newHistogram()));
+              const a = acc[i]!;
+              for (const ns of res.samplesNs ?? []) {
+                h.record(ns);
+                a.h.record(ns);
+              }
+              if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
+              a.count += res.count;
+              a.errors += res.errors;
+              a.elapsedMs += res.elapsedMs;
+              a.clientCpuUs += res.cpuUs;
+              a.clientSysUs! += res.sysUs;
+              if (srv0 !== undefined && srv1 !== undefined && a.serverCpuUs !== null)
+                a.serverCpuUs += srv1 - srv0;
+              else a.serverCpuUs = null;
+              if (hap0 !== undefined && hap1 !== undefined && a.haproxyCpuUs !== null)
+                a.haproxyCpuUs += hap1 - hap0;
+              else a.haproxyCpuUs = null;
+              if (all0 !== undefined && all1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
+                const ours =
+                  res.cpuUs + (srv1 - srv0) + (hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : 0);
+                a.otherCores = (a.otherCores ?? 0) + Math.max(0, all1 - all0 - ours) / 1000;
+              }
+            }
           }
-          rows.set(key, [...(rows.get(key) ?? []), sample]);
-          console.log(
-            `round ${r}/${rounds}  c=${String(c).padEnd(3)} ${v.label.padEnd(40)} ${num(sample.rps).padStart(7)} req/s` +
-              `  p50 ${num(s.p50Us).padStart(6)} µs  p99 ${num(s.p99Us).padStart(6)} µs` +
-              `  cpu ${(res.cpuUs / res.count).toFixed(1)} (sys ${(res.sysUs / res.count).toFixed(1)}) µs/call` +
-              (sample.otherCores === null ? '' : `  others ${sample.otherCores.toFixed(2)} cores`) +
-              (res.errors ? `  ERRORS ${res.errors}: ${res.firstError}` : ''),
-          );
+          group.forEach((v, i) => {
+            const { h, ...sample } = acc[i]!;
+            const lat = summarize(h);
+            sample.rps = sample.count / (sample.elapsedMs / 1000);
+            sample.p50Us = lat.p50Us;
+            sample.p99Us = lat.p99Us;
+            if (!v.hop) sample.haproxyCpuUs = null;
+            // otherCores summed other tenants' busy ms over the slices: cores = that over the elapsed time.
+            if (sample.otherCores !== null) sample.otherCores = sample.otherCores / sample.elapsedMs;
+            const key = `${v.id}@${c}`;
+            rows.set(key, [...(rows.get(key) ?? []), sample]);
+            console.log(
+              `round ${r}/${rounds}  c=${String(c).padEnd(3)} ${v.label.padEnd(40)} ${num(sample.rps).padStart(7)} req/s` +
+                `  p50 ${num(sample.p50Us).padStart(6)} µs  p99 ${num(sample.p99Us).padStart(6)} µs` +
+                `  cpu ${(sample.clientCpuUs / sample.count).toFixed(1)} (sys ${(sample.clientSysUs! / sample.count).toFixed(1)}) µs/call` +
+                (sample.otherCores === null ? '' : `  others ${sample.otherCores.toFixed(2)} cores`) +
+                (sample.errors ? `  ERRORS ${sample.errors}: ${firstErrors.get(key)}` : ''),
+            );
+          });
         }
-        clients.delete(v.id);
-        closing = client.close();
+        group.forEach((v) => clients.delete(`${gi}:${v.id}`));
+        closing = Promise.all(started.map((client) => client.close()));
       }
     }
 
@@ -264,7 +366,7 @@ async function main(): Promise<void> {
       command,
       quick,
       machine,
-      settings: { rounds, seconds, warmupSeconds, concurrency },
+      settings: { rounds, seconds, warmupSeconds, concurrency, slices },
       fullStack,
       haproxy: haproxyInfo,
       cpuResolutionUs: processCpuResolutionUs(),

@@ -13,6 +13,11 @@ import type { fullStackRoles } from './variants.js';
 /** One measured cell of one round. */
 export interface RoundSample {
   round: number;
+  /**
+   * The group of clients it took turns with in its round (index.ts, GROUPS; session 8 on): a ratio pairs it
+   * with the other client's sample of the same round and group. Absent in older results (one sample per round).
+   */
+  group?: number;
   count: number;
   errors: number;
   elapsedMs: number;
@@ -66,7 +71,14 @@ export interface OverheadResults {
   command: string;
   quick: boolean;
   machine: ReturnType<typeof machineInfo>;
-  settings: { rounds: number; seconds: number; warmupSeconds: number; concurrency: number[] };
+  /** `slices`: the measured slices a cell's `seconds` were cut into (session 8 on; absent: one piece). */
+  settings: {
+    rounds: number;
+    seconds: number;
+    warmupSeconds: number;
+    concurrency: number[];
+    slices?: number;
+  };
   fullStack: ReturnType<typeof fullStackRoles>;
   haproxy: { version: string; config: string } | { skipped: string };
   cpuResolutionUs: number;
@@ -78,9 +90,20 @@ function cell(cells: readonly Cell[], id: string, c: number): Cell | undefined {
   return cells.find((x) => x.variant === id && x.concurrency === c);
 }
 
-/** Throughput ratio a/b per round (paired: the same round ran both, minutes apart at most) and pooled. */
+/**
+ * `b`'s sample that pairs with `a`'s sample `s`: the same round and group (they took turns, seconds apart),
+ * else the same round.
+ */
+function partner(b: Cell, s: RoundSample): RoundSample | undefined {
+  return (
+    b.rounds.find((x) => x.round === s.round && x.group === s.group) ??
+    b.rounds.find((x) => x.round === s.round)
+  );
+}
+
+/** Throughput ratio a/b per round (paired: the same round and group ran both) and pooled. */
 function ratio(a: Cell, b: Cell): { median: number; pooled: number; perRound: number[] } {
-  const perRound = a.rounds.map((s, i) => s.rps / (b.rounds[i]?.rps ?? NaN));
+  const perRound = a.rounds.map((s) => s.rps / (partner(b, s)?.rps ?? NaN));
   return { median: median(perRound), pooled: a.rps / b.rps, perRound };
 }
 
@@ -112,9 +135,16 @@ function hopRatio(
   pooledHop: number;
   outliers: string[];
 } {
-  const n = Math.min(base.rounds.length, mesh.rounds.length, hop.rounds.length);
-  const meshAdded = median(mesh.rounds.slice(0, n).map((s, i) => s.p50Us - base.rounds[i]!.p50Us));
-  const hopAdded = median(hop.rounds.slice(0, n).map((s, i) => s.p50Us - base.rounds[i]!.p50Us));
+  const added = (x: Cell): number[] =>
+    x.rounds.flatMap((s) => {
+      const b = partner(base, s);
+      return b === undefined ? [] : [s.p50Us - b.p50Us];
+    });
+  const meshDiffs = added(mesh);
+  const hopDiffs = added(hop);
+  const n = Math.min(meshDiffs.length, hopDiffs.length);
+  const meshAdded = median(meshDiffs);
+  const hopAdded = median(hopDiffs);
   const pooledMesh = mesh.latency.p50Us - base.latency.p50Us;
   const pooledHop = hop.latency.p50Us - base.latency.p50Us;
   const outliers: string[] = [];
@@ -312,7 +342,10 @@ export function renderMarkdown(r: OverheadResults): string {
     `${'version' in r.haproxy ? `HAProxy ${r.haproxy.version} (\`bench/overhead/haproxy.cfg\`, nbthread 1)` : `HAProxy skipped: ${r.haproxy.skipped}`}.`,
   );
   lines.push(
-    `${r.settings.rounds} rounds x ${r.settings.seconds} s per variant and concurrency (after ${r.settings.warmupSeconds} s of warm-up each), variants alternated within each round.`,
+    r.settings.slices === undefined
+      ? `${r.settings.rounds} rounds x ${r.settings.seconds} s per variant and concurrency (after ${r.settings.warmupSeconds} s of warm-up each), variants alternated within each round.`
+      : `${r.settings.rounds} rounds x ${r.settings.seconds} s per variant and concurrency, in ${r.settings.slices} slices of ${num(r.settings.seconds / r.settings.slices, 2)} s: ` +
+          `within a round the clients of a group (\`bench/overhead/index.ts\`, GROUPS) take turns, slice by slice, after ${r.settings.warmupSeconds} s of warm-up each; ratios pair a client with its reference in the same round and group.`,
   );
   lines.push(
     `Full stack = logical [${r.fullStack.logical.join(', ')}], concrete [${r.fullStack.concrete.join(', ')}], endpoint [${r.fullStack.endpoint.join(', ')}]; balancer only = none of them.`,
