@@ -152,7 +152,9 @@ function hopRatio(
     const m = median(x.rounds.map((s) => s.p50Us));
     for (const s of x.rounds)
       if (Math.abs(s.p50Us - m) > 0.25 * m)
-        outliers.push(`${x.label} round ${s.round} (${num(s.p50Us)} against ${num(m)} µs)`);
+        outliers.push(
+          `${x.label} round ${s.round}${s.group === undefined ? '' : `, group ${s.group + 1}`} (${num(s.p50Us)} against ${num(m)} µs)`,
+        );
   }
   return {
     value: meshAdded / hopAdded,
@@ -294,6 +296,22 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
   return out;
 }
 
+/** The tables' row order (the run's order is random per round); other variants follow in the run's order. */
+const TABLE_ORDER = [
+  'pool',
+  'undici-fetch',
+  'global-fetch',
+  'mesh-request-bal',
+  'mesh-request-full',
+  'mesh-request-untraced',
+  'mesh-request-otel-noop',
+  'mesh-fetch-bal',
+  'mesh-fetch-full',
+  'dispatcher-bal',
+  'dispatcher-full',
+  'haproxy',
+];
+
 export function tableRows(
   cells: readonly Cell[],
   c: number,
@@ -312,8 +330,13 @@ export function tableRows(
     'server CPU µs/call',
   ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  const rank = (x: Cell): number => {
+    const i = TABLE_ORDER.indexOf(x.variant);
+    return i === -1 ? TABLE_ORDER.length : i;
+  };
   const rows = cells
     .filter((x) => x.concurrency === c)
+    .sort((a, b) => rank(a) - rank(b))
     .map((x) => [
       x.label + (x.errors ? ` (${x.errors} errors)` : ''),
       num(x.rps),
