@@ -47,6 +47,7 @@ import {
   type OverheadResults,
   type RoundSample,
 } from './report.js';
+import type { RunResult } from './client-worker.js';
 import { startWorker, type WorkerClient } from './worker-client.js';
 import {
   findVariant,
@@ -120,6 +121,66 @@ function emptySample(round: number, group: number): RoundSample {
     haproxyCpuUs: 0,
     otherCores: null,
   };
+}
+
+/** One measured slice of a client: its result, and the CPU the others used meanwhile (µs; undefined without /proc). */
+interface Slice {
+  res: RunResult;
+  serverUs: number | undefined;
+  haproxyUs: number | undefined;
+  machineUs: number | undefined;
+}
+
+/** `b - a`, or undefined when either reading is missing. */
+function delta(a: number | undefined, b: number | undefined): number | undefined {
+  return a !== undefined && b !== undefined ? b - a : undefined;
+}
+
+/**
+ * Measures one slice of `client` at concurrency `c`, after {@link SLICE_LEAD_MS} of unmeasured load (the client
+ * has just waited for the others), reading the server's, HAProxy's and the machine's CPU around it. Exits the
+ * benchmark if the client does not answer within a minute of the slice's end.
+ */
+async function measureSlice(
+  client: WorkerClient,
+  label: string,
+  c: number,
+  sliceMs: number,
+  serverPid: number | undefined,
+  haproxyPid: number | undefined,
+): Promise<Slice> {
+  const watchdog = setTimeout(() => {
+    console.error(`overhead: ${label} at concurrency ${c} is stuck; giving up`);
+    process.exit(2);
+  }, sliceMs + 60_000);
+  await client.run(c, SLICE_LEAD_MS, false);
+  const srv0 = processCpuUs(serverPid);
+  const hap0 = processCpuUs(haproxyPid);
+  const all0 = machineBusyUs();
+  const res = await client.run(c, sliceMs, true);
+  const srv1 = processCpuUs(serverPid);
+  const hap1 = processCpuUs(haproxyPid);
+  const all1 = machineBusyUs();
+  clearTimeout(watchdog);
+  return { res, serverUs: delta(srv0, srv1), haproxyUs: delta(hap0, hap1), machineUs: delta(all0, all1) };
+}
+
+/**
+ * Adds a slice to its client's sample of the round. `otherCores` sums other tenants' busy ms here; the caller
+ * divides it by the elapsed time once the slices are in. A CPU reading missing in any slice makes the total null.
+ */
+function addSlice(a: RoundSample, { res, serverUs, haproxyUs, machineUs }: Slice): void {
+  a.count += res.count;
+  a.errors += res.errors;
+  a.elapsedMs += res.elapsedMs;
+  a.clientCpuUs += res.cpuUs;
+  a.clientSysUs = (a.clientSysUs ?? 0) + res.sysUs;
+  a.serverCpuUs = a.serverCpuUs !== null && serverUs !== undefined ? a.serverCpuUs + serverUs : null;
+  a.haproxyCpuUs = a.haproxyCpuUs !== null && haproxyUs !== undefined ? a.haproxyCpuUs + haproxyUs : null;
+  if (machineUs !== undefined && serverUs !== undefined) {
+    const ours = res.cpuUs + serverUs + (haproxyUs ?? 0);
+    a.otherCores = (a.otherCores ?? 0) + Math.max(0, machineUs - ours) / 1000;
+  }
 }
 
 /** A copy of `xs` in a random order (Fisher-Yates with the given generator). */
@@ -263,45 +324,17 @@ async function main(): Promise<void> {
             )) {
               const v = group[i]!;
               const client = started[i]!;
-              const watchdog = setTimeout(() => {
-                console.error(`overhead: ${v.label} at concurrency ${c} is stuck; giving up`);
-                process.exit(2);
-              }, sliceMs + 60_000);
-              // A short unmeasured run first: the client has just waited for the others.
-              await client.run(c, SLICE_LEAD_MS, false);
-              const srv0 = processCpuUs(server.pid);
-              const hap0 = processCpuUs(haproxy?.pid);
-              const all0 = machineBusyUs();
-              const res = await client.run(c, sliceMs, true);
-              const srv1 = processCpuUs(server.pid);
-              const hap1 = processCpuUs(haproxy?.pid);
-              const all1 = machineBusyUs();
-              clearTimeout(watchdog);
+              const slice = await measureSlice(client, v.label, c, sliceMs, server.pid, haproxy?.pid);
               const key = `${v.id}@${c}`;
               let h = histograms.get(key);
               if (h === undefined) histograms.set(key, (h = newHistogram()));
               const a = acc[i]!;
-              for (const ns of res.samplesNs ?? []) {
+              for (const ns of slice.res.samplesNs ?? []) {
                 h.record(ns);
                 a.h.record(ns);
               }
-              if (res.firstError && !firstErrors.has(key)) firstErrors.set(key, res.firstError);
-              a.count += res.count;
-              a.errors += res.errors;
-              a.elapsedMs += res.elapsedMs;
-              a.clientCpuUs += res.cpuUs;
-              a.clientSysUs! += res.sysUs;
-              if (srv0 !== undefined && srv1 !== undefined && a.serverCpuUs !== null)
-                a.serverCpuUs += srv1 - srv0;
-              else a.serverCpuUs = null;
-              if (hap0 !== undefined && hap1 !== undefined && a.haproxyCpuUs !== null)
-                a.haproxyCpuUs += hap1 - hap0;
-              else a.haproxyCpuUs = null;
-              if (all0 !== undefined && all1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
-                const ours =
-                  res.cpuUs + (srv1 - srv0) + (hap0 !== undefined && hap1 !== undefined ? hap1 - hap0 : 0);
-                a.otherCores = (a.otherCores ?? 0) + Math.max(0, all1 - all0 - ours) / 1000;
-              }
+              if (slice.res.firstError && !firstErrors.has(key)) firstErrors.set(key, slice.res.firstError);
+              addSlice(a, slice);
             }
           }
           group.forEach((v, i) => {
