@@ -48,6 +48,33 @@ describe('status', () => {
     }
   });
 
+  test('a node drawn beside a busy one still has to beat a ready competitor on cost', () => {
+    // n0 busy (and cheap), n1 ready but slow, five ready and fast. Returning the better of each pair would give
+    // n1 every pick whose pair is {n0, n1}: 2/42 = 4.8 % (about 4,760 of 100,000). Drawing on until two ready
+    // nodes have met leaves n1 only the picks where all 4 pairs are {n0, n1}: (1/21)^4, about 0.5 in 100,000.
+    const nodes = fixedNodes(
+      [0, 1_000, 1, 1, 1, 1, 1],
+      ['busy', 'ready', 'ready', 'ready', 'ready', 'ready', 'ready'],
+    );
+    const { d } = p2c(nodes, 11);
+    const counts = new Map<TestNode, number>();
+    for (let k = 0; k < 100_000; k++) {
+      const n = d.pick()!;
+      counts.set(n, (counts.get(n) ?? 0) + 1);
+    }
+    expect(counts.get(nodes[0]!) ?? 0).toBe(0);
+    expect(counts.get(nodes[1]!) ?? 0).toBeLessThanOrEqual(5);
+  });
+
+  test('the same for an avoided node: its partner is compared with another node that is not avoided', () => {
+    const nodes = fixedNodes([0, 1_000, 1, 1, 1, 1, 1]);
+    const { d } = p2c(nodes, 12);
+    const avoid = new Set(['n0']);
+    let slow = 0;
+    for (let k = 0; k < 100_000; k++) if (d.pick(avoid) === nodes[1]) slow++;
+    expect(slow).toBeLessThanOrEqual(5);
+  });
+
   test('busy is preferred over down', () => {
     const nodes = fixedNodes([1_000, 0], ['busy', 'down']);
     const { d } = p2c(nodes, 1, { panicThreshold: 0 });
@@ -260,18 +287,22 @@ function modelPick(
     for (let k = 0; k < 3; k++) if (a[k] !== b[k]) return a[k]! < b[k]!;
     return false;
   };
+  const eligible = (i: number): boolean => key(i)[0] === 0 && key(i)[1] === 0;
+  // Eligible nodes drawn so far, distinct, in draw order: once there are two, the cheapest of them wins
+  // (ties to the one drawn first). Until then, the best of each pair by (status, avoid, cost) is remembered.
+  const seen: number[] = [];
   let best = -1;
   const rounds = n === 2 ? 1 : maxEffort;
   for (let r = 0; r < rounds; r++) {
     const a = randomInt(rng, n);
     let b = randomInt(rng, n - 1);
     if (b >= a) b++;
+    for (const x of [a, b]) if (eligible(x) && !seen.includes(x)) seen.push(x);
+    if (seen.length >= 2) return seen.reduce((m, x) => (nodes[x]!.cost < nodes[m]!.cost ? x : m), seen[0]!);
     const w = better(b, a) ? b : a;
-    const [s, av] = key(w);
-    if (s === 0 && av === 0) return w;
     if (best < 0 || better(w, best)) best = w;
   }
-  return best;
+  return seen.length === 1 ? seen[0]! : best;
 }
 
 describe('properties of the pick', () => {
