@@ -13,7 +13,7 @@
 //        [--files <substring>] [--timeout <ms per file>] [--out <results.json>] [--no-build]
 //
 // It builds meshfetch first (`npm run build`; the tests load dist/). Each test file runs in its own process
-// (`node --test`), one at a time, killed after --timeout (default 60 s); a test a killed file never reported
+// (`node --test`), one at a time, killed after --timeout (default 240 s; undici's own runner gives a test 180 s); a test a killed file never reported
 // counts as not finished.
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
@@ -55,7 +55,7 @@ function runFile(o, mode, file) {
   return new Promise((resolve) => {
     const child = spawn(
       o.node,
-      ['--test', `--test-reporter=${path.join(here, 'reporter.mjs')}`, '--test-timeout=30000', file],
+      ['--expose-gc', '--test', `--test-reporter=${path.join(here, 'reporter.mjs')}`, '--test-timeout=180000', file],
       {
         cwd: o.undici,
         env: {

@@ -16,6 +16,7 @@ import { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
 import { whenBodyDone } from '../core/body-done.js';
+import { wireHeaders } from '../core/header-case.js';
 import { incomingContext } from '../core/incoming.js';
 import { CallSignal } from '../core/signal.js';
 import {
@@ -211,7 +212,8 @@ export class MeshDispatcher extends Dispatcher {
         fail(handler, undefined, err as Error);
         return true;
       }
-      const headers = stripMeshHeaders(normalizeHeaders(opts.headers as HeadersInput));
+      // Header names as the caller wrote them (src/core/header-case.ts), as undici's Agent sends them.
+      const headers = wireHeaders(stripMeshHeaders(normalizeHeaders(opts.headers as HeadersInput)));
       const { maxRedirections: _ignored, ...rest } = opts as Dispatcher.DispatchOptions & {
         maxRedirections?: number;
       };
@@ -345,9 +347,26 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller): v
   const headers = responseHeaders(res);
   controller.rawHeaders = toBuffers(headers);
   try {
+    // undici calls it at the first byte of the response; fetch takes its resource-timing response start there.
+    handler.onResponseStarted?.();
     handler.onResponseStart?.(controller, res.statusCode, headers as never, res.statusText);
   } catch (err) {
     body.destroy(err as Error);
+    return;
+  }
+  // What has already arrived goes to the handler now, and the end with it when the whole body is here (a
+  // small answer arrives with its headers): as undici delivers it, in the same turn. fetch relies on it: after
+  // a 421 it drops the connection of the answer it has, and an answer still streaming would then fail the
+  // whole fetch (undici's own fetch test/fetch/issue-2898.js).
+  while (!controller.paused && body.readableLength > 0) {
+    const chunk = body.read() as Buffer | null;
+    if (chunk === null) break;
+    handler.onResponseData?.(controller, chunk);
+  }
+  if (!controller.paused && body.readableLength === 0 && (body as { complete?: boolean }).complete === true) {
+    done = true;
+    handler.onResponseEnd?.(controller, {});
+    body.read(); // lets the body end and close (its done hooks run)
     return;
   }
   body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));

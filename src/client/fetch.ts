@@ -29,6 +29,7 @@
 import type { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { MeshError } from '../core/errors.js';
+import { copySpelling, spelled } from '../core/header-case.js';
 import type {
   HeaderRecord,
   MeshRequest,
@@ -49,6 +50,8 @@ export interface FetchHost {
   send(target: FetchTarget, req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse>;
   /** The built-in fetch through the mesh's dispatcher: everything the fast path leaves alone. */
   slow(input: string | URL | Request, init: RequestInit | undefined): Promise<Response>;
+  /** The mesh clock's time (ms, `performance.now()`'s origin for the system clock), for resource timing. */
+  now(): number;
 }
 
 /** A parsed URL that names a mesh service. */
@@ -58,11 +61,12 @@ export interface FetchTarget extends Target {
 }
 
 /** The headers Node's built-in fetch adds when the caller did not (checked against Node 22, 24 and 26). */
+const DEFAULT_ACCEPT_ENCODING = 'gzip, deflate';
 const DEFAULT_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['accept', '*/*'],
   ['accept-language', '*'],
   ['user-agent', 'node'],
-  ['accept-encoding', 'gzip, deflate'],
+  ['accept-encoding', DEFAULT_ACCEPT_ENCODING],
 ];
 
 /**
@@ -85,7 +89,40 @@ function wantsFetchMetadata(target: Target): boolean {
   );
 }
 
-/** Init keys the fast path reads; the others (`cache`, `mode`, `credentials`, `keepalive`...) change nothing in Node. */
+/** The running Node's undici (its built-in fetch), as [major, minor]. */
+const UNDICI = (process.versions.undici ?? '0.0').split('.').map(Number) as [number, number];
+const undiciAtLeast = (major: number, minor: number): boolean =>
+  UNDICI[0] === major ? UNDICI[1]! >= minor : UNDICI[0] > major;
+
+/** `Accept-Encoding` fetch sends to https URLs when the caller did not set one (undici 8.6 added zstd). */
+const HTTPS_ACCEPT_ENCODING = undiciAtLeast(8, 6) ? 'br, gzip, deflate, zstd' : 'br, gzip, deflate';
+
+/** fetch rejects an answer with more than 5 content codings (undici 6.23, 7.18 and 8). */
+const MAX_CODINGS =
+  undiciAtLeast(8, 0) || (UNDICI[0] === 7 && UNDICI[1] >= 18) || (UNDICI[0] === 6 && UNDICI[1] >= 23)
+    ? 5
+    : Infinity;
+
+/** fetch decodes zstd bodies from undici 7.11, where Node's zlib has zstd. */
+const ZSTD =
+  undiciAtLeast(7, 11) &&
+  typeof (zlib as { createZstdDecompress?: unknown }).createZstdDecompress === 'function';
+
+/**
+ * Headers undici refuses or treats specially on a request (`connection`, `keep-alive`, `transfer-encoding`,
+ * `upgrade`, `expect`), and `content-length`, which fetch computes: with any of them the built-in fetch
+ * gives its own answer.
+ */
+const SPECIAL_HEADERS = [
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'content-length',
+];
+
+/** Methods fetch normalises to upper case (not `patch`). */
 const NORMALISED_METHODS: Readonly<Record<string, string>> = {
   delete: 'DELETE',
   get: 'GET',
@@ -114,6 +151,65 @@ interface Hop {
   body: RequestBody;
   /** Whether the body can be sent again (a redirect with 307/308). */
   replayable: boolean;
+  /** The caller set `Accept-Encoding` (fetch's default for https differs from http's). */
+  ownEncoding: boolean;
+}
+
+/** A fetch's resource timing (W3C Resource Timing, as undici's fetch records it), on the mesh clock. */
+interface Timing {
+  /** The URL the fetch was called with (the entry's name). */
+  readonly url: string;
+  readonly start: number;
+  redirectStart: number;
+  redirectEnd: number;
+  requestStart: number;
+  responseStart: number;
+}
+
+function newTiming(now: number, url: string): Timing {
+  return { url, start: now, redirectStart: 0, redirectEnd: 0, requestStart: now, responseStart: 0 };
+}
+
+type MarkResourceTiming = (
+  timingInfo: object,
+  requestedUrl: string,
+  initiatorType: string,
+  global: object,
+  cacheMode: string,
+  bodyInfo: object,
+  responseStatus: number,
+) => void;
+
+/**
+ * Records the fetch's `PerformanceResourceTiming` entry (`performance.getEntriesByType('resource')`), when
+ * its body has been read to the end, as fetch does.
+ */
+function markTiming(host: FetchHost, t: Timing, status: number, encoded: number, decoded: number): void {
+  const mark = (performance as unknown as { markResourceTiming?: MarkResourceTiming }).markResourceTiming;
+  if (mark === undefined) return;
+  const info = {
+    startTime: t.start,
+    redirectStartTime: t.redirectStart,
+    redirectEndTime: t.redirectEnd,
+    postRedirectStartTime: t.redirectEnd === 0 ? t.start : t.redirectEnd,
+    finalServiceWorkerStartTime: 0,
+    finalNetworkRequestStartTime: t.requestStart,
+    finalNetworkResponseStartTime: t.responseStart,
+    endTime: host.now(),
+    encodedBodySize: encoded,
+    decodedBodySize: decoded,
+    finalConnectionTimingInfo: null,
+  };
+  mark.call(
+    performance,
+    info,
+    t.url,
+    'fetch',
+    globalThis,
+    '',
+    { encodedBodySize: encoded, decodedBodySize: decoded },
+    status,
+  );
 }
 
 /**
@@ -131,6 +227,8 @@ export function meshFetch(
   init: RequestInit | undefined,
 ): Promise<Response> {
   if (typeof input !== 'string' && !(input instanceof URL)) return host.slow(input, init);
+  // A URL with credentials: fetch rejects it with its TypeError.
+  if (hasCredentials(input)) return host.slow(input, init);
   let target: FetchTarget | undefined;
   try {
     target = host.target(input);
@@ -141,19 +239,76 @@ export function meshFetch(
   const hop = init === undefined ? defaultHop() : hopFromInit(init);
   if (hop === undefined) return host.slow(input, init);
   const signal = init?.signal ?? undefined;
-  if (signal?.aborted) return Promise.reject(signal.reason);
+  if (signal?.aborted) {
+    // As fetch does: a stream body is cancelled with the reason.
+    cancelBody(hop.body, signal.reason);
+    return Promise.reject(signal.reason);
+  }
   const redirect = (init?.redirect ?? 'follow') as RedirectMode;
-  return send(host, target, hop, signal, redirect, 0);
+  if (target.protocol === 'https:' && !hop.ownEncoding)
+    hop.headers['accept-encoding'] = HTTPS_ACCEPT_ENCODING;
+  return send(host, target, hop, signal, redirect, 0, newTiming(host.now(), target.href));
 }
+
+function hasCredentials(input: string | URL): boolean {
+  if (typeof input !== 'string') return input.username !== '' || input.password !== '';
+  if (input.indexOf('@') === -1) return false;
+  try {
+    const u = new URL(input);
+    return u.username !== '' || u.password !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** Cancels a request body that is a stream (a ReadableStream, or an async iterator's `return`). */
+function cancelBody(body: RequestBody, reason: unknown): void {
+  if (body instanceof ReadableStream) {
+    if (!body.locked) body.cancel(reason).catch(noop);
+  } else if (body !== null && typeof body === 'object' && Symbol.asyncIterator in body) {
+    const it = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    if (typeof it.return === 'function') it.return().catch(noop);
+  }
+}
+
+function noop(): void {}
 
 function defaultHop(): Hop {
   const headers: HeaderRecord = {};
   for (const [k, v] of DEFAULT_HEADERS) headers[k] = v;
-  return { method: 'GET', headers, body: null, replayable: true };
+  return { method: 'GET', headers, body: null, replayable: true, ownEncoding: false };
 }
 
 /** The hop an init describes, or undefined when the built-in fetch should judge it. */
 function hopFromInit(init: RequestInit): Hop | undefined {
+  // An init that is not a plain object (a Request, a class instance) may carry anything: fetch reads it.
+  const proto = Object.getPrototypeOf(init) as unknown;
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  // What the fast path does not implement goes to the built-in fetch: subresource integrity, a referrer or
+  // its policy, the caller's own dispatcher, `window`, and the members whose values fetch validates or
+  // acts on (`mode`, `credentials`, `cache`, `keepalive`, `priority`).
+  const i = init as RequestInit & {
+    window?: unknown;
+    dispatcher?: unknown;
+    priority?: unknown;
+    cache?: unknown;
+  };
+  if (
+    i.integrity !== undefined ||
+    i.referrer !== undefined ||
+    i.referrerPolicy !== undefined ||
+    i.dispatcher !== undefined ||
+    i.window !== undefined ||
+    i.mode !== undefined ||
+    i.credentials !== undefined ||
+    i.cache !== undefined ||
+    i.keepalive !== undefined ||
+    i.priority !== undefined
+  )
+    return undefined;
+  // A Headers object lists its names in lower case, but fetch sends them as they were written: only the
+  // built-in fetch can read that spelling.
+  if (init.headers instanceof Headers) return undefined;
   const redirect = init.redirect;
   if (redirect !== undefined && redirect !== 'follow' && redirect !== 'manual' && redirect !== 'error')
     return undefined;
@@ -176,9 +331,14 @@ function hopFromInit(init: RequestInit): Hop | undefined {
     const v = headers[k]!;
     if (typeof v === 'string' ? BAD_VALUE.test(v) : v.some((x) => BAD_VALUE.test(x))) return undefined;
   }
+  for (const h of SPECIAL_HEADERS) if (headers[h] !== undefined) return undefined;
+  // fetch sends the URL's host, whatever the caller set (the mesh then applies `hostHeader`).
+  delete headers.host;
+  const ownEncoding = headers['accept-encoding'] !== undefined;
   for (const [k, v] of DEFAULT_HEADERS) if (headers[k] === undefined) headers[k] = v;
   const raw = init.body;
-  if (raw === undefined || raw === null) return { method, headers, body: null, replayable: true };
+  if (raw === undefined || raw === null)
+    return { method, headers, body: null, replayable: true, ownEncoding };
   if (method === 'GET' || method === 'HEAD') return undefined;
   let body: RequestBody;
   let type: string | undefined;
@@ -211,7 +371,7 @@ function hopFromInit(init: RequestInit): Hop | undefined {
     return undefined;
   }
   if (type !== undefined && headers['content-type'] === undefined) headers['content-type'] = type;
-  return { method, headers, body, replayable };
+  return { method, headers, body, replayable, ownEncoding };
 }
 
 function isDisturbed(stream: ReadableStream): boolean {
@@ -229,6 +389,7 @@ function copyHeaders(h: HeaderRecord): HeaderRecord {
     const v = h[k]!;
     out[k] = typeof v === 'string' ? v : v.slice();
   }
+  copySpelling(h, out);
   return out;
 }
 
@@ -240,18 +401,25 @@ function send(
   signal: AbortSignal | undefined,
   redirect: RedirectMode,
   redirects: number,
+  timing: Timing,
 ): Promise<Response> {
+  const href = target.href;
   const req: MeshRequest = {
     method: hop.method,
     protocol: target.protocol,
     authority: target.host,
     service: target.hostname,
-    path: target.path,
+    // fetch keeps an empty query's '?' (`/echo?`), which the URL's `search` drops.
+    path:
+      href.charCodeAt(href.length - 1) === 63 && target.path.indexOf('?') === -1
+        ? `${target.path}?`
+        : target.path,
     // A copy: the mesh adds and removes headers in place, and a redirect sends the caller's headers again.
     headers: copyHeaders(hop.headers),
     body: hop.body,
   };
   if (wantsFetchMetadata(target)) req.headers['sec-fetch-mode'] = 'cors';
+  if (redirects > 0) timing.requestStart = host.now();
   let pending: Promise<MeshResponse>;
   try {
     pending = host.send(target, req, signal);
@@ -260,18 +428,36 @@ function send(
   }
   return pending.then(
     (res) => {
+      timing.responseStart = host.now();
       const status = res.statusCode;
       if (REDIRECT_STATUS.has(status) && redirect !== 'manual') {
+        // 'error' rejects any redirect status, with or without a Location (fetch's "network error").
+        if (redirect === 'error') {
+          drain(res);
+          throw new TypeError('fetch failed', { cause: new Error('unexpected redirect') });
+        }
         const location = responseHeaders(res).location;
         if (location !== undefined)
-          return follow(host, target, hop, res, signal, redirect, redirects, String(location));
+          return follow(host, target, hop, res, signal, redirect, redirects, utf8Location(location), timing);
       }
-      return toResponse(res, hop.method, target.href, redirects > 0);
+      return toResponse(host, res, hop.method, href, redirects > 0, timing, signal);
     },
     (err: unknown) => {
       throw fetchError(err, signal);
     },
   );
+}
+
+/**
+ * A `Location` value as fetch reads it: undici gives header values as latin1 strings, and fetch decodes one
+ * that is not plain ASCII as UTF-8 (`/안녕` arrives as its UTF-8 bytes).
+ */
+function utf8Location(location: string | string[]): string {
+  const v = typeof location === 'string' ? location : location[0]!;
+  for (let i = 0; i < v.length; i++) {
+    if (v.charCodeAt(i) > 0x7f) return Buffer.from(v, 'latin1').toString('utf8');
+  }
+  return v;
 }
 
 /** What a failed call rejects with: the abort reason, a mesh error as is, anything else as fetch's TypeError. */
@@ -291,10 +477,9 @@ function follow(
   redirect: RedirectMode,
   redirects: number,
   location: string,
+  timing: Timing,
 ): Promise<Response> {
   drain(res); // the redirect's own body: read and dropped, so its connection is reused
-  if (redirect === 'error')
-    return Promise.reject(new TypeError('fetch failed', { cause: new Error('unexpected redirect') }));
   if (redirects >= MAX_REDIRECTS)
     return Promise.reject(new TypeError('fetch failed', { cause: new Error('redirect count exceeded') }));
   let next: URL;
@@ -339,7 +524,9 @@ function follow(
     delete headers.cookie;
   }
   delete headers.host;
-  const nextHop: Hop = { method, headers, body, replayable };
+  const nextHop: Hop = { method, headers, body, replayable, ownEncoding: hop.ownEncoding };
+  timing.redirectEnd = host.now();
+  if (timing.redirectStart === 0) timing.redirectStart = timing.start;
   let target: FetchTarget | undefined;
   try {
     target = host.target(next);
@@ -359,21 +546,33 @@ function follow(
       } as RequestInit)
       .then((r) => (r.redirected ? r : new FetchedResponse(r.body, r, r.url, true)));
   }
-  return send(host, target, nextHop, signal, redirect, redirects + 1);
+  if (target.protocol === 'https:' && !hop.ownEncoding) headers['accept-encoding'] = HTTPS_ACCEPT_ENCODING;
+  else if (!hop.ownEncoding) headers['accept-encoding'] = DEFAULT_ACCEPT_ENCODING;
+  return send(host, target, nextHop, signal, redirect, redirects + 1, timing);
 }
 
+/** The headers as pairs for the built-in fetch, names as the caller wrote them. */
 function flatPairs(h: HeaderRecord): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   for (const k in h) {
+    const name = spelled(h, k);
     const v = h[k]!;
-    if (typeof v === 'string') out.push([k, v]);
-    else for (const x of v) out.push([k, x]);
+    if (typeof v === 'string') out.push([name, v]);
+    else for (const x of v) out.push([name, x]);
   }
   return out;
 }
 
 /** Makes the global `Response` for a mesh response. */
-function toResponse(res: MeshResponse, method: string, url: string, redirected: boolean): Response {
+function toResponse(
+  host: FetchHost,
+  res: MeshResponse,
+  method: string,
+  url: string,
+  redirected: boolean,
+  timing: Timing,
+  signal: AbortSignal | undefined,
+): Response {
   const status = res.statusCode;
   const headers = responseHeaders(res);
   const init: ResponseInit = {
@@ -383,11 +582,30 @@ function toResponse(res: MeshResponse, method: string, url: string, redirected: 
   };
   if (method === 'HEAD' || NULL_BODY_STATUS.has(status)) {
     res.body.resume(); // nothing to read: the connection goes back to the pool
+    markTiming(host, timing, status, 0, 0);
     return new FetchedResponse(null, init, url, redirected);
   }
   const raw = res.body;
+  const encoding = headers['content-encoding'];
+  let codings: string[] | undefined;
+  if (encoding !== undefined) {
+    codings = (typeof encoding === 'string' ? encoding : encoding.join(',')).toLowerCase().split(',');
+    if (codings.length > MAX_CODINGS) {
+      raw.destroy();
+      throw new TypeError('fetch failed', {
+        cause: new Error(
+          `too many content-encodings in response: ${codings.length}, maximum allowed is ${MAX_CODINGS}`,
+        ),
+      });
+    }
+  }
+  const body = codings === undefined ? raw : decoded(raw, codings);
+  let encoded = 0;
+  if (body !== raw) raw.on('data', (c: Buffer) => (encoded += c.length));
   const response = new FetchedResponse(
-    bodyStream(decoded(raw, headers['content-encoding'])),
+    bodyStream(body, signal, (decodedBytes) =>
+      markTiming(host, timing, status, body === raw ? decodedBytes : encoded, decodedBytes),
+    ),
     init,
     url,
     redirected,
@@ -451,18 +669,11 @@ function headerPairs(h: ResponseHeaderRecord): Array<[string, string]> {
  * The body decoded as fetch decodes it (`Content-Encoding` of gzip, x-gzip, deflate or br, in the order they
  * were applied; an unknown coding leaves the bytes as they are).
  */
-function decoded(body: Readable, encoding: string | string[] | undefined): Readable {
-  if (encoding === undefined) return body;
-  const codings = (typeof encoding === 'string' ? encoding : encoding.join(','))
-    .toLowerCase()
-    .split(',')
-    .map((c) => c.trim())
-    .filter((c) => c !== '' && c !== 'identity');
-  if (codings.length === 0 || codings.length > 5) return body;
+function decoded(body: Readable, codings: string[]): Readable {
   const decoders: Readable[] = [];
   const lenient = { flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH };
   for (let i = codings.length - 1; i >= 0; i--) {
-    const c = codings[i];
+    const c = codings[i]!.trim();
     if (c === 'gzip' || c === 'x-gzip') decoders.push(zlib.createGunzip(lenient));
     else if (c === 'deflate') decoders.push(zlib.createInflate(lenient));
     else if (c === 'br')
@@ -472,6 +683,8 @@ function decoded(body: Readable, encoding: string | string[] | undefined): Reada
           finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
         }),
       );
+    else if (c === 'zstd' && ZSTD) decoders.push(createZstd());
+    // Any other coding (`identity` and an empty one included): fetch leaves the bytes as they are.
     else return body;
   }
   let out: Readable = body;
@@ -486,13 +699,36 @@ function decoded(body: Readable, encoding: string | string[] | undefined): Reada
   return out;
 }
 
+function createZstd(): Readable {
+  const z = zlib as unknown as {
+    createZstdDecompress(o: object): Readable;
+    constants: Record<string, number>;
+  };
+  return z.createZstdDecompress({ flush: z.constants.ZSTD_e_continue, finishFlush: z.constants.ZSTD_e_end });
+}
+
+/**
+ * What reading a body rejects with when the body fails: fetch's `TypeError('terminated')` with the cause
+ * (a typed `TransportError` with phase `body` for a connection cut mid-body), or an abort's own reason.
+ */
+function bodyError(err: unknown, signal: AbortSignal | undefined): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) return err;
+  return new TypeError('terminated', { cause: err });
+}
+
 /**
  * A byte stream over a Node Readable, with back-pressure: the Readable is paused while the stream holds
  * {@link STREAM_HIGH_WATER} bytes the reader has not taken, and resumed when the reader pulls. Chunks are
  * copied, since a byte stream takes ownership of (detaches) the buffer it is given. Cancelling the stream
  * destroys the Readable (the mesh then releases the connection and ends the call).
  */
-function bodyStream(body: Readable): ReadableStream<Uint8Array> {
+function bodyStream(
+  body: Readable,
+  signal: AbortSignal | undefined,
+  onEnd: (bytes: number) => void,
+): ReadableStream<Uint8Array> {
+  let bytesRead = 0;
   // Set once the stream can take no more (the reader cancelled it, or it closed or errored): a chunk the
   // Readable still emits after that (one already in its buffer when it was destroyed) is dropped, since a
   // closed stream's controller throws on enqueue.
@@ -505,6 +741,7 @@ function bodyStream(body: Readable): ReadableStream<Uint8Array> {
           if (finished) return;
           const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
           if (bytes.byteLength === 0) return;
+          bytesRead += bytes.byteLength;
           controller.enqueue(new Uint8Array(bytes));
           if ((controller.desiredSize ?? 0) <= 0) body.pause();
         });
@@ -514,11 +751,12 @@ function bodyStream(body: Readable): ReadableStream<Uint8Array> {
           controller.close();
           // A BYOB read still waiting when the body ends is answered with zero bytes (the end).
           controller.byobRequest?.respond(0);
+          onEnd(bytesRead);
         });
         body.once('error', (err) => {
           if (finished) return;
           finished = true;
-          controller.error(err);
+          controller.error(bodyError(err, signal));
         });
         body.once('close', () => {
           if (finished || body.readableEnded || body.errored) return;

@@ -3,6 +3,7 @@
  * an array of pairs, undici's flat array), the stack sees one lower-case record. Done once per call.
  */
 import { InvalidRequestError } from '../core/errors.js';
+import { noteSpelling } from '../core/header-case.js';
 import type { HeaderRecord } from '../core/message.js';
 import { MESH_HEADERS } from './call-options.js';
 
@@ -17,6 +18,8 @@ export type HeadersInput =
 
 function add(out: HeaderRecord, name: string, value: string): void {
   const k = name.toLowerCase();
+  // The caller's spelling is kept for the wire (src/core/header-case.ts), as fetch and undici keep it.
+  if (k !== name) noteSpelling(out, k, name);
   const prev = out[k];
   if (prev === undefined) out[k] = value;
   else if (Array.isArray(prev)) prev.push(value);
@@ -24,7 +27,8 @@ function add(out: HeaderRecord, name: string, value: string): void {
 }
 
 /**
- * Copies headers into a fresh lower-case record (the caller's object is never mutated).
+ * Copies headers into a fresh lower-case record (the caller's object is never mutated); a name written
+ * otherwise than in lower case is noted and sent as written (src/core/header-case.ts).
  *
  * @example
  * ```ts

@@ -521,12 +521,15 @@ export class Mesh implements AsyncDisposable {
     send: (target, req, signal) => this.invoke(target.service as LogicalService, req, signal),
     slow: async (input, init) => {
       try {
-        return await fetch(input, { ...init, dispatcher: this.dispatcher });
+        // A dispatcher the caller passes is used as given, as fetch uses it; otherwise the mesh's.
+        const own = (init as { dispatcher?: GlobalFetchDispatcher } | undefined)?.dispatcher;
+        return await fetch(input, { ...init, dispatcher: own ?? this.dispatcher });
       } catch (err) {
         if (err instanceof TypeError && err.cause instanceof MeshError) throw err.cause;
         throw err;
       }
     },
+    now: () => this.clock.now(),
   };
 
   /**

@@ -53,6 +53,8 @@ export class MeshBody extends Readable {
   private readonly contentType: string;
   private readonly contentLength: number | null;
   private bytesRead = 0;
+  /** @internal The whole body has arrived (it may still be buffered): set at the end of the response. */
+  complete = false;
   /** Listened to (data/readable) or consumed: an error can reach a listener without a deferral. */
   private used = false;
   private consuming = false;
@@ -68,6 +70,7 @@ export class MeshBody extends Readable {
 
   override push(chunk: Buffer | null): boolean {
     if (chunk !== null) this.bytesRead += chunk.length;
+    else this.complete = true;
     return super.push(chunk);
   }
 

@@ -10,7 +10,7 @@
  * `onResponseEnd`, `onResponseError`; undici docs/api/Dispatcher.md), and orders events as undici's own
  * `request()` does: an abort before the request starts is kept and applied in `onRequestStart`; after the
  * headers it destroys the body; an error before the headers rejects, after them it destroys the body (in a
- * microtask, so queued data is delivered first); a request body stream is destroyed with the error.
+ * microtask, so queued data is delivered first) with the error mapped as the pool maps it (phase `body`); a request body stream is destroyed with the error.
  */
 import type { Dispatcher } from 'undici';
 import { whenBodyDone } from '../core/body-done.js';
@@ -58,8 +58,11 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     private readonly signal: CancelSignal | undefined,
     private readonly method: string,
     private body: unknown,
-    /** Maps an error before the headers to what the caller gets (the pool's TransportError). */
-    private readonly mapError: (err: unknown) => unknown,
+    /**
+     * Maps an undici error to what the caller gets (the pool's TransportError): before the headers the call
+     * rejects with it, after them (`gotHeaders`) the body errors with it (phase `body`).
+     */
+    private readonly mapError: (err: unknown, gotHeaders?: boolean) => unknown,
   ) {
     if (signal === undefined) return;
     if (signal.aborted) this.reason = signal.reason ?? new Error('The request was aborted');
@@ -134,8 +137,10 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     const res = this.res;
     if (res !== undefined) {
       this.res = undefined;
-      // Data already queued is delivered before the error.
-      queueMicrotask(() => destroy(res.on('error', noop), err));
+      // A connection cut mid-body is a typed TransportError (phase 'body'), never undici's raw error; an abort
+      // reason passes through as it is. Data already queued is delivered before the error.
+      const bodyErr = this.mapError(err, true);
+      queueMicrotask(() => destroy(res.on('error', noop), bodyErr));
     }
     const body = this.body;
     if (body !== undefined && isStream(body)) {

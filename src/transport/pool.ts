@@ -15,6 +15,7 @@ import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
+import { wireHeaders } from '../core/header-case.js';
 import { MeshRequestHandler } from './handler.js';
 
 /** TLS options for the connections to a service's endpoints. */
@@ -204,7 +205,8 @@ export class PoolService implements Service {
     const opts: Dispatcher.DispatchOptions = {
       method: method as Dispatcher.HttpMethod,
       path: req.path,
-      headers,
+      // Names as the caller wrote them (src/core/header-case.ts).
+      headers: wireHeaders(headers),
       body: body as Dispatcher.DispatchOptions['body'],
     };
     // Plain http: a constant server name, so undici does not derive one from the Host header on every
@@ -215,8 +217,9 @@ export class PoolService implements Service {
     });
   }
 
-  private readonly mapError = (err: unknown): unknown =>
-    toTransportError(err, this.service, this.endpoint, false);
+  /** Maps an undici error before the headers (the call rejects) or after them (the body errors). */
+  private readonly mapError = (err: unknown, gotHeaders = false): unknown =>
+    toTransportError(err, this.service, this.endpoint, gotHeaders);
 
   /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
   async close(): Promise<void> {
