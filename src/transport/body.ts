@@ -7,7 +7,7 @@
  * docs/api/Dispatcher.md, "Body Mixins"; the Fetch standard's "consume body").
  *
  * Flow control: `_read` asks the connection for more (the dispatch controller's `resume`), and the handler
- * pauses the connection when `push` returns false. Destroying the body before its end aborts the request on
+ * pauses the connection when `push` returns false, once {@link BODY_READ_AHEAD} bytes wait unread. Destroying the body before its end aborts the request on
  * the wire. The mesh's body-done hooks (src/core/body-done.ts) run from `_destroy`, once `errored` is set.
  */
 import { Readable } from 'node:stream';
@@ -38,6 +38,14 @@ class BodyAbortedError extends Error {
 function noop(): void {}
 
 /**
+ * How much of a response body is read from the socket ahead of its reader: 1 MiB (Envoy's default
+ * per-connection buffer limit). A response up to that size returns its connection to the pool as soon as it
+ * has arrived, read or not, so bodies that are never read (or read late) do not hold the pool's connections
+ * until they are garbage collected; a larger body pauses the socket once this much waits unread.
+ */
+export const BODY_READ_AHEAD = 1024 * 1024;
+
+/**
  * A response body. Obtain it from `mesh.request()`; it is never constructed by application code.
  *
  * @example
@@ -61,7 +69,7 @@ export class MeshBody extends Readable {
   private web: ReadableStream | undefined = undefined;
 
   constructor(opts: MeshBodyOptions) {
-    super({ autoDestroy: true, read: opts.resume, highWaterMark: opts.highWaterMark ?? 64 * 1024 });
+    super({ autoDestroy: true, read: opts.resume, highWaterMark: opts.highWaterMark ?? BODY_READ_AHEAD });
     this.abortRequest = opts.abort;
     this.contentType = opts.contentType ?? '';
     const len = opts.contentLength;

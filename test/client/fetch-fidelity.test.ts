@@ -214,6 +214,22 @@ describe('fetch stays fetch', () => {
     expect(s.received).toHaveLength(4); // each POST twice, as the built-in fetch sends it
   });
 
+  it('unread bodies of up to 1 MiB do not hold the pool: 12 answers kept unread through 2 connections', async () => {
+    const body = Buffer.alloc(512 * 1024, 1);
+    const s = await server((_req, res) => res.end(body));
+    const m = meshOn(s, { transport: { connections: 2 }, timeoutMs: 5_000 });
+    // Held in an array: no garbage collection can release them; each connection must be free once its
+    // answer has arrived, read or not (as undici's fetch, whose Agent opens a socket per unread body).
+    const kept: unknown[] = [];
+    for (let i = 0; i < 12; i++) kept.push(await m.fetch('http://svc/'));
+    for (let i = 0; i < 12; i++) kept.push(await fetch('http://svc/', { dispatcher: m.dispatcher }));
+    for (let i = 0; i < 12; i++) kept.push(await m.request('http://svc/'));
+    expect(kept).toHaveLength(36);
+    expect(s.received).toHaveLength(36);
+    const last = kept.at(-1) as { body: { text(): Promise<string> } };
+    expect((await last.body.text()).length).toBe(body.length); // still readable
+  });
+
   it("an empty query's '?' is kept on the wire, as fetch keeps it", async () => {
     const s = await server((req, res) => res.end(req.url));
     const m = meshOn(s);
