@@ -2,7 +2,7 @@
 // where undici's own fetch tests (scripts/undici-fetch-suite) found them apart; and the body errors of every
 // entry point are typed. Each test names the behaviour; the built-in fetch is the reference where it can be.
 import { once } from 'node:events';
-import { PerformanceObserver, type PerformanceResourceTiming } from 'node:perf_hooks';
+import { PerformanceObserver } from 'node:perf_hooks';
 import * as zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, TransportError, type Mesh } from 'meshfetch';
@@ -21,6 +21,18 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
   performance.clearResourceTimings();
 });
+
+/** The fields of a resource-timing entry the tests read. */
+interface PerformanceResourceTiming {
+  name: string;
+  initiatorType: string;
+  responseStatus: number;
+  encodedBodySize: number;
+  requestStart: number;
+  responseStart: number;
+  responseEnd: number;
+  redirectEnd: number;
+}
 
 function meshOn(s: TestServer, extra: Record<string, unknown> = {}): Mesh {
   mesh = createMesh({ services: { svc: { endpoints: [s.address], ...extra } } });
@@ -47,7 +59,9 @@ async function recordingServer(): Promise<TestServer> {
 
 describe('fetch stays fetch', () => {
   it('integrity: a body that does not match the integrity metadata rejects, as fetch does', async () => {
-    const s = await server((_req, res) => res.end('hello'));
+    const s = await server((_req, res) => {
+      res.end('hello');
+    });
     const m = meshOn(s);
     const init = { integrity: 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' };
     await expect(fetch(`http://${s.address}/`, init)).rejects.toThrow(TypeError);
@@ -83,7 +97,7 @@ describe('fetch stays fetch', () => {
     let allSeen!: () => void;
     const three = new Promise<void>((r) => (allSeen = r));
     const obs = new PerformanceObserver((list) => {
-      seen.push(...(list.getEntries() as PerformanceResourceTiming[]));
+      seen.push(...(list.getEntries() as unknown as PerformanceResourceTiming[]));
       if (seen.length >= 3) allSeen();
     });
     obs.observe({ entryTypes: ['resource'] });
@@ -94,7 +108,7 @@ describe('fetch stays fetch', () => {
     obs.disconnect();
     const names = () => performance.getEntriesByType('resource').map((e) => e.name);
     expect(names()).toEqual(['http://svc/plain', 'http://svc/from', 'http://svc/plain']);
-    const entries = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
+    const entries = performance.getEntriesByType('resource') as unknown as PerformanceResourceTiming[];
     for (const e of entries) {
       expect(e.initiatorType).toBe('fetch');
       expect(e.responseStatus).toBe(200);
@@ -142,7 +156,9 @@ describe('fetch stays fetch', () => {
   });
 
   it("redirect: 'error' rejects a 3xx that has no Location", async () => {
-    const s = await server((_req, res) => res.writeHead(302).end());
+    const s = await server((_req, res) => {
+      res.writeHead(302).end();
+    });
     await expect(fetch(`http://${s.address}/`, { redirect: 'error' })).rejects.toThrow(TypeError);
     const m = meshOn(s);
     await expect(m.fetch('http://svc/', { redirect: 'error' })).rejects.toThrow(TypeError);
@@ -174,7 +190,7 @@ describe('fetch stays fetch', () => {
   it('header names keep the caller spelling on mesh.fetch and mesh.dispatcher, pass-through included', async () => {
     const s = await recordingServer();
     const m = meshOn(s);
-    const shapes: Array<() => HeadersInit> = [
+    const shapes: Array<() => ConstructorParameters<typeof Headers>[0]> = [
       () => ({ 'Content-Type': 'text/plain', 'X-Trace-ID': '1' }),
       () => [
         ['Content-Type', 'text/plain'],
@@ -216,7 +232,9 @@ describe('fetch stays fetch', () => {
 
   it('unread bodies of up to 1 MiB do not hold the pool: 12 answers kept unread through 2 connections', async () => {
     const body = Buffer.alloc(512 * 1024, 1);
-    const s = await server((_req, res) => res.end(body));
+    const s = await server((_req, res) => {
+      res.end(body);
+    });
     const m = meshOn(s, { transport: { connections: 2 }, timeoutMs: 5_000 });
     // Held in an array: no garbage collection can release them; each connection must be free once its
     // answer has arrived, read or not (as undici's fetch, whose Agent opens a socket per unread body).
@@ -231,7 +249,9 @@ describe('fetch stays fetch', () => {
   });
 
   it("an empty query's '?' is kept on the wire, as fetch keeps it", async () => {
-    const s = await server((req, res) => res.end(req.url));
+    const s = await server((req, res) => {
+      res.end(req.url);
+    });
     const m = meshOn(s);
     expect(await (await fetch(`http://${s.address}/echo?`)).text()).toBe('/echo?');
     expect(await (await m.fetch('http://svc/echo?')).text()).toBe('/echo?');
