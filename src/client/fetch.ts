@@ -187,18 +187,27 @@ type MarkResourceTiming = (
 function markTiming(host: FetchHost, t: Timing, status: number, encoded: number, decoded: number): void {
   const mark = (performance as unknown as { markResourceTiming?: MarkResourceTiming }).markResourceTiming;
   if (mark === undefined) return;
+  const postRedirect = t.redirectEnd === 0 ? t.start : t.redirectEnd;
   const info = {
     startTime: t.start,
     redirectStartTime: t.redirectStart,
     redirectEndTime: t.redirectEnd,
-    postRedirectStartTime: t.redirectEnd === 0 ? t.start : t.redirectEnd,
+    postRedirectStartTime: postRedirect,
     finalServiceWorkerStartTime: 0,
     finalNetworkRequestStartTime: t.requestStart,
     finalNetworkResponseStartTime: t.responseStart,
     endTime: host.now(),
     encodedBodySize: encoded,
     decodedBodySize: decoded,
-    finalConnectionTimingInfo: null,
+    // As undici's fetch, which has no connection timing: every connection time is the post-redirect start.
+    finalConnectionTimingInfo: {
+      domainLookupStartTime: postRedirect,
+      domainLookupEndTime: postRedirect,
+      connectionStartTime: postRedirect,
+      connectionEndTime: postRedirect,
+      secureConnectionStartTime: postRedirect,
+      ALPNNegotiatedProtocol: undefined,
+    },
   };
   mark.call(
     performance,

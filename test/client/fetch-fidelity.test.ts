@@ -28,6 +28,9 @@ interface PerformanceResourceTiming {
   initiatorType: string;
   responseStatus: number;
   encodedBodySize: number;
+  fetchStart: number;
+  domainLookupStart: number;
+  connectEnd: number;
   requestStart: number;
   responseStart: number;
   responseEnd: number;
@@ -113,6 +116,9 @@ describe('fetch stays fetch', () => {
       expect(e.initiatorType).toBe('fetch');
       expect(e.responseStatus).toBe(200);
       expect(e.encodedBodySize).toBe(2);
+      expect(e.domainLookupStart).toBeGreaterThanOrEqual(e.fetchStart);
+      expect(e.connectEnd).toBeGreaterThanOrEqual(e.domainLookupStart);
+      expect(e.requestStart).toBeGreaterThanOrEqual(e.connectEnd);
       expect(e.responseStart).toBeGreaterThanOrEqual(e.requestStart);
       expect(e.responseEnd).toBeGreaterThanOrEqual(e.responseStart);
     }
