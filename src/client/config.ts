@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
+import { MAX_DEADLINE_MS } from './call-options.js';
 import type { Logger } from '../core/logger.js';
 import type { Rng } from '../core/rng.js';
 import type { Stacks } from '../core/stack.js';
@@ -57,7 +58,8 @@ export interface ServiceConfig {
   /** The load balancer: a name or a factory. Default `'p2c-peak-ewma'`. */
   balancer?: BalancerName | BalancerFactory;
   /**
-   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A `timeoutMs` given
+   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A value above
+   * `MAX_DEADLINE_MS` (about 23 days) is clamped to it. A `timeoutMs` given
    * here or in `defaults` is also sent to the next hop (`mesh-deadline-ms`); the built-in 30 s is enforced
    * but not sent (docs/resilience.md, "Propagation").
    */
@@ -260,7 +262,8 @@ export function validateServiceName(name: unknown, path = 'services'): string {
 function resolveTimeout(v: unknown, path: string): number {
   if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
     throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
-  return v;
+  // Beyond Node's longest timer a deadline would fire at once: clamp, as callOptions does.
+  return v === Infinity ? v : Math.min(v, MAX_DEADLINE_MS);
 }
 
 function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: string): TransportOptions {
