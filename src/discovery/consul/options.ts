@@ -4,6 +4,7 @@
  * with a {@link ConfigError} that names it, never later inside the watch loop.
  */
 import { ConfigError } from '../../core/errors.js';
+import { optionPath } from '../../core/option-path.js';
 import { defaultAgentAddress, parseAgentAddress, type AgentAddress } from './client.js';
 
 /**
@@ -138,7 +139,7 @@ export function resolveConsulOptions(
     }
     for (const [k, v] of Object.entries(o.nodeMeta)) {
       if (typeof v !== 'string' || k === '' || k.includes(':')) {
-        throw new ConfigError(`${p('nodeMeta')}.${k}`, v, 'a string value (and a key without ":")');
+        throw new ConfigError(optionPath(p('nodeMeta'), k), v, 'a string value (and a key without ":")');
       }
       nodeMeta.push(`${k}:${v}`);
     }
