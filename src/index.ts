@@ -59,7 +59,14 @@ export type {
 
 export * from './balance/index.js';
 
-export { consulDiscovery, ConsulDiscovery, ConsulResolver, ConsulRequestError } from './discovery/consul.js';
+export {
+  consulDiscovery,
+  ConsulDiscovery,
+  ConsulResolver,
+  ConsulRequestError,
+  ConsulResponseTooLargeError,
+  DEFAULT_MAX_RESPONSE_BYTES,
+} from './discovery/consul.js';
 export type {
   ConsulDiscoveryOptions,
   ConsulConsistency,
