@@ -198,7 +198,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.has(k))
-      throw new ConfigError(optionPath(path, k), obj[k], `no such option (known: ${[...allowed].join(', ')})`);
+      throw new ConfigError(
+        optionPath(path, k),
+        obj[k],
+        `no such option (known: ${[...allowed].join(', ')})`,
+      );
   }
 }
 
