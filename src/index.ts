@@ -9,13 +9,7 @@ export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './clien
 export { MeshDispatcher } from './client/dispatcher.js';
 export { installGlobalDispatcher } from './client/global.js';
 export { meshInterceptor } from './client/interceptor.js';
-export {
-  callOptions,
-  DEADLINE_HEADER,
-  IDEMPOTENT_HEADER,
-  MAX_DEADLINE_MS,
-  MESH_HEADERS,
-} from './client/call-options.js';
+export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
 export type { CallOptions } from './client/call-options.js';
 export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';
 export { DEFAULT_TIMEOUT_MS } from './client/config.js';
@@ -66,14 +60,8 @@ export type {
 
 export * from './balance/index.js';
 
-export {
-  consulDiscovery,
-  ConsulDiscovery,
-  ConsulResolver,
-  ConsulRequestError,
-  ConsulResponseTooLargeError,
-  DEFAULT_MAX_RESPONSE_BYTES,
-} from './discovery/consul.js';
+export { consulDiscovery, ConsulDiscovery, ConsulResolver, ConsulRequestError } from './discovery/consul.js';
+export type { ConsulResponseTooLargeError } from './discovery/consul.js';
 export type {
   ConsulDiscoveryOptions,
   ConsulConsistency,

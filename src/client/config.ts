@@ -60,7 +60,7 @@ export interface ServiceConfig {
   balancer?: BalancerName | BalancerFactory;
   /**
    * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A value above
-   * `MAX_DEADLINE_MS` (about 23 days) is clamped to it. A `timeoutMs` given
+   * 2 000 000 000 ms (about 23 days) is clamped to it. A `timeoutMs` given
    * here or in `defaults` is also sent to the next hop (`mesh-deadline-ms`); the built-in 30 s is enforced
    * but not sent (docs/resilience.md, "Propagation").
    */

@@ -8,9 +8,9 @@ import {
   createMesh,
   DEADLINE_HEADER,
   InvalidRequestError,
-  MAX_DEADLINE_MS,
   type CallOptions,
 } from 'meshfetch';
+import { MAX_DEADLINE_MS } from '../../src/client/call-options.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 let s: TestServer;
