@@ -303,11 +303,11 @@ export class ConsulResolver implements Resolver {
     // resolver cannot see it. Tell that apart (unless this resolver saw the service before, when the
     // anonymous token could read it and its absence is real).
     if (!exists && !this.#api.hasToken && this.#addr.state !== 'bound' && (await this.#aclsOn())) {
+      const where = this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : '';
       throw new ConsulRequestError(
         'acl',
-        `Consul's catalog${this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : ''} shows ` +
-          `no service "${this.#service}" to a request without a token, and the agent has ACLs on ` +
-          `(GET /v1/acl/token/self answered 403 without a token)`,
+        `Consul shows no service "${this.#service}"${where} to a request without a token ` +
+          `(GET /v1/acl/token/self answered 403)`,
         403,
       );
     }
