@@ -45,8 +45,12 @@ export function healthAnswer(bytes: number, service = 'users'): Buffer {
 /** What the fake agent answers to the next health query. */
 export type HealthMode =
   | { kind: 'answer'; body: Buffer }
-  /** The body without a Content-Length (chunked), written in 64 KiB pieces, waiting for drain. */
-  | { kind: 'chunked'; body: Buffer }
+  /**
+   * The body without a Content-Length (chunked), written in 64 KiB pieces, waiting for drain. With
+   * `holdAfter`, only that many bytes are sent and the rest is held until the client closes the connection:
+   * a client that reads answers whole would wait, one that stops at a limit is seen closing it.
+   */
+  | { kind: 'chunked'; body: Buffer; holdAfter?: number }
   /** The body with its Content-Length. */
   | { kind: 'declared'; body: Buffer };
 
@@ -108,9 +112,10 @@ export async function startFakeHealthAgent(initial: HealthMode): Promise<FakeHea
       res.writeHead(200, headers);
     }
     const step = 64 * 1024;
+    const end = mode.kind === 'chunked' && mode.holdAfter !== undefined ? mode.holdAfter : body.length;
     const pump = (): void => {
-      while (d.written < body.length && !res.destroyed) {
-        const piece = body.subarray(d.written, d.written + step);
+      while (d.written < end && !res.destroyed) {
+        const piece = body.subarray(d.written, Math.min(end, d.written + step));
         d.written += piece.length;
         if (!res.write(piece)) {
           res.once('drain', pump);
