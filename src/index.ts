@@ -65,6 +65,16 @@ export type {
   SkippedInstance,
   ConsulErrorKind,
 } from './discovery/consul.js';
+export { dnsDiscovery, DnsDiscovery, DnsResolver, DnsQueryError } from './discovery/dns.js';
+export type {
+  DnsDiscoveryOptions,
+  DnsRecordType,
+  DnsAddressType,
+  DnsResolverSnapshot,
+  DnsResolverStats,
+  DnsErrorKind,
+  SkippedTarget,
+} from './discovery/dns.js';
 export { registerService, ServiceRegistration, shutdownGracefully } from './discovery/register.js';
 export type {
   RegisterServiceOptions,
