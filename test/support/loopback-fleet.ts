@@ -11,6 +11,8 @@ export interface LoopbackFleet {
   readonly port: number;
   /** Requests per address (e.g. `hits.get('127.0.0.2')`). */
   readonly hits: Map<string, number>;
+  /** Called on every request with the address that took it (benchmarks time arrivals with it). */
+  onRequest: ((host: string) => void) | undefined;
   /** Adds a server on `host` (same port). */
   add(host: string): Promise<void>;
   /** Stops the server on `host` (its port then refuses connections). */
@@ -41,11 +43,13 @@ export async function startLoopbackFleet(hosts: readonly string[]): Promise<Loop
   for (let attempt = 0; attempt < 20; attempt++) {
     const servers = new Map<string, { server: Server; sockets: Set<Socket> }>();
     const hits = new Map<string, number>();
+    const hooks: { onRequest: ((host: string) => void) | undefined } = { onRequest: undefined };
     let port = 0;
     const make = async (host: string): Promise<void> => {
       const sockets = new Set<Socket>();
       const server = createServer((req, res) => {
         hits.set(host, (hits.get(host) ?? 0) + 1);
+        hooks.onRequest?.(host);
         req.resume();
         req.on('end', () => res.end(host));
       });
@@ -75,6 +79,12 @@ export async function startLoopbackFleet(hosts: readonly string[]): Promise<Loop
         return port;
       },
       hits,
+      get onRequest() {
+        return hooks.onRequest;
+      },
+      set onRequest(f: ((host: string) => void) | undefined) {
+        hooks.onRequest = f;
+      },
       add: make,
       remove: stop,
       close: async () => {

@@ -143,54 +143,96 @@ const NO_TAGS: readonly string[] = Object.freeze([]);
 const NO_META: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
- * Builds endpoints from `(address, port, weight, priority)` tuples, reusing the previous {@link Endpoint}
- * object of every id whose weight and priority did not change, and dropping duplicate ids (the first, that is
- * the lowest priority, wins; weights of duplicates at the same priority add up). O(records): a refresh of an
- * unchanged set allocates one string per record and nothing else.
+ * What a resolver remembers of one endpoint of its current set, keyed by the address for A / AAAA records
+ * (one port for all) and by the endpoint id for SRV: the {@link Endpoint} object, and the refresh that last saw
+ * it and where (so a duplicate record in one answer is found without a second map).
+ */
+export interface EndpointSlot {
+  readonly endpoint: Endpoint;
+  seen: number;
+  index: number;
+}
+
+/** The key of an endpoint in the slot map: its address with a fixed port, else its id. */
+export function slotKey(endpoint: Endpoint, fixedPort: boolean): string {
+  return fixedPort ? endpoint.host : endpoint.id;
+}
+
+/**
+ * Builds one refresh's endpoints from `(address, port, weight, priority)` tuples, reusing the previous
+ * {@link Endpoint} object of every record whose weight and priority did not change, and dropping duplicate
+ * records (the first, that is the lowest priority, wins; weights of duplicates at the same priority add up).
+ * A refresh of an unchanged set costs one map lookup per record (by the address string c-ares produced, with
+ * a fixed port) and allocates nothing per record; {@link EndpointBuilder.unchanged} then says so in O(1).
  *
  * @example
  * ```ts
- * const b = new EndpointBuilder(previousById);
- * b.add('10.0.0.1', 8080, 1, undefined);
- * const list = b.list();
+ * const b = new EndpointBuilder(slots, ++generation);
+ * b.add('10.0.0.1', '10.0.0.1', 8080, 1, undefined);
+ * if (!b.unchanged) publish(b.list());
  * ```
  */
 export class EndpointBuilder {
   private readonly out: Endpoint[] = [];
-  private readonly index = new Map<string, number>();
+  /** Keys of this refresh that are not in `previous`, with their index in `out`. */
+  private readonly fresh = new Map<string, number>();
+  private reused = 0;
+  private merged = false;
 
-  constructor(private readonly previous: ReadonlyMap<string, Endpoint>) {}
+  constructor(
+    private readonly previous: ReadonlyMap<string, EndpointSlot>,
+    private readonly generation: number,
+  ) {}
 
-  add(host: string, port: number, weight: number, priority: number | undefined): void {
-    const id = endpointId(host, port);
-    const at = this.index.get(id);
-    if (at !== undefined) {
-      const e = this.out[at]!;
-      if ((e.priority ?? 0) === (priority ?? 0))
-        this.out[at] = this.make(id, host, port, e.weight + weight, priority);
+  /** Adds one record: `key` is {@link slotKey} of the endpoint it names. */
+  add(key: string, host: string, port: number, weight: number, priority: number | undefined): void {
+    const p = priority === 0 ? undefined : priority;
+    const slot = this.previous.get(key);
+    if (slot !== undefined) {
+      if (slot.seen === this.generation) return this.merge(slot.index, host, port, weight, p);
+      slot.seen = this.generation;
+      slot.index = this.out.length;
+      const prev = slot.endpoint;
+      if (prev.weight === weight && prev.priority === p) {
+        this.reused++;
+        this.out.push(prev);
+      } else this.out.push(make(prev.id, host, port, weight, p));
       return;
     }
-    this.index.set(id, this.out.length);
-    this.out.push(this.make(id, host, port, weight, priority));
+    const at = this.fresh.get(key);
+    if (at !== undefined) return this.merge(at, host, port, weight, p);
+    this.fresh.set(key, this.out.length);
+    this.out.push(make(endpointId(host, port), host, port, weight, p));
   }
 
-  private make(
-    id: string,
-    host: string,
-    port: number,
-    weight: number,
-    priority: number | undefined,
-  ): Endpoint {
-    const p = priority === 0 ? undefined : priority;
-    const prev = this.previous.get(id);
-    if (prev !== undefined && prev.weight === weight && prev.priority === p) return prev;
-    return p === undefined
-      ? Object.freeze({ id, host, port, weight, tags: NO_TAGS, meta: NO_META })
-      : Object.freeze({ id, host, port, weight, priority: p, tags: NO_TAGS, meta: NO_META });
+  private merge(at: number, host: string, port: number, weight: number, p: number | undefined): void {
+    const e = this.out[at]!;
+    if (e.priority !== p) return;
+    this.out[at] = make(e.id, host, port, e.weight + weight, p);
+    this.merged = true;
   }
 
   /** The endpoints, in the order first added. */
   list(): Endpoint[] {
     return this.out;
   }
+
+  /**
+   * True when the list is the previous set exactly (every record a previous object, none missing, no
+   * duplicate merged): the common refresh, told without a diff.
+   */
+  get unchanged(): boolean {
+    return (
+      !this.merged &&
+      this.fresh.size === 0 &&
+      this.reused === this.out.length &&
+      this.out.length === this.previous.size
+    );
+  }
+}
+
+function make(id: string, host: string, port: number, weight: number, p: number | undefined): Endpoint {
+  return p === undefined
+    ? Object.freeze({ id, host, port, weight, tags: NO_TAGS, meta: NO_META })
+    : Object.freeze({ id, host, port, weight, priority: p, tags: NO_TAGS, meta: NO_META });
 }

@@ -31,6 +31,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Rng } from '../../core/rng.js';
 import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
 import { NO_CHANGES, reconcileEndpoints } from '../reconcile.js';
+import { endpointId } from '../endpoint.js';
 import { backoffDelay } from '../consul/loop.js';
 import { publishDiscoveryError } from '../../telemetry/events.js';
 import type { DnsAddressType, ResolvedDnsOptions } from './options.js';
@@ -38,6 +39,8 @@ import {
   classifyDnsError,
   DnsQueryError,
   EndpointBuilder,
+  slotKey,
+  type EndpointSlot,
   refreshDelayMs,
   srvWeights,
   type DnsNegative,
@@ -127,6 +130,8 @@ type Answer =
   | {
       readonly kind: 'records';
       readonly endpoints: Endpoint[];
+      /** The builder saw exactly the previous set (see EndpointBuilder.unchanged). */
+      readonly unchanged: boolean;
       readonly refreshMs: number;
       readonly nodata: boolean;
     }
@@ -168,7 +173,9 @@ export class DnsResolver implements Resolver {
     targetErrors: 0,
   };
   #addr: Addr = PENDING;
-  #byId: Map<string, Endpoint> = new Map();
+  /** The current set by address (A / AAAA) or id (SRV), for the next refresh's {@link EndpointBuilder}. */
+  #slots: Map<string, EndpointSlot> = new Map();
+  #generation = 0;
   #targets: Map<string, TargetAddresses> = new Map();
   #skipped: readonly SkippedTarget[] = Object.freeze([]);
   #skippedKey = '';
@@ -325,17 +332,18 @@ export class DnsResolver implements Resolver {
     const got = await this.#addresses(this.#opts.type as DnsAddressType, this.#name);
     if (got === 'nxdomain') return { kind: 'nxdomain' };
     const o = this.#opts;
-    const builder = new EndpointBuilder(this.#byId);
+    const builder = new EndpointBuilder(this.#slots, ++this.#generation);
     let ttl = Infinity;
     if (got !== 'nodata') {
       for (const r of got) {
-        builder.add(r.address, o.port!, 1, undefined);
+        builder.add(r.address, r.address, o.port!, 1, undefined);
         if (r.ttl < ttl) ttl = r.ttl;
       }
     }
     return {
       kind: 'records',
       endpoints: builder.list(),
+      unchanged: builder.unchanged,
       refreshMs: refreshDelayMs(ttl === Infinity ? undefined : ttl, o.minTtlMs, o.maxTtlMs),
       nodata: got === 'nodata',
     };
@@ -358,7 +366,7 @@ export class DnsResolver implements Resolver {
     const weights = srvWeights(records);
     const names = [...new Set(records.map((r) => r.name))];
     const found = await this.#resolveTargets(names);
-    const builder = new EndpointBuilder(this.#byId);
+    const builder = new EndpointBuilder(this.#slots, ++this.#generation);
     const skipped: SkippedTarget[] = [];
     let ttl = Infinity;
     records.forEach((r, i) => {
@@ -369,13 +377,16 @@ export class DnsResolver implements Resolver {
       }
       if (t.addresses.length === 0)
         skipped.push({ target: r.name, port: r.port, reason: 'no addresses (NODATA)' });
-      for (const address of t.addresses) builder.add(address, r.port, weights[i]!, r.priority);
+      for (const address of t.addresses) {
+        builder.add(endpointId(address, r.port), address, r.port, weights[i]!, r.priority);
+      }
       if (t.ttl !== undefined && t.ttl < ttl) ttl = t.ttl;
     });
     this.#reportSkipped(skipped);
     return {
       kind: 'records',
       endpoints: builder.list(),
+      unchanged: builder.unchanged,
       refreshMs: refreshDelayMs(ttl === Infinity ? undefined : ttl, o.minTtlMs, o.maxTtlMs),
       nodata: records.length === 0,
     };
@@ -438,35 +449,30 @@ export class DnsResolver implements Resolver {
     if (answer.kind === 'nxdomain') {
       this.#stats.nxdomain++;
       this.#refreshMs = o.minTtlMs;
-      this.#byId = new Map();
+      this.#slots = new Map();
       this.#targets = new Map();
       this.#publishNegative();
       return o.minTtlMs;
     }
     if (answer.nodata) this.#stats.nodata++;
     this.#refreshMs = answer.refreshMs;
-    this.#publishBound(answer.endpoints, this.#lastSuccessAt);
+    this.#publishBound(answer.endpoints, answer.unchanged, this.#lastSuccessAt);
     return answer.refreshMs;
   }
 
-  #publishBound(list: Endpoint[], at: number): void {
+  #publishBound(list: Endpoint[], unchanged: boolean, at: number): void {
     const a = this.#addr;
     const previous = a.state === 'bound' ? a.endpoints : [];
-    // The builder reused every unchanged Endpoint object: when the sizes match and every object is a previous
-    // one, nothing changed (the common refresh, O(records) without a diff).
-    if (
-      a.state === 'bound' &&
-      !a.stale &&
-      list.length === previous.length &&
-      list.every((e) => this.#byId.get(e.id) === e)
-    ) {
-      return;
-    }
+    // The builder reused a previous Endpoint object for every record and missed none: nothing changed (the
+    // common refresh: O(records) of lookups in a map, no diff, nothing published).
+    if (a.state === 'bound' && !a.stale && unchanged) return;
     const r = reconcileEndpoints(previous, list);
     if (a.state === 'bound' && !a.stale && !r.changed) return;
-    const byId = new Map<string, Endpoint>();
-    for (const e of r.endpoints) byId.set(e.id, e);
-    this.#byId = byId;
+    // The slots of the new set (O(set), on a change only).
+    const fixedPort = this.#opts.type !== 'SRV';
+    const slots = new Map<string, EndpointSlot>();
+    r.endpoints.forEach((e, index) => slots.set(slotKey(e, fixedPort), { endpoint: e, seen: 0, index }));
+    this.#slots = slots;
     if (r.changed || a.state !== 'bound') {
       this.#log.debug(
         {
