@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs dnsmasq for the DNS discovery tests (npm run setup calls it after install-consul.sh).
+# Installs dnsmasq for the DNS discovery tests (`npm run setup`: scripts/setup.sh runs it after install-consul.sh).
 #
 # Why this exists: test/discovery/dns-dnsmasq.test.ts runs a real dnsmasq on loopback to serve A and SRV
 # records that change while calls flow. Machines and CI images rarely have it, and installing packages
