@@ -19,4 +19,3 @@ export {
 } from './round-robin.js';
 export type { ResolvedRoundRobinOptions, RoundRobinOptions } from './round-robin.js';
 export { AliasTable } from './alias.js';
-export { TieredDistributor } from './tiers.js';

@@ -21,7 +21,7 @@ export type {
   ResolvedDnsOptions,
 } from './dns/options.js';
 export { DnsResolver } from './dns/resolver.js';
-export type { DnsResolverSnapshot, DnsResolverStats, SkippedTarget } from './dns/resolver.js';
+export type { DnsResolverSnapshot, DnsResolverStats, SkippedTarget } from './dns/snapshot.js';
 export { DnsQueryError } from './dns/records.js';
 export type { DnsErrorKind } from './dns/records.js';
 

@@ -229,7 +229,8 @@ export async function startDnsmasq(
           (e as NodeJS.ErrnoException).code === 'ENODATA'
         )
           return;
-        if (performance.now() > deadline) throw new Error(`dnsmasq does not answer: ${String(e)}\n${output}`);
+        if (performance.now() > deadline)
+          throw new Error(`dnsmasq does not answer: ${String(e)}\n${output}`, { cause: e });
       }
     }
   };

@@ -139,6 +139,28 @@ export function srvWeights(records: readonly SrvRecord[]): number[] {
   });
 }
 
+/**
+ * True for an SRV record the resolver can use: a target name (RFC 2782's "." target, "service decidedly not
+ * available", arrives empty), a port in 1..65535, integer priority and weight.
+ *
+ * @example
+ * ```ts
+ * validSrv({ name: 'a.test', port: 0, priority: 1, weight: 1 }); // false
+ * ```
+ */
+export function validSrv(r: SrvRecord): boolean {
+  return (
+    typeof r.name === 'string' &&
+    r.name !== '' &&
+    Number.isInteger(r.port) &&
+    r.port >= 1 &&
+    r.port <= 65535 &&
+    Number.isInteger(r.priority) &&
+    Number.isInteger(r.weight) &&
+    r.weight >= 0
+  );
+}
+
 const NO_TAGS: readonly string[] = Object.freeze([]);
 const NO_META: Readonly<Record<string, string>> = Object.freeze({});
 

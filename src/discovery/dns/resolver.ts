@@ -35,6 +35,7 @@ import { endpointId } from '../endpoint.js';
 import { backoffDelay } from '../consul/loop.js';
 import { publishDiscoveryError } from '../../telemetry/events.js';
 import type { DnsAddressType, ResolvedDnsOptions } from './options.js';
+import type { DnsResolverSnapshot, DnsResolverStats, SkippedTarget } from './snapshot.js';
 import {
   classifyDnsError,
   DnsQueryError,
@@ -45,76 +46,8 @@ import {
   srvWeights,
   type DnsNegative,
   type SrvRecord,
+  validSrv,
 } from './records.js';
-
-/**
- * Counters of one resolver's loop.
- *
- * @example
- * ```ts
- * resolver.snapshot().stats.lookups;
- * ```
- */
-export interface DnsResolverStats {
-  /** Refreshes started (each one query, or one per record type, plus the SRV targets). */
-  lookups: number;
-  /** DNS queries sent (SRV targets and each type of A+AAAA count apiece). */
-  queries: number;
-  /** Failed refreshes. */
-  errors: number;
-  /** Changes of `addr` published to subscribers. */
-  updates: number;
-  /** NXDOMAIN answers for the name. */
-  nxdomain: number;
-  /** NODATA answers for the name (the name exists without records of the type asked). */
-  nodata: number;
-  /** SRV target lookups that failed (the target kept its previous addresses). */
-  targetErrors: number;
-}
-
-/**
- * An SRV target that gave no endpoint in the last refresh.
- *
- * @example
- * ```ts
- * resolver.skipped; // [{ target: 'pod-9.users.test', port: 8080, reason: 'NXDOMAIN' }]
- * ```
- */
-export interface SkippedTarget {
-  readonly target: string;
-  readonly port: number;
-  readonly reason: string;
-}
-
-/**
- * A JSON-safe view of a {@link DnsResolver}.
- *
- * @example
- * ```ts
- * console.log(JSON.stringify(resolver)); // same as resolver.snapshot()
- * ```
- */
-export interface DnsResolverSnapshot {
-  readonly kind: 'dns';
-  readonly service: string;
-  readonly name: string;
-  readonly type: ResolvedDnsOptions['type'];
-  /** The servers asked (empty: the system's). */
-  readonly servers: readonly string[];
-  readonly state: Addr['state'];
-  readonly endpoints: number;
-  readonly stale: boolean;
-  /** Mesh-clock ms of the answer the current set came from (bound only). */
-  readonly updatedAt: number | undefined;
-  /** How long ago DNS last confirmed the set (ms, bound only); grows while the server fails. */
-  readonly ageMs: number | undefined;
-  /** The delay before the next refresh that the last answer's TTL gave (ms), within minTtlMs..maxTtlMs. */
-  readonly refreshMs: number | undefined;
-  readonly consecutiveErrors: number;
-  readonly lastError: string | undefined;
-  readonly skipped: readonly SkippedTarget[];
-  readonly stats: Readonly<DnsResolverStats>;
-}
 
 const PENDING: Addr = Object.freeze({ state: 'pending' });
 /** SRV targets looked up at once: enough for hundreds of pods in a few round trips, few enough for any server. */
@@ -563,17 +496,4 @@ export class DnsResolver implements Resolver {
       }
     }
   }
-}
-
-function validSrv(r: SrvRecord): boolean {
-  return (
-    typeof r.name === 'string' &&
-    r.name !== '' &&
-    Number.isInteger(r.port) &&
-    r.port >= 1 &&
-    r.port <= 65535 &&
-    Number.isInteger(r.priority) &&
-    Number.isInteger(r.weight) &&
-    r.weight >= 0
-  );
 }
