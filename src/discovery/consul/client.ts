@@ -252,6 +252,8 @@ export class ConsulApi {
    */
   async put(what: string, path: string, body: unknown, timeoutMs: number): Promise<void> {
     if (this.#closed) throw new ConsulRequestError('closed', `Consul ${what}: the client is closed`);
+    // No keep-alive (`pipelining: 0`): registrations are rare (at start, after an agent restart), and an idle
+    // socket left behind would outlive the call for nothing.
     this.#http ??= new UndiciClient(this.address.url, { pipelining: 0 });
     const abort = new AbortController();
     let timedOut = false;
