@@ -22,6 +22,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHMARKS = [
   { name: 'overhead', file: 'overhead/index.ts', fullMinutes: 20, quickMinutes: 4 },
   { name: 'discovery', file: 'discovery/index.ts', fullMinutes: 20, quickMinutes: 5 },
+  { name: 'discovery-dns', file: 'discovery/dns.ts', fullMinutes: 8, quickMinutes: 3 },
   { name: 'tail', file: 'tail/index.ts', fullMinutes: 15, quickMinutes: 5 },
   { name: 'scale', file: 'scale/index.ts', fullMinutes: 5, quickMinutes: 3 },
 ];

@@ -669,6 +669,7 @@ export class Mesh implements AsyncDisposable {
           return {
             address: n.id,
             weight: n.weight,
+            ...(n.priority !== 0 ? { priority: n.priority } : {}),
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),

@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import Consul from 'consul';
-import { Pool } from 'undici';
+import { Client as UndiciClient, Pool } from 'undici';
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import { ConfigError } from '../../core/errors.js';
 import { isValidHost, isValidPort } from '../endpoint.js';
@@ -204,6 +204,8 @@ export class ConsulApi {
   readonly #inflight = new Set<Ctx>();
   readonly #reads = new Set<AbortController>();
   #pool: Pool | undefined;
+  readonly #aborts = new Set<AbortController>();
+  #http: UndiciClient | undefined;
   #closed = false;
 
   constructor(address: AgentAddress, token: string | undefined, clock: Clock) {
@@ -406,18 +408,78 @@ export class ConsulApi {
     );
   }
 
+  /**
+   * `PUT path` with a JSON body straight through the agent's HTTP API (undici), for the fields the `consul`
+   * package drops: its `agent.service.register` builds the body from a fixed list of keys without `Weights`
+   * (consul/lib/utils.js, `_createService`). Same token, timeout on the injected clock, cancellation on close
+   * and error kinds as {@link ConsulApi.get}.
+   *
+   * @example
+   * ```ts
+   * await api.put('registration of "users-1"', '/v1/agent/service/register', { Name: 'users', Weights: { Passing: 3, Warning: 1 } }, 5_000);
+   * ```
+   */
+  async put(what: string, path: string, body: unknown, timeoutMs: number): Promise<void> {
+    if (this.#closed) throw new ConsulRequestError('closed', `Consul ${what}: the client is closed`);
+    // No keep-alive (`pipelining: 0`): registrations are rare (at start, after an agent restart), and an idle
+    // socket left behind would outlive the call for nothing.
+    this.#http ??= new UndiciClient(this.address.url, { pipelining: 0 });
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer: TimerHandle = this.#clock.setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, timeoutMs);
+    this.#aborts.add(abort);
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (this.#token) headers['x-consul-token'] = this.#token;
+      const res = await this.#http.request({
+        method: 'PUT',
+        path,
+        headers,
+        body: JSON.stringify(body),
+        signal: abort.signal,
+      });
+      const text = await res.body.text();
+      if (res.statusCode >= 300) {
+        let detail = this.scrub(text.trim());
+        if (detail.length > 200) detail = `${detail.slice(0, 197)}...`;
+        throw new ConsulRequestError(
+          res.statusCode === 403 ? 'acl' : 'http',
+          `Consul ${what} failed: HTTP ${res.statusCode}${detail ? ` ${detail}` : ''}`,
+          res.statusCode,
+        );
+      }
+    } catch (err) {
+      if (err instanceof ConsulRequestError) throw err;
+      if (this.#closed) throw new ConsulRequestError('closed', `Consul ${what}: cancelled by close()`);
+      if (timedOut)
+        throw new ConsulRequestError('timeout', `Consul ${what} timed out after ${Math.round(timeoutMs)} ms`);
+      const code = (err as { code?: unknown })?.code;
+      throw new ConsulRequestError(
+        'unreachable',
+        `Consul ${what} failed: agent ${this.address.url} unreachable (${typeof code === 'string' ? code : this.scrub(String((err as Error)?.message ?? err))})`,
+      );
+    } finally {
+      this.#clock.clearTimeout(timer);
+      this.#aborts.delete(abort);
+    }
+  }
+
   /** Cancels every request in flight and closes the keep-alive sockets. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const ctx of [...this.#inflight]) ctx.emit('cancel');
     this.#inflight.clear();
-    for (const ac of [...this.#reads]) ac.abort();
+    for (const ac of [...this.#reads, ...this.#aborts]) ac.abort();
     this.#reads.clear();
+    this.#aborts.clear();
     this.client.destroy();
     const pool = this.#pool;
     this.#pool = undefined;
-    if (pool) await pool.destroy().catch(() => {});
+    await Promise.all([pool?.destroy().catch(() => {}), this.#http?.destroy()]);
   }
 
   /** JSON form: the address only (never the token). */
