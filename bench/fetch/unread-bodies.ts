@@ -12,7 +12,7 @@
  * its connection until GC would stall the calls behind it. Target: each mesh entry point within 1.2x undici's
  * fetch.
  *
- *   npm run build && node --expose-gc node_modules/tsx/dist/cli.mjs bench/fetch/unread-bodies.ts [N=5000]
+ *   npm run build && node --expose-gc --import tsx bench/fetch/unread-bodies.ts [N=5000]
  */
 import { randomFillSync } from 'node:crypto';
 import { createServer } from 'node:http';

@@ -62,6 +62,7 @@ import { MeshDispatcher } from './dispatcher.js';
 import { meshFetch, type FetchHost } from './fetch.js';
 import { parseTarget, UrlCache, type Target } from './url.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
+import { wireHeaders } from '../core/header-case.js';
 
 /**
  * Options of {@link Mesh.request}, in undici's style.
@@ -580,7 +581,7 @@ export class Mesh implements AsyncDisposable {
       origin: u.origin,
       path: u.path,
       method: method as Dispatcher.HttpMethod,
-      headers: stripMeshHeaders(headers),
+      headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
       body: options.body as Dispatcher.RequestOptions['body'],
       signal: options.signal ?? null,
     });

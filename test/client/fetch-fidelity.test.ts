@@ -193,7 +193,7 @@ describe('fetch stays fetch', () => {
     expect(s.received).toHaveLength(0);
   });
 
-  it('header names keep the caller spelling on mesh.fetch and mesh.dispatcher, pass-through included', async () => {
+  it('header names keep the caller spelling on mesh.fetch, mesh.dispatcher and mesh.request, pass-through included', async () => {
     const s = await recordingServer();
     const m = meshOn(s);
     const shapes: Array<() => ConstructorParameters<typeof Headers>[0]> = [
@@ -219,6 +219,9 @@ describe('fetch stays fetch', () => {
           expect(rawNames(s)).toEqual(expect.arrayContaining(['Content-Type', 'X-Trace-ID']));
         }
       }
+      const { body } = await m.request(url, { method: 'POST', body: 'x', headers: { 'X-Trace-ID': '1' } });
+      await body.text();
+      expect(rawNames(s)).toEqual(expect.arrayContaining(['X-Trace-ID']));
     }
   });
 
