@@ -259,7 +259,7 @@ function hopFromInit(init: RequestInit): Hop | undefined {
   }
   for (const h of SPECIAL_HEADERS) if (headers[h] !== undefined) return undefined;
   // fetch sends the URL's host, whatever the caller set (the mesh then applies `hostHeader`).
-  delete headers.host;
+  if (headers.host !== undefined) delete headers.host;
   const ownEncoding = headers['accept-encoding'] !== undefined;
   for (const [k, v] of DEFAULT_HEADERS) if (headers[k] === undefined) headers[k] = v;
   const raw = init.body;
