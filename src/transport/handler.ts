@@ -10,7 +10,8 @@
  * `onResponseEnd`, `onResponseError`; undici docs/api/Dispatcher.md), and orders events as undici's own
  * `request()` does: an abort before the request starts is kept and applied in `onRequestStart`; after the
  * headers it destroys the body; an error before the headers rejects, after them it destroys the body (in a
- * microtask, so queued data is delivered first) with the error mapped as the pool maps it (phase `body`); a request body stream is destroyed with the error.
+ * microtask, so queued data is delivered first) with the error mapped as the pool maps it (phase `body`); a
+ * request body stream is destroyed with the error.
  */
 import type { Dispatcher } from 'undici';
 import { whenBodyDone } from '../core/body-done.js';
