@@ -8,7 +8,8 @@
  *
  * Flow control: `_read` asks the connection for more (the dispatch controller's `resume`), and the handler
  * pauses the connection when `push` returns false, once {@link BODY_READ_AHEAD} bytes wait unread. Destroying
- * the body before its end aborts the request on the wire. The mesh's body-done hooks (src/core/body-done.ts) run from `_destroy`, once `errored` is set.
+ * the body before its end aborts the request on the wire. The mesh's body-done hooks (src/core/body-done.ts)
+ * run from `_destroy`, once `errored` is set.
  */
 import { Readable } from 'node:stream';
 import { BODY_DONE_HOOKS, runBodyDoneHooks } from '../core/body-done.js';
