@@ -1,7 +1,8 @@
 /**
  * Unread response bodies: undici's own test/fetch/fire-and-forget.js as a measurement. Batches of 50 fetches
  * of a 512 KiB answer whose bodies are never read (half of them cloned), a forced minor GC before each
- * batch, until N fetches; the time per entry point, in one run:
+ * batch, until N fetches; the median time per entry point over interleaved rounds (the order rotates each
+ * round), in one process:
  *
  *   undici fetch (its Agent, as the test configures it), the built-in fetch, mesh.fetch, and the built-in
  *   fetch with mesh.dispatcher, to a mesh service on loopback.
@@ -12,7 +13,7 @@
  * its connection until GC would stall the calls behind it. Target: each mesh entry point within 1.2x undici's
  * fetch.
  *
- *   npm run build && node --expose-gc --import tsx bench/fetch/unread-bodies.ts [N=5000]
+ *   npm run build && node --expose-gc --import tsx bench/fetch/unread-bodies.ts [N=5000] [rounds=3]
  */
 import { randomFillSync } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -27,6 +28,7 @@ if (gc === undefined) {
   process.exit(2);
 }
 const N = Number(process.argv[2] ?? 5000);
+const ROUNDS = Number(process.argv[3] ?? 3);
 const blob = randomFillSync(new Uint8Array(512 * 1024));
 const server = createServer((_req, res) => {
   res.writeHead(200);
@@ -37,7 +39,7 @@ const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
 const mesh = createMesh({ services: { svc: { endpoints: [address] } } });
 const agent = new Agent({ keepAliveMaxTimeout: 10, keepAliveTimeoutThreshold: 10 });
 
-async function run(name: string, f: () => Promise<{ clone(): unknown }>): Promise<number> {
+async function run(f: () => Promise<{ clone(): unknown }>): Promise<number> {
   const t0 = performance.now();
   for (let total = 0; total < N; total += 50) {
     gc!(true);
@@ -53,22 +55,37 @@ async function run(name: string, f: () => Promise<{ clone(): unknown }>): Promis
     await Promise.all(batch);
     await sleep(0);
   }
-  const ms = performance.now() - t0;
-  console.log(`${name.padEnd(36)} ${Math.round(ms).toString().padStart(7)} ms`);
-  return ms;
+  return performance.now() - t0;
 }
 
-console.log(`${N} fetches of 512 KiB, bodies never read (Node ${process.version})`);
-const base = await run('undici fetch (Agent)', () =>
-  undiciFetch(`http://${address}/`, { dispatcher: agent }),
-);
-await run('built-in fetch', () => fetch(`http://${address}/`));
-const m = await run('mesh.fetch', () => mesh.fetch('http://svc/'));
-const d = await run('built-in fetch + mesh.dispatcher', () =>
-  fetch('http://svc/', { dispatcher: mesh.dispatcher }),
-);
+const entries: Array<[string, () => Promise<{ clone(): unknown }>]> = [
+  ['undici fetch (Agent)', () => undiciFetch(`http://${address}/`, { dispatcher: agent })],
+  ['built-in fetch', () => fetch(`http://${address}/`)],
+  ['mesh.fetch', () => mesh.fetch('http://svc/')],
+  ['built-in fetch + mesh.dispatcher', () => fetch('http://svc/', { dispatcher: mesh.dispatcher })],
+];
+const times = new Map<string, number[]>(entries.map(([name]) => [name, []]));
+console.log(`${N} fetches of 512 KiB, bodies never read, ${ROUNDS} rounds (Node ${process.version})`);
+for (let r = 0; r < ROUNDS; r++) {
+  for (let k = 0; k < entries.length; k++) {
+    const [name, f] = entries[(k + r) % entries.length]!;
+    times.get(name)!.push(await run(f));
+  }
+}
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+for (const [name, xs] of times) {
+  const ms = xs.map((x) => Math.round(x));
+  console.log(
+    `${name.padEnd(34)} median ${Math.round(median(xs)).toString().padStart(6)} ms  (${ms.join(', ')})`,
+  );
+}
+const base = median(times.get('undici fetch (Agent)')!);
+const ratio = (name: string): string => (median(times.get(name)!) / base).toFixed(2);
 console.log(
-  `mesh.fetch / undici fetch: ${(m / base).toFixed(2)}x; dispatcher / undici fetch: ${(d / base).toFixed(2)}x (target <= 1.2x)`,
+  `mesh.fetch / undici fetch: ${ratio('mesh.fetch')}x; dispatcher / undici fetch: ${ratio('built-in fetch + mesh.dispatcher')}x (target <= 1.2x)`,
 );
 await mesh.close({ gracePeriodMs: 0 });
 await agent.close();
