@@ -88,7 +88,8 @@ export const defaultClassifier: Classifier = (input) => {
   }
   if (err instanceof MeshError) {
     if (err.code === 'MESH_TRANSPORT') {
-      return (err as { idleClose?: boolean }).idleClose
+      const t = err as { idleClose?: boolean; unprocessed?: boolean };
+      return t.idleClose || t.unprocessed
         ? Classified.notProcessed
         : Classified.retryableFailure;
     }
