@@ -81,7 +81,14 @@ export type {
 export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
-export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
+export { TlsError, TlsMaterial, TLS_RELOAD_CHANNEL } from './transport/tls.js';
+export type { TlsFailure, TlsReloadEvent, CertificateInfo, ConnectionState } from './transport/tls.js';
+export type {
+  MeshSnapshot,
+  ServiceSnapshot,
+  EndpointSnapshot,
+  ConnectionSnapshot,
+} from './telemetry/snapshot.js';
 export {
   logicalSpanModule,
   LogicalSpanFilter,

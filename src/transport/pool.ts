@@ -273,8 +273,12 @@ export class PoolService implements Service {
       tls === undefined
         ? undefined
         : { servername: tls.servername, clientCert: m!.cert !== undefined, materialVersion: m!.version };
-    const connect: buildConnector.connector = (opts, callback) =>
-      base(opts, (err, socket) => {
+    // undici prefers the name it derives from each request's Host header over the connector's: a configured
+    // servername must win, so it is put in the per-connection options.
+    const servername = tls?.servername;
+    const connect: buildConnector.connector = (o, callback) => {
+      const opts = servername === undefined ? o : { ...o, servername };
+      return base(opts, (err, socket) => {
         if (err === null && socket !== null) {
           const s = socket as Socket;
           observeSocket(
@@ -286,6 +290,7 @@ export class PoolService implements Service {
         }
         callback(err as Error & null, socket as Socket & null);
       });
+    };
     const opts: Pool.Options = {
       connections: o.connections,
       keepAliveTimeout: o.keepAliveTimeoutMs,
