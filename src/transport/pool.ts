@@ -12,6 +12,7 @@
  */
 import type { Socket } from 'node:net';
 import { buildConnector, Pool, type Dispatcher } from 'undici';
+import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
@@ -175,6 +176,7 @@ export class PoolService implements Service {
     /** The Host header: 'logical' sends the URL authority, undefined the endpoint address, any other string as is. */
     hostHeader: string | undefined,
     logger: Logger = silentLogger,
+    private readonly clock?: Clock,
   ) {
     this.hostHeader = hostHeader;
     this.logger = logger;
@@ -249,7 +251,7 @@ export class PoolService implements Service {
     const tls = secure ? o.tls : undefined;
     const material = tls === undefined ? undefined : tlsMaterialOf(tls);
     if (material !== undefined && this.releaseTls === undefined)
-      this.releaseTls = material.acquire(this.rotate, this.logger);
+      this.releaseTls = material.acquire(this.rotate, this.logger, this.clock);
     const m = material?.current;
     const h2c = !secure && o.http2 === 'h2c';
     const allowH2 = secure ? o.http2 !== false : h2c;

@@ -17,6 +17,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 
 /** TLS options for the connections to a service's endpoints. */
@@ -253,7 +254,8 @@ export class TlsMaterial {
   private readonly listeners = new Set<() => void>();
   private watchers: FSWatcher[] = [];
   private logger: Logger | undefined;
-  private pending = false;
+  private clock: Clock | undefined;
+  private timer: TimerHandle | true | undefined;
   /** The last refused reload, cleared by the next accepted one. */
   lastError: ConfigError | undefined;
   /** Files this material re-reads, by option name. */
@@ -384,13 +386,19 @@ export class TlsMaterial {
   }
 
   /**
-   * Subscribes to changes; the first subscriber starts watching the files, the last release stops it.
-   * The watches are not persistent (they never keep the process alive).
+   * Subscribes to changes; the first subscriber re-reads the files (they may have changed since the config
+   * was read) and starts watching them, the last release stops it. The watches are not persistent (they
+   * never keep the process alive); the re-read after an event waits `settleMs` on `clock` so that one write
+   * (truncate, then data) is read once, whole.
    */
-  acquire(onChange: () => void, logger?: Logger): () => void {
+  acquire(onChange: () => void, logger?: Logger, clock?: Clock): () => void {
     this.logger ??= logger;
+    this.clock ??= clock;
     this.listeners.add(onChange);
-    if (this.listeners.size === 1 && this.watched) this.startWatching();
+    if (this.listeners.size === 1 && this.watched) {
+      this.reload();
+      this.startWatching();
+    }
     let released = false;
     return () => {
       if (released) return;
@@ -423,18 +431,26 @@ export class TlsMaterial {
     }
   }
 
-  /** Coalesces the events of one write (several per file) into one re-read, after the current I/O. */
+  /** Coalesces the events of one write (several per file) into one re-read. */
   private schedule(): void {
-    if (this.pending) return;
-    this.pending = true;
-    // A macrotask (fs.watch events of one write arrive together); no timer, so no clock needed.
-    void Promise.resolve().then(() => {
-      this.pending = false;
+    if (this.timer !== undefined) return;
+    const run = (): void => {
+      this.timer = undefined;
       if (this.listeners.size > 0) this.reload();
-    });
+    };
+    const clock = this.clock;
+    if (clock === undefined) {
+      this.timer = true;
+      void Promise.resolve().then(run);
+    } else this.timer = clock.setTimeout(run, TlsMaterial.settleMs);
   }
 
+  /** How long a re-read waits after a file event, for the rest of the write (ms). */
+  static settleMs = 20;
+
   private stopWatching(): void {
+    if (this.timer !== undefined && this.timer !== true) this.clock?.clearTimeout(this.timer);
+    this.timer = undefined;
     for (const w of this.watchers) w.close();
     this.watchers = [];
   }
