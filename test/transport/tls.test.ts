@@ -201,6 +201,51 @@ describe('mutual TLS', () => {
   });
 });
 
+describe('the idle-close race over TLS', () => {
+  // The server closes a kept-alive TLS connection when the second request arrives on it, before answering:
+  // what a client sees when the server's idle timeout fires just as the request is sent.
+  async function closingServer(options: import('node:https').ServerOptions) {
+    const served = new WeakMap<object, number>();
+    return https(options, (req, res) => {
+      const n = served.get(req.socket) ?? 0;
+      served.set(req.socket, n + 1);
+      if (n >= 1) {
+        req.socket.destroy();
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.end('served'));
+    });
+  }
+
+  it('is retried once on a fresh connection, for a POST, as on plain HTTP/1.1', async () => {
+    const s = await closingServer(good);
+    mesh = createMesh({
+      services: { users: { ...users(s.address, { ca: ca.cert }), transport: { connections: 1, tls: { ca: ca.cert } } } },
+    });
+    expect(await (await mesh.request('https://users/warm')).body.text()).toBe('served');
+    const post = await mesh.request('https://users/post', { method: 'POST', body: 'once' });
+    expect(await post.body.text()).toBe('served');
+    expect(s.connections).toBe(2);
+  });
+
+  it('with a client certificate too (mTLS): a connection that served a response is an idle close, not a refusal', async () => {
+    const s = await closingServer({ ...good, ca: ca.cert, requestCert: true, rejectUnauthorized: true });
+    mesh = createMesh({
+      services: {
+        users: {
+          endpoints: [s.address],
+          transport: { connections: 1, tls: { ca: ca.cert, cert: client.cert, key: client.key } },
+        },
+      },
+    });
+    expect(await (await mesh.request('https://users/warm')).body.text()).toBe('served');
+    const post = await mesh.request('https://users/post', { method: 'POST', body: 'once' });
+    expect(await post.body.text()).toBe('served');
+    expect(s.connections).toBe(2);
+  });
+});
+
 describe('bad TLS input', () => {
   const make = (tls: unknown) => () =>
     createMesh({ services: { users: { endpoints: ['127.0.0.1:1'], transport: { tls: tls as object } } } });
