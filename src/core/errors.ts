@@ -219,7 +219,11 @@ export class TransportError extends MeshError {
   readonly unprocessed: boolean;
   constructor(
     message: string,
-    details: MeshErrorDetails & { causeCode?: string | undefined; idleClose?: boolean; unprocessed?: boolean },
+    details: MeshErrorDetails & {
+      causeCode?: string | undefined;
+      idleClose?: boolean;
+      unprocessed?: boolean;
+    },
   ) {
     super('MESH_TRANSPORT', message, details);
     this.causeCode = details.causeCode;

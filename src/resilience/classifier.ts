@@ -89,9 +89,7 @@ export const defaultClassifier: Classifier = (input) => {
   if (err instanceof MeshError) {
     if (err.code === 'MESH_TRANSPORT') {
       const t = err as { idleClose?: boolean; unprocessed?: boolean };
-      return t.idleClose || t.unprocessed
-        ? Classified.notProcessed
-        : Classified.retryableFailure;
+      return t.idleClose || t.unprocessed ? Classified.notProcessed : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
     // Refused by the mesh's own admission bound: says nothing about the destination's health.

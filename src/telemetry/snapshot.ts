@@ -52,7 +52,12 @@ export interface ConnectionSnapshot {
     /** Version of the client material (increments on each accepted rotation). */
     materialVersion: number;
     /** The client certificate in use (mTLS), if any. */
-    clientCertificate: { subject: string; serialNumber: string; validTo: string; fingerprint256: string } | null;
+    clientCertificate: {
+      subject: string;
+      serialNumber: string;
+      validTo: string;
+      fingerprint256: string;
+    } | null;
     /** The last refused reload of certificate files (the previous material stays in use). */
     reloadError: string | null;
   };

@@ -233,7 +233,12 @@ export class PoolService implements Service {
           clientCertificate:
             cc === undefined
               ? null
-              : { subject: cc.subject, serialNumber: cc.serialNumber, validTo: cc.validTo, fingerprint256: cc.fingerprint256 },
+              : {
+                  subject: cc.subject,
+                  serialNumber: cc.serialNumber,
+                  validTo: cc.validTo,
+                  fingerprint256: cc.fingerprint256,
+                },
           reloadError: material?.lastError?.message ?? null,
         };
       }
@@ -286,7 +291,9 @@ export class PoolService implements Service {
           observeSocket(
             s,
             state,
-            tlsInfo === undefined ? undefined : { ...tlsInfo, servername: tlsInfo.servername ?? opts.servername ?? undefined },
+            tlsInfo === undefined
+              ? undefined
+              : { ...tlsInfo, servername: tlsInfo.servername ?? opts.servername ?? undefined },
             h2c,
           );
         }

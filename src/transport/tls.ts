@@ -15,6 +15,7 @@ import { channel } from 'node:diagnostics_channel';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
@@ -98,7 +99,8 @@ const WHAT: Record<TlsFailure, string> = {
   'expired-certificate': "the server's certificate has expired",
   'not-yet-valid-certificate': "the server's certificate is not valid yet",
   'client-certificate-required': 'the server requires a client certificate and none was sent',
-  'client-certificate-rejected': "the server refused the client certificate (or closed the connection after the handshake)",
+  'client-certificate-rejected':
+    'the server refused the client certificate (or closed the connection after the handshake)',
   'handshake-failed': 'the TLS handshake failed',
 };
 
@@ -151,7 +153,11 @@ export function toTlsError(
   if (typeof code !== 'string') return undefined;
   let reason: TlsFailure | undefined = REASONS[code];
   if (reason === undefined) {
-    if (/^ERR_SSL_.*ALERT/.test(code) || code.startsWith('ERR_TLS_') || code === 'ERR_SSL_WRONG_VERSION_NUMBER')
+    if (
+      /^ERR_SSL_.*ALERT/.test(code) ||
+      code.startsWith('ERR_TLS_') ||
+      code === 'ERR_SSL_WRONG_VERSION_NUMBER'
+    )
       reason = 'handshake-failed';
     else return undefined;
   }
@@ -284,8 +290,10 @@ export class TlsMaterial {
     }
     if (o.ca !== undefined && !isPem(o.ca) && !(Array.isArray(o.ca) && o.ca.every(isPem)))
       throw new ConfigError(`${path}.ca`, o.ca, 'PEM (a string or Buffer, or an array of them)');
-    if (o.cert !== undefined && !isPem(o.cert)) throw new ConfigError(`${path}.cert`, o.cert, 'PEM (a string or Buffer)');
-    if (o.key !== undefined && !isPem(o.key)) throw new ConfigError(`${path}.key`, '<redacted>', 'PEM (a string or Buffer)');
+    if (o.cert !== undefined && !isPem(o.cert))
+      throw new ConfigError(`${path}.cert`, o.cert, 'PEM (a string or Buffer)');
+    if (o.key !== undefined && !isPem(o.key))
+      throw new ConfigError(`${path}.key`, '<redacted>', 'PEM (a string or Buffer)');
     this.files = files;
     this.state = this.load(0);
   }
@@ -310,7 +318,11 @@ export class TlsMaterial {
       try {
         return readFileSync(f);
       } catch (e) {
-        throw new ConfigError(`${p}.${opt}`, f, `a readable file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        throw new ConfigError(
+          `${p}.${opt}`,
+          f,
+          `a readable file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        );
       }
     };
     const caFile = read('caFile');
@@ -330,12 +342,24 @@ export class TlsMaterial {
       }
     }
     if (cert !== undefined && key === undefined)
-      throw new ConfigError(`${p}.key`, undefined, 'the private key of tls.cert (give key or keyFile with cert or certFile)');
+      throw new ConfigError(
+        `${p}.key`,
+        undefined,
+        'the private key of tls.cert (give key or keyFile with cert or certFile)',
+      );
     if (key !== undefined && cert === undefined)
-      throw new ConfigError(`${p}.cert`, undefined, 'the client certificate of tls.key (give cert or certFile with key or keyFile)');
+      throw new ConfigError(
+        `${p}.cert`,
+        undefined,
+        'the client certificate of tls.key (give cert or certFile with key or keyFile)',
+      );
     let clientCertificate: CertificateInfo | undefined;
     if (cert !== undefined && key !== undefined) {
-      const chain = parseCerts(cert, `${p}.${certOpt}`, certOpt === 'certFile' ? this.files.certFile : '<PEM>');
+      const chain = parseCerts(
+        cert,
+        `${p}.${certOpt}`,
+        certOpt === 'certFile' ? this.files.certFile : '<PEM>',
+      );
       const k = parseKey(key, `${p}.${keyOpt}`, keyOpt === 'keyFile' ? this.files.keyFile : '<redacted>');
       if (!chain[0]!.checkPrivateKey(k)) {
         throw new ConfigError(
@@ -365,7 +389,11 @@ export class TlsMaterial {
         'TLS material refused; the previous certificates stay in use',
       );
       if (reloadChannel.hasSubscribers)
-        reloadChannel.publish({ path: this.path, version: this.state.version, error: err } satisfies TlsReloadEvent);
+        reloadChannel.publish({
+          path: this.path,
+          version: this.state.version,
+          error: err,
+        } satisfies TlsReloadEvent);
       return err;
     }
     const cur = this.state;
@@ -423,7 +451,9 @@ export class TlsMaterial {
         const w = watch(dir, { persistent: false }, (_event, name) => {
           if (name === null || names.has(String(name))) this.schedule();
         });
-        w.on('error', (e) => this.logger?.warn({ path: this.path, dir, error: e.message }, 'TLS file watch failed'));
+        w.on('error', (e) =>
+          this.logger?.warn({ path: this.path, dir, error: e.message }, 'TLS file watch failed'),
+        );
         this.watchers.push(w);
       } catch (e) {
         this.logger?.warn({ path: this.path, dir, error: (e as Error).message }, 'cannot watch TLS files');
@@ -494,7 +524,8 @@ export interface ConnectionState {
         servername: string | undefined;
         authorized: boolean;
         authorizationError: string | undefined;
-        peerCertificate: { subject: string; issuer: string; validTo: string; fingerprint256: string } | undefined;
+        peerCertificate:
+          { subject: string; issuer: string; validTo: string; fingerprint256: string } | undefined;
         materialVersion: number;
       }
     | undefined;
@@ -506,7 +537,7 @@ export interface ConnectionState {
  * TLS 1.3 handshake, as Node's does) into an error that says so.
  */
 export function observeSocket(
-  socket: TLSSocket | import('node:net').Socket,
+  socket: TLSSocket | Socket,
   state: ConnectionState,
   tls: { servername: string | undefined; clientCert: boolean; materialVersion: number } | undefined,
   h2c: boolean,
@@ -528,9 +559,16 @@ export function observeSocket(
     cipher: cipher?.name,
     servername: tls.servername,
     authorized: s.authorized,
-    authorizationError: s.authorizationError === undefined || s.authorizationError === null ? undefined : String(s.authorizationError),
+    authorizationError:
+      s.authorizationError === undefined || s.authorizationError === null
+        ? undefined
+        : String(s.authorizationError),
     peerCertificate:
-      peer !== undefined && peer !== null && typeof peer === 'object' && 'subject' in peer && peer.subject !== undefined
+      peer !== undefined &&
+      peer !== null &&
+      typeof peer === 'object' &&
+      'subject' in peer &&
+      peer.subject !== undefined
         ? {
             subject: String(peer.subject.CN ?? ''),
             issuer: String(peer.issuer?.CN ?? ''),
@@ -551,7 +589,9 @@ export function observeSocket(
   s.on('readable', onReadable);
   s.once('end', () => {
     if (sawData) return;
-    const e = new Error('the server closed the connection after the TLS handshake, before any response') as Error & {
+    const e = new Error(
+      'the server closed the connection after the TLS handshake, before any response',
+    ) as Error & {
       code: string;
     };
     e.code = PEER_CLOSED_CODE;

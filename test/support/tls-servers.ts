@@ -14,9 +14,13 @@ import {
   type IncomingHttpHeaders as H2Headers,
   type SecureServerOptions,
 } from 'node:http2';
-import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions } from 'node:https';
+import {
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  type ServerOptions,
+} from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 export interface TlsTestServer {
@@ -37,7 +41,7 @@ export interface TlsTestServer {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
-function track(server: import('node:net').Server, secure: boolean) {
+function track(server: NetServer, secure: boolean) {
   const sockets = new Set<Socket>();
   const stats = { connections: 0, handshakes: 0, tlsErrors: [] as Error[], requests: 0 };
   server.on('connection', (s: Socket) => {
@@ -52,7 +56,7 @@ function track(server: import('node:net').Server, secure: boolean) {
   return { sockets, stats };
 }
 
-async function listen(server: import('node:net').Server): Promise<number> {
+async function listen(server: NetServer): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
@@ -179,7 +183,7 @@ export async function startH2Server(
   };
 }
 
-function closeServer(server: import('node:net').Server, sockets: Set<Socket>): Promise<void> {
+function closeServer(server: NetServer, sockets: Set<Socket>): Promise<void> {
   return new Promise<void>((resolve) => {
     for (const s of sockets) s.destroy();
     server.close(() => resolve());

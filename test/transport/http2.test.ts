@@ -19,7 +19,12 @@ import {
 } from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
 import { startServer, type TestServer } from '../support/servers.js';
-import { startH2Server, startHttpsServer, type H2TestServer, type TlsTestServer } from '../support/tls-servers.js';
+import {
+  startH2Server,
+  startHttpsServer,
+  type H2TestServer,
+  type TlsTestServer,
+} from '../support/tls-servers.js';
 
 let ca: TestCa;
 let cert: Pem;
@@ -87,7 +92,7 @@ describe('HTTP/2 over TLS and in cleartext', () => {
   });
 
   it('http2: true falls back to HTTP/1.1 against a TLS server that does not offer h2', async () => {
-    const s = await startHttpsServer(cert, (req, res) => res.end(`ok ${req.httpVersion}`));
+    const s = await startHttpsServer(cert, (req, res) => void res.end(`ok ${req.httpVersion}`));
     servers.push(s);
     mesh = createMesh({ services: { users: tlsUsers(s.address) } });
     expect(await (await mesh.request('https://users/')).body.text()).toBe('ok 1.1');
@@ -117,7 +122,9 @@ describe('HTTP/2 over TLS and in cleartext', () => {
 
   it('http2 with a value other than a boolean or h2c is a ConfigError naming the option', () => {
     expect(() =>
-      createMesh({ services: { users: { endpoints: ['127.0.0.1:1'], transport: { http2: 'yes' as never } } } }),
+      createMesh({
+        services: { users: { endpoints: ['127.0.0.1:1'], transport: { http2: 'yes' as never } } },
+      }),
     ).toThrow(/services\.users\.transport\.http2: expected a boolean or 'h2c'/);
   });
 });
@@ -151,7 +158,9 @@ describe('HTTP/2 streams', () => {
       ok(stream);
     });
     mesh = createMesh({ services: { users: tlsUsers(s.address) } });
-    const calls = Array.from({ length: 64 }, () => mesh!.request('https://users/').then((r) => r.body.text()));
+    const calls = Array.from({ length: 64 }, () =>
+      mesh!.request('https://users/').then((r) => r.body.text()),
+    );
     expect(await Promise.all(calls)).toEqual(Array(64).fill('ok'));
     expect(s.connections).toBe(1);
     expect(s.sessions).toHaveLength(1);
@@ -185,7 +194,9 @@ describe('HTTP/2 streams', () => {
     mesh = createMesh({ services: { users: tlsUsers(s.address) } });
     // Streamed bodies (undici cannot replay them itself): the mesh's retry does.
     const post = (i: number) =>
-      mesh!.request('https://users/', { method: 'POST', body: Readable.from([`b${i}`]) }).then((r) => r.body.text());
+      mesh!
+        .request('https://users/', { method: 'POST', body: Readable.from([`b${i}`]) })
+        .then((r) => r.body.text());
     const [results, reasons] = await retryReasons(() => Promise.all([post(0), post(1), post(2), post(3)]));
     expect(reasons).toEqual(['GOAWAY', 'GOAWAY', 'GOAWAY']);
     expect(results[0]).toBe('first');
@@ -248,7 +259,9 @@ describe('HTTP/2 streams', () => {
     const closed = once(session, 'close');
     session.close(); // GOAWAY(NO_ERROR), as a server's idle timeout does
     await closed;
-    expect(await (await mesh.request('https://users/', { method: 'POST', body: 'x' })).body.text()).toBe('ok 2.0');
+    expect(await (await mesh.request('https://users/', { method: 'POST', body: 'x' })).body.text()).toBe(
+      'ok 2.0',
+    );
     expect(s.sessions).toHaveLength(2);
   });
 

@@ -60,7 +60,10 @@ describe('protocol and TLS state in telemetry and snapshots', () => {
     servers.push(s);
     mesh = createMesh({
       services: {
-        users: { endpoints: [s.address], transport: { tls: { ca: ca.cert, cert: client.cert, key: client.key } } },
+        users: {
+          endpoints: [s.address],
+          transport: { tls: { ca: ca.cert, cert: client.cert, key: client.key } },
+        },
       },
     });
     expect(mesh.snapshot().services[0]!.endpoints[0]!.transport).toBeUndefined(); // no connection yet
@@ -90,7 +93,9 @@ describe('protocol and TLS state in telemetry and snapshots', () => {
     const self = ca.selfSigned(['users']);
     const s = await startHttpsServer(self);
     servers.push(s);
-    mesh = createMesh({ services: { users: { endpoints: [s.address], transport: { tls: { rejectUnauthorized: false } } } } });
+    mesh = createMesh({
+      services: { users: { endpoints: [s.address], transport: { tls: { rejectUnauthorized: false } } } },
+    });
     await (await mesh.request('https://users/')).body.text();
     const tls = mesh.snapshot().services[0]!.endpoints[0]!.transport!.https!.tls!;
     expect(tls.authorized).toBe(false);

@@ -7,9 +7,10 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createMesh, TLS_RELOAD_CHANNEL, TlsError, type Mesh, type TlsReloadEvent } from 'meshfetch';
+import { createMesh, TLS_RELOAD_CHANNEL, type Mesh, type TlsError, type TlsReloadEvent } from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { startHttpsServer, type TlsTestServer } from '../support/tls-servers.js';
@@ -91,7 +92,10 @@ describe('certificate files that rotate', () => {
     const { s, held } = await mtls();
     mesh = createMesh({
       services: {
-        users: { endpoints: [s.address], transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } } },
+        users: {
+          endpoints: [s.address],
+          transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } },
+        },
       },
     });
     expect(await (await mesh.request('https://users/')).body.text()).toBe(serial(first));
@@ -124,7 +128,10 @@ describe('certificate files that rotate', () => {
     mesh = createMesh({
       logger: log.logger,
       services: {
-        users: { endpoints: [s.address], transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } } },
+        users: {
+          endpoints: [s.address],
+          transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } },
+        },
       },
     });
     expect(await (await mesh.request('https://users/')).body.text()).toBe(serial(first));
@@ -151,7 +158,10 @@ describe('certificate files that rotate', () => {
     const { s } = await mtls({ close: true });
     mesh = createMesh({
       services: {
-        users: { endpoints: [s.address], transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } } },
+        users: {
+          endpoints: [s.address],
+          transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } },
+        },
       },
     });
     expect(await (await mesh.request('https://users/')).body.text()).toBe(serial(first));
@@ -179,7 +189,7 @@ describe('certificate files that rotate', () => {
       services: { users: { endpoints: [s.address], transport: { tls: { caFile: f.ca } } } },
     });
     expect((await mesh.request('https://users/')).statusCode).toBe(200);
-    (s as unknown as { server: import('node:https').Server }).server.setSecureContext(server2);
+    (s as unknown as { server: HttpsServer }).server.setSecureContext(server2);
     const e = await mesh.request('https://users/').catch((x: unknown) => x);
     expect((e as TlsError).reason).toBe('untrusted-certificate');
     const taken = reload((x) => x.error === undefined);
@@ -195,7 +205,10 @@ describe('certificate files that rotate', () => {
     const { s } = await mtls();
     mesh = createMesh({
       services: {
-        users: { endpoints: [s.address], transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } } },
+        users: {
+          endpoints: [s.address],
+          transport: { tls: { ca: ca.cert, certFile: f.cert, keyFile: f.key } },
+        },
       },
     });
     writeFileSync(f.key, second.key);

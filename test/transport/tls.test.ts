@@ -2,6 +2,8 @@
 // certificates made for the test (a CA, leaves for the right and a wrong name, an expired and a self-signed
 // one, client certificates from the CA and from another CA): what works, and the typed error each failure
 // gives, sent once (a certificate is not a transient failure).
+import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, createMesh, TlsError, type Mesh, type ServiceConfig } from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
@@ -75,11 +77,12 @@ describe('TLS to upstreams', () => {
   it('an explicit servername is the name sent (SNI) and verified', async () => {
     const s = await https({ ...good, SNICallback: undefined });
     const seen: string[] = [];
-    (s as unknown as { server: import('node:https').Server }).server.on(
-      'secureConnection',
-      (sock: import('node:tls').TLSSocket) => seen.push(String((sock as unknown as { servername: string }).servername)),
+    (s as unknown as { server: HttpsServer }).server.on('secureConnection', (sock: TLSSocket) =>
+      seen.push(String((sock as unknown as { servername: string }).servername)),
     );
-    mesh = createMesh({ services: { users: users(s.address, { ca: ca.cert, servername: 'users.internal' }) } });
+    mesh = createMesh({
+      services: { users: users(s.address, { ca: ca.cert, servername: 'users.internal' }) },
+    });
     expect((await mesh.request('https://users/')).statusCode).toBe(200);
     expect(seen).toEqual(['users.internal']);
   });
@@ -204,7 +207,7 @@ describe('mutual TLS', () => {
 describe('the idle-close race over TLS', () => {
   // The server closes a kept-alive TLS connection when the second request arrives on it, before answering:
   // what a client sees when the server's idle timeout fires just as the request is sent.
-  async function closingServer(options: import('node:https').ServerOptions) {
+  async function closingServer(options: HttpsServerOptions) {
     const served = new WeakMap<object, number>();
     return https(options, (req, res) => {
       const n = served.get(req.socket) ?? 0;
@@ -221,7 +224,9 @@ describe('the idle-close race over TLS', () => {
   it('is retried once on a fresh connection, for a POST, as on plain HTTP/1.1', async () => {
     const s = await closingServer(good);
     mesh = createMesh({
-      services: { users: { ...users(s.address, { ca: ca.cert }), transport: { connections: 1, tls: { ca: ca.cert } } } },
+      services: {
+        users: { ...users(s.address, { ca: ca.cert }), transport: { connections: 1, tls: { ca: ca.cert } } },
+      },
     });
     expect(await (await mesh.request('https://users/warm')).body.text()).toBe('served');
     const post = await mesh.request('https://users/post', { method: 'POST', body: 'once' });
@@ -284,7 +289,9 @@ describe('bad TLS input', () => {
   });
 
   it('both cert and certFile is a ConfigError naming tls.certFile', () => {
-    expect(make({ cert: client.cert, certFile: '/x', key: client.key })).toThrow(/tls\.certFile: expected either cert or certFile/);
+    expect(make({ cert: client.cert, certFile: '/x', key: client.key })).toThrow(
+      /tls\.certFile: expected either cert or certFile/,
+    );
   });
 
   it('an unknown TLS option is a ConfigError naming it', () => {
