@@ -223,9 +223,11 @@ export class TransportError extends MeshError {
       causeCode?: string | undefined;
       idleClose?: boolean;
       unprocessed?: boolean;
+      /** A more specific code for a subclass (`MESH_TLS`). Default `MESH_TRANSPORT`. */
+      code?: string;
     },
   ) {
-    super('MESH_TRANSPORT', message, details);
+    super(details.code ?? 'MESH_TRANSPORT', message, details);
     this.causeCode = details.causeCode;
     this.idleClose = details.idleClose ?? false;
     this.unprocessed = details.unprocessed ?? false;

@@ -7,6 +7,9 @@
  */
 import type { Addr } from '../discovery/types.js';
 import type { RoutingSnapshot } from '../routing/router.js';
+import type { EndpointTransportSnapshot } from '../transport/tls.js';
+
+export type { ConnectionSnapshot, EndpointTransportSnapshot } from '../transport/tls.js';
 
 /** One endpoint in a {@link MeshSnapshot}. */
 export interface EndpointSnapshot {
@@ -30,37 +33,7 @@ export interface EndpointSnapshot {
    * What the endpoint's connections negotiated, per scheme used (absent before its first connection): the
    * protocol (`h2` or `http/1.1`), connections opened and open, and for https the TLS state.
    */
-  transport?: {
-    http?: ConnectionSnapshot;
-    https?: ConnectionSnapshot;
-  };
-}
-
-/** One scheme's connections to an endpoint in an {@link EndpointSnapshot}. */
-export interface ConnectionSnapshot {
-  protocol: 'h2' | 'http/1.1' | null;
-  opened: number;
-  open: number;
-  /** https only: the last connection's TLS version, cipher, server name, server certificate; client material. */
-  tls?: {
-    version: string | null;
-    cipher: string | null;
-    servername: string | null;
-    authorized: boolean;
-    authorizationError: string | null;
-    peerCertificate: { subject: string; issuer: string; validTo: string; fingerprint256: string } | null;
-    /** Version of the client material (increments on each accepted rotation). */
-    materialVersion: number;
-    /** The client certificate in use (mTLS), if any. */
-    clientCertificate: {
-      subject: string;
-      serialNumber: string;
-      validTo: string;
-      fingerprint256: string;
-    } | null;
-    /** The last refused reload of certificate files (the previous material stays in use). */
-    reloadError: string | null;
-  };
+  transport?: EndpointTransportSnapshot;
 }
 
 /** One service in a {@link MeshSnapshot}. */

@@ -16,10 +16,17 @@ import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { observeSocket, tlsMaterialOf, toTlsError, type ConnectionState, type TlsOptions } from './tls.js';
+import {
+  observeSocket,
+  toTlsError,
+  type ConnectionSnapshot,
+  type ConnectionState,
+  type EndpointTransportSnapshot,
+  type TlsOptions,
+} from './tls.js';
+import { tlsMaterialOf } from './tls-material.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
-import type { ConnectionSnapshot, EndpointSnapshot } from '../telemetry/snapshot.js';
 import { MeshRequestHandler } from './handler.js';
 
 export type { TlsOptions } from './tls.js';
@@ -213,7 +220,7 @@ export class PoolService implements Service {
   }
 
   /** The `transport` part of this endpoint's snapshot; undefined before its first connection. */
-  transportSnapshot(): EndpointSnapshot['transport'] {
+  transportSnapshot(): EndpointTransportSnapshot | undefined {
     const { http, https } = this.connections;
     if (http === undefined && https === undefined) return undefined;
     const one = (c: ConnectionState, secure: boolean): ConnectionSnapshot => {

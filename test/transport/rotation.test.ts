@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createMesh, TLS_RELOAD_CHANNEL, type Mesh, type TlsError, type TlsReloadEvent } from 'meshfetch';
+import { CHANNELS, createMesh, type Mesh, type TlsError, type TlsReloadEvent } from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { startHttpsServer, type TlsTestServer } from '../support/tls-servers.js';
@@ -59,10 +59,10 @@ function reload(pred: (e: TlsReloadEvent) => boolean): Promise<TlsReloadEvent> {
     const fn = (m: unknown): void => {
       const e = m as TlsReloadEvent;
       if (!pred(e)) return;
-      unsubscribe(TLS_RELOAD_CHANNEL, fn);
+      unsubscribe(CHANNELS.tlsReload, fn);
       resolve(e);
     };
-    subscribe(TLS_RELOAD_CHANNEL, fn);
+    subscribe(CHANNELS.tlsReload, fn);
   });
 }
 

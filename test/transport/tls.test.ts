@@ -5,7 +5,14 @@
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, createMesh, TlsError, type Mesh, type ServiceConfig } from 'meshfetch';
+import {
+  ConfigError,
+  createMesh,
+  TransportError,
+  type Mesh,
+  type ServiceConfig,
+  type TlsError,
+} from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { startHttpsServer, type TlsTestServer } from '../support/tls-servers.js';
@@ -61,7 +68,8 @@ async function failure(p: Promise<unknown>): Promise<TlsError> {
     () => undefined,
     (err: unknown) => err,
   );
-  expect(e).toBeInstanceOf(TlsError);
+  expect(e).toBeInstanceOf(TransportError);
+  expect((e as TlsError).code).toBe('MESH_TLS');
   return e as TlsError;
 }
 
