@@ -380,7 +380,29 @@ export class PoolService implements Service {
       ? toTlsError(err, this.service, this.endpoint, this.options.tls?.servername)
       : undefined) ??
     toH2Unprocessed(err, this.service, this.endpoint) ??
-    toTransportError(err, this.service, this.endpoint, false);
+    this.h2cHint(toTransportError(err, this.service, this.endpoint, false));
+
+  /** With h2c, a protocol error most often means the endpoint does not speak HTTP/2 in cleartext: say so. */
+  private h2cHint(err: unknown): unknown {
+    if (
+      this.options.http2 !== 'h2c' ||
+      !(err instanceof TransportError) ||
+      err.causeCode !== 'ERR_HTTP2_ERROR' ||
+      this.conn.http.opened === 0
+    )
+      return err;
+    return new TransportError(
+      `${err.message}: with transport.http2 'h2c' the endpoint must speak HTTP/2 in cleartext (prior knowledge); is it an HTTP/1.1 server?`,
+      {
+        phase: err.phase,
+        retryable: err.retryable,
+        service: this.service,
+        endpoint: this.endpoint,
+        cause: err.cause,
+        causeCode: err.causeCode,
+      },
+    );
+  }
 
   /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
   async close(): Promise<void> {

@@ -117,6 +117,9 @@ describe('HTTP/2 over TLS and in cleartext', () => {
     expect(e).toBeInstanceOf(TransportError);
     expect((e as TransportError).endpoint).toBe(s.address);
     expect((e as TransportError).message).toContain(s.address);
+    expect((e as TransportError).message).toContain(
+      "with transport.http2 'h2c' the endpoint must speak HTTP/2",
+    );
     expect(s.received).toHaveLength(0);
   });
 
