@@ -283,10 +283,14 @@ export class PoolService implements Service {
         : {}),
     } as buildConnector.BuildOptions);
     const state = secure ? this.conn.https : this.conn.http;
-    const tlsInfo =
-      tls === undefined
-        ? undefined
-        : { servername: tls.servername, clientCert: m!.cert !== undefined, materialVersion: m!.version };
+    // Every https connection is observed (protocol, TLS state), with or without TLS options.
+    const tlsInfo = !secure
+      ? undefined
+      : {
+          servername: tls?.servername,
+          clientCert: m?.cert !== undefined,
+          materialVersion: m?.version ?? 0,
+        };
     // undici prefers the name it derives from each request's Host header over the connector's: a configured
     // servername must win, so it is put in the per-connection options.
     const servername = tls?.servername;

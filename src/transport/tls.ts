@@ -140,12 +140,9 @@ export function toTlsError(
   if (typeof code !== 'string') return undefined;
   let reason: TlsFailure | undefined = REASONS[code];
   if (reason === undefined) {
-    if (
-      /^ERR_SSL_.*ALERT/.test(code) ||
-      code.startsWith('ERR_TLS_') ||
-      code === 'ERR_SSL_WRONG_VERSION_NUMBER'
-    )
-      reason = 'handshake-failed';
+    // OpenSSL's own failures (alerts, no common version or cipher); not Node's ERR_TLS_HANDSHAKE_TIMEOUT and
+    // the like, which are transient and stay transport errors.
+    if (code.startsWith('ERR_SSL_')) reason = 'handshake-failed';
     else return undefined;
   }
   const name = servername === undefined ? '' : ` (server name "${servername}")`;

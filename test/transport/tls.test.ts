@@ -138,6 +138,14 @@ describe('TLS to upstreams', () => {
     expect(s.connections).toBe(1);
   });
 
+  it("with no TLS options Node's bundled roots are the trust: a private CA's certificate is refused, typed", async () => {
+    const s = await https(good);
+    mesh = createMesh({ services: { users: { endpoints: [s.address] } } });
+    const e = await failure(mesh.request('https://users/'));
+    expect(e.reason).toBe('untrusted-certificate');
+    expect(s.connections).toBe(1);
+  });
+
   it('an idempotent call with retries on is still sent once to an endpoint whose certificate fails', async () => {
     const s = await https(expired);
     mesh = createMesh({
