@@ -104,6 +104,8 @@ function meshClient(port: number, ca: string, http2: boolean, urlPath = '/'): Cl
 
 interface Slice {
   rps: number;
+  /** This process's CPU time per call (µs): the client's cost, less disturbed by other load than req/s. */
+  cpuUs: number;
   p50Us: number;
   p99Us: number;
   errors: number;
@@ -111,9 +113,17 @@ interface Slice {
 
 async function slice(c: Client, concurrency: number): Promise<Slice> {
   await closedLoop(() => c.call(), { concurrency, durationMs: 100 }); // lead-in, unmeasured
+  const cpu0 = process.cpuUsage();
   const r = await closedLoop(() => c.call(), { concurrency, durationMs: SECONDS * 1_000 });
+  const cpu = process.cpuUsage(cpu0);
   const s = summarize(r.histogram);
-  return { rps: r.count / (r.elapsedMs / 1e3), p50Us: s.p50Us, p99Us: s.p99Us, errors: r.errors };
+  return {
+    rps: r.count / (r.elapsedMs / 1e3),
+    cpuUs: (cpu.user + cpu.system) / Math.max(1, r.count),
+    p50Us: s.p50Us,
+    p99Us: s.p99Us,
+    errors: r.errors,
+  };
 }
 
 const median = (xs: number[]): number => {
@@ -156,6 +166,9 @@ async function main(): Promise<void> {
   }
   const ratio = (a: string, b: string): number[] =>
     samples.get(a)!.map((s, i) => s.rps / samples.get(b)![i]!.rps);
+  const cpuRatio = (a: string, b: string): number[] =>
+    samples.get(a)!.map((s, i) => s.cpuUs / samples.get(b)![i]!.cpuUs);
+  const range = (xs: number[]): string => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
 
   // Handshake (new connection per call) against reuse, sequential through the mesh.
   const fresh = meshClient(ports.h1, certs.ca, false, '/close');
@@ -177,26 +190,40 @@ async function main(): Promise<void> {
   const rows = [...samples.entries()].map(([k, v]) => [
     k,
     num(median(v.map((s) => s.rps)), 0),
+    num(median(v.map((s) => s.cpuUs)), 1),
     num(median(v.map((s) => s.p50Us)), 0),
     num(median(v.map((s) => s.p99Us)), 0),
     String(v.reduce((n, s) => n + s.errors, 0)),
   ]);
-  const ratios = {
-    meshOverPoolC1: median(ratio('mesh-tls-h1@1', 'pool-tls@1')),
-    meshOverPoolC64: median(ratio('mesh-tls-h1@64', 'pool-tls@64')),
-    h2OverH1C64: median(ratio('mesh-tls-h2@64', 'mesh-tls-h1@64')),
+  const pairs = {
+    meshOverPoolC1: ratio('mesh-tls-h1@1', 'pool-tls@1'),
+    meshOverPoolC64: ratio('mesh-tls-h1@64', 'pool-tls@64'),
+    h2OverH1C64: ratio('mesh-tls-h2@64', 'mesh-tls-h1@64'),
+    cpuMeshOverPoolC1: cpuRatio('mesh-tls-h1@1', 'pool-tls@1'),
+    cpuMeshOverPoolC64: cpuRatio('mesh-tls-h1@64', 'pool-tls@64'),
   };
+  const ratios = Object.fromEntries(Object.entries(pairs).map(([k, v]) => [k, median(v)])) as Record<
+    keyof typeof pairs,
+    number
+  >;
   const handshake = {
     newConnectionP50Us: median(newConn),
     reusedP50Us: median(reuse),
     connectionsOpened: opened,
   };
   console.log(`\nTLS overhead: ${ROUNDS} rounds x ${SECONDS} s slices; ${describeMachine(machineInfo())}\n`);
-  console.log(formatTable(['client@concurrency', 'req/s', 'p50 µs', 'p99 µs', 'errors'], rows));
   console.log(
-    `\nmesh.request / Pool.request over TLS: c=1 ${ratios.meshOverPoolC1.toFixed(3)}x, c=64 ${ratios.meshOverPoolC64.toFixed(3)}x (target >= 0.95x at c=64: ${ratios.meshOverPoolC64 >= 0.95 ? 'met' : 'NOT met'})`,
+    formatTable(['client@concurrency', 'req/s', 'CPU µs/call', 'p50 µs', 'p99 µs', 'errors'], rows),
   );
-  console.log(`HTTP/2 / HTTP/1.1 through the mesh at c=64: ${ratios.h2OverH1C64.toFixed(3)}x`);
+  console.log(
+    `\nmesh.request / Pool.request over TLS, req/s (median of paired rounds, range): c=1 ${ratios.meshOverPoolC1.toFixed(3)}x (${range(pairs.meshOverPoolC1)}), c=64 ${ratios.meshOverPoolC64.toFixed(3)}x (${range(pairs.meshOverPoolC64)}); target >= 0.95x at c=64: ${ratios.meshOverPoolC64 >= 0.95 ? 'met' : 'NOT met'}`,
+  );
+  console.log(
+    `client CPU per call, mesh / pool: c=1 ${ratios.cpuMeshOverPoolC1.toFixed(3)}x (${range(pairs.cpuMeshOverPoolC1)}), c=64 ${ratios.cpuMeshOverPoolC64.toFixed(3)}x (${range(pairs.cpuMeshOverPoolC64)})`,
+  );
+  console.log(
+    `HTTP/2 / HTTP/1.1 through the mesh at c=64, req/s: ${ratios.h2OverH1C64.toFixed(3)}x (${range(pairs.h2OverH1C64)})`,
+  );
   console.log(
     `call on a new connection (TCP + TLS handshake) p50 ${num(handshake.newConnectionP50Us, 0)} µs vs reused ${num(handshake.reusedP50Us, 0)} µs (${HANDSHAKES} sequential calls each; ${opened} connections opened)`,
   );
@@ -211,6 +238,7 @@ async function main(): Promise<void> {
         seconds: SECONDS,
         samples: Object.fromEntries(samples),
         ratios,
+        pairs,
         handshake,
       },
       null,
