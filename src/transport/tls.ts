@@ -261,17 +261,12 @@ export function observeSocket(
         : undefined,
     materialVersion: tls.materialVersion,
   };
-  if (!tls.clientCert || alpn === 'h2') return;
-  let sawData = false;
-  const onReadable = (): void => {
-    if (s.readableLength > 0) {
-      sawData = true;
-      s.off('readable', onReadable);
-    }
-  };
-  s.on('readable', onReadable);
+  if (!tls.clientCert) return;
+  // A TLS socket's bytesRead counts application bytes only (not the handshake, not session tickets): none
+  // at the server's close means it never answered anything on this connection, HTTP/1.1 or HTTP/2 (whose
+  // server sends SETTINGS at once). This listener runs before undici's, so the requests fail with this error.
   s.once('end', () => {
-    if (sawData) return;
+    if (s.bytesRead > 0) return;
     const e = new Error(
       'the server closed the connection after the TLS handshake, before any response',
     ) as Error & {

@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import { PassThrough, Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +17,7 @@ import {
   type Mesh,
   type RequestEvent,
   type ServiceConfig,
+  type TlsError,
 } from 'meshfetch';
 import { TestCa, type Pem } from '../support/certs.js';
 import { startServer, type TestServer } from '../support/servers.js';
@@ -97,6 +99,33 @@ describe('HTTP/2 over TLS and in cleartext', () => {
     mesh = createMesh({ services: { users: tlsUsers(s.address) } });
     expect(await (await mesh.request('https://users/')).body.text()).toBe('ok 1.1');
     expect(mesh.snapshot().services[0]!.endpoints[0]!.transport!.https!.protocol).toBe('http/1.1');
+  });
+
+  it('HTTP/2 with mutual TLS: the client certificate is presented; an untrusted one is refused as a TlsError, sent once', async () => {
+    const other = new TestCa('http2-other-ca');
+    try {
+      const client = ca.leaf({ names: ['orders'], client: true });
+      const intruder = other.leaf({ names: ['intruder'], client: true });
+      const s = await h2({ ...cert, ca: ca.cert, requestCert: true, rejectUnauthorized: true }, (stream) => {
+        const peer = (stream.session!.socket as TLSSocket).getPeerCertificate();
+        ok(stream, `hello ${String(peer.subject?.CN)}`);
+      });
+      const service = (c: Pem): ServiceConfig => ({
+        endpoints: [s.address],
+        transport: { http2: true, tls: { ca: ca.cert, cert: c.cert, key: c.key, servername: 'users' } },
+      });
+      mesh = createMesh({ services: { users: service(client), intruders: service(intruder) } });
+      expect(await (await mesh.request('https://users/')).body.text()).toBe('hello orders');
+      const before = s.connections;
+      const e = (await mesh.request('https://intruders/').catch((x: unknown) => x)) as TlsError;
+      expect(e).toBeInstanceOf(TransportError);
+      expect(e.code).toBe('MESH_TLS');
+      expect(e.reason).toBe('client-certificate-rejected');
+      expect(e.attempts).toBe(1);
+      expect(s.connections - before).toBe(1);
+    } finally {
+      other.dispose();
+    }
   });
 
   it("http2: 'h2c' speaks HTTP/2 in cleartext with prior knowledge", async () => {
