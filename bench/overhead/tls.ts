@@ -29,6 +29,7 @@ import { closedLoop } from '../lib/load.js';
 import { summarize } from '../lib/stats.js';
 import { formatTable, num } from '../lib/table.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';
+import { writeJson } from '../lib/output.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const flags = parseFlags(process.argv.slice(2));
@@ -229,22 +230,15 @@ async function main(): Promise<void> {
   );
   const out = path.join(here, '..', 'results', ...(QUICK ? ['quick'] : []));
   mkdirSync(out, { recursive: true });
-  writeFileSync(
-    path.join(out, 'overhead-tls.json'),
-    JSON.stringify(
-      {
-        machine: machineInfo(),
-        rounds: ROUNDS,
-        seconds: SECONDS,
-        samples: Object.fromEntries(samples),
-        ratios,
-        pairs,
-        handshake,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
+  await writeJson(path.join(out, 'overhead-tls.json'), {
+    machine: machineInfo(),
+    rounds: ROUNDS,
+    seconds: SECONDS,
+    samples: Object.fromEntries(samples),
+    ratios,
+    pairs,
+    handshake,
+  });
   await Promise.all([...Object.values(clients), fresh].map((c) => c.close()));
   server.disconnect();
   rmSync(certs.dir, { recursive: true, force: true });
