@@ -3,6 +3,8 @@
 // a half-written file or a certificate with the wrong key is refused with a ConfigError naming the option,
 // and the old material stays in use. Short-lived certificates (minutes) made for the test.
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +16,6 @@ import { CHANNELS, createMesh, type Mesh, type TlsError, type TlsReloadEvent } f
 import { TestCa, type Pem } from '../support/certs.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { startHttpsServer, type TlsTestServer } from '../support/tls-servers.js';
-import { until } from '../support/until.js';
 
 let ca: TestCa;
 let ca2: TestCa;
@@ -69,17 +70,26 @@ function reload(pred: (e: TlsReloadEvent) => boolean): Promise<TlsReloadEvent> {
 /** An mTLS server answering with the serial number of the client certificate of the connection. */
 async function mtls(opts: { close?: boolean } = {}) {
   const held: Array<() => void> = [];
+  const heldSockets: Socket[] = [];
+  let onHeld: (() => void) | undefined;
   const s = await startHttpsServer(
     { ...server1, ca: ca.cert, requestCert: true, rejectUnauthorized: true },
     async (req, res) => {
       const serial = (req.socket as TLSSocket).getPeerCertificate().serialNumber;
-      if (req.url === '/hold') await new Promise<void>((r) => held.push(r));
+      if (req.url === '/hold') {
+        heldSockets.push(req.socket);
+        const released = new Promise<void>((r) => held.push(r));
+        onHeld?.();
+        await released;
+      }
       if (opts.close) res.setHeader('connection', 'close');
       res.end(serial);
     },
   );
   servers.push(s);
-  return { s, held };
+  /** Resolves when a `/hold` call has reached the handler. */
+  const holding = () => new Promise<void>((r) => (onHeld = r));
+  return { s, held, heldSockets, holding };
 }
 
 const serial = (p: Pem): string => new X509Certificate(p.cert).serialNumber;
@@ -89,7 +99,7 @@ describe('certificate files that rotate', () => {
     const f = files();
     writeFileSync(f.cert, first.cert);
     writeFileSync(f.key, first.key);
-    const { s, held } = await mtls();
+    const { s, held, heldSockets, holding } = await mtls();
     mesh = createMesh({
       services: {
         users: {
@@ -99,8 +109,9 @@ describe('certificate files that rotate', () => {
       },
     });
     expect(await (await mesh.request('https://users/')).body.text()).toBe(serial(first));
+    const arrived = holding();
     const slow = mesh.request('https://users/hold'); // in flight on the first connection
-    await until(() => held.length === 1);
+    await arrived;
     const before = s.handshakes;
     const rotated = reload((e) => e.error === undefined && e.version >= 1);
     writeFileSync(f.key, second.key);
@@ -112,7 +123,7 @@ describe('certificate files that rotate', () => {
     // The call in flight on the old connection finishes there, with the old certificate; then it closes.
     held[0]!();
     expect(await (await slow).body.text()).toBe(serial(first));
-    await until(() => s.openSockets === 1); // the old pool's connections closed once drained
+    await once(heldSockets[0]!, 'close'); // the old connection closed once drained
     const ep = mesh.snapshot().services[0]!.endpoints[0]!;
     expect(ep.transport?.https?.tls?.materialVersion).toBe(1);
     expect(ep.transport?.https?.tls?.clientCertificate?.serialNumber).toBe(serial(second));
