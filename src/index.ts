@@ -61,6 +61,7 @@ export type {
 export * from './balance/index.js';
 
 export { consulDiscovery, ConsulDiscovery, ConsulResolver, ConsulRequestError } from './discovery/consul.js';
+export type { ConsulResponseTooLargeError } from './discovery/consul.js';
 export type {
   ConsulDiscoveryOptions,
   ConsulConsistency,
