@@ -258,7 +258,7 @@ export class Mesh implements AsyncDisposable {
     if (config.transport.tls?.rejectUnauthorized === false) {
       // Once per service: the setting is a config fact, not a per-connection event.
       this.logger.warn(
-        { service: config.name, option: `services.${config.name}.transport.tls.rejectUnauthorized` },
+        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
         'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
       );
     }
