@@ -184,6 +184,13 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
    * rebuilds it (or, with heavily skewed weights, the next pick).
    */
   private table: AliasTable | undefined;
+  /**
+   * Newly added nodes whose metric is probing (never measured), offered one per pick before any draw, so a new
+   * endpoint gets one of the next picks whatever the size of the set (Finagle's cost 0 alone gives it a pick
+   * only when it is drawn: 2/n of the picks). `freshHead` is the next to offer.
+   */
+  private fresh: N[] = [];
+  private freshHead = 0;
 
   /**
    * @param env the clock (for costs and the status refresh) and the rng (for the draws); defaults to the system
@@ -207,6 +214,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     this.weights.reset(this.nodes);
     this.table = this.weights.equal ? undefined : AliasTable.fromWeights(this.weights.values);
     this.tracker.scan(this.nodes, this.clock.now());
+    this.fresh = this.nodes.filter((node) => node.load.probing === true);
+    this.freshHead = 0;
   }
 
   /**
@@ -220,6 +229,12 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);
     this.table = undefined;
+    if (removed.length > 0 && this.freshHead < this.fresh.length) {
+      const gone = new Set(removed.map((node) => node.id));
+      this.fresh = this.fresh.slice(this.freshHead).filter((node) => !gone.has(node.id));
+      this.freshHead = 0;
+    }
+    for (const node of added) if (node.load.probing === true) this.fresh.push(node);
   }
 
   /** True when panic mode is on as of the last count (see {@link P2COptions.panicThreshold}). */
@@ -243,6 +258,10 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     }
     const panic = tracker.panic(this.panicThreshold);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
+    if (this.freshHead < this.fresh.length) {
+      const node = this.takeFresh(panic, avoiding);
+      if (node !== undefined) return node;
+    }
     // With two nodes every draw is the same pair: one round says all there is to say.
     const rounds = n === 2 ? 1 : this.maxEffort;
     const weighted = !this.weights.equal;
@@ -271,9 +290,11 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         if (costB < costA) {
           winner = b;
           cost = costB;
+          if (rankA === 0) nodeA.load.passed?.(now);
         } else {
           winner = a;
           cost = costA;
+          if (rankA === 0) nodeB.load.passed?.(now);
         }
         rank = rankA;
       } else if (rankA < rankB) {
@@ -293,8 +314,10 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         if (bestRank === 0 && best !== winner) {
           if (Number.isNaN(bestCost)) bestCost = this.costOf(best, nodes[best]!, now, weighted);
           if (Number.isNaN(cost)) cost = this.costOf(winner, nodes[winner]!, now, weighted);
-          // Ties go to `best`: it was drawn first.
-          return cost < bestCost ? nodes[winner] : nodes[best];
+          // Ties go to `best`: it was drawn first. The loser was passed over on cost.
+          const [won, lost] = cost < bestCost ? [winner, best] : [best, winner];
+          nodes[lost]!.load.passed?.(now);
+          return nodes[won];
         }
         if (!Number.isNaN(cost)) return nodes[winner];
         best = winner;
@@ -316,6 +339,32 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
       }
     }
     return nodes[best];
+  }
+
+  /**
+   * The next newly added node that is still probing and eligible (ready, or any in panic mode; not avoided),
+   * or undefined. Nodes that are not are dropped from the queue: they compete in the draw like any other,
+   * where a probing metric's cost of 0 still wins. Amortised O(1): each node is queued once per addition.
+   */
+  private takeFresh(panic: boolean, avoid: ReadonlySet<string> | undefined): N | undefined {
+    const fresh = this.fresh;
+    while (this.freshHead < fresh.length) {
+      const node = fresh[this.freshHead++]!;
+      if (node.load.probing !== true) continue;
+      if (!panic && node.status !== 'ready') continue;
+      if (avoid?.has(node.id)) continue;
+      this.compactFresh();
+      return node;
+    }
+    this.compactFresh();
+    return undefined;
+  }
+
+  private compactFresh(): void {
+    if (this.freshHead >= this.fresh.length) {
+      this.fresh = [];
+      this.freshHead = 0;
+    }
   }
 
   /** Adds `node`, or replaces the node with its id (new data, e.g. a weight): O(1) amortised. */
@@ -389,7 +438,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
  *
  * @example
  * ```ts
- * const options: P2CPeakEwmaOptions = { tauMs: 10_000, defaultRttMs: 30, maxEffort: 4 };
+ * const options: P2CPeakEwmaOptions = { tauMs: 10_000, maxProbes: 1, maxEffort: 4 };
  * ```
  */
 export interface P2CPeakEwmaOptions extends P2COptions, PeakEwmaOptions {}
@@ -412,7 +461,7 @@ export type P2CLeastLoadedOptions = P2COptions;
  * @example
  * ```ts
  * createMesh({ services: { users: { endpoints: ['10.0.0.1:80', '10.0.0.2:80'], balancer: p2cPeakEwma() } } });
- * p2cPeakEwma({ tauMs: 5_000, defaultRttMs: 50, panicThreshold: 0.3 });
+ * p2cPeakEwma({ tauMs: 5_000, slowStartMs: 30_000, panicThreshold: 0.3 });
  * ```
  */
 export function p2cPeakEwma(options?: P2CPeakEwmaOptions): BalancerFactory {

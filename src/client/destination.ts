@@ -15,7 +15,7 @@ import {
   NoHealthyEndpointsError,
   ServiceNotFoundError,
 } from '../core/errors.js';
-import type { MeshRequest, MeshResponse } from '../core/message.js';
+import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
 import {
@@ -35,7 +35,13 @@ import {
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
 import { FailureAccrualFilter } from '../resilience/accrual.js';
-import { ClassifierParam, classifyAttempt, type Classifier } from '../resilience/classifier.js';
+import { parseRetryAfter } from '../resilience/backoff.js';
+import {
+  ClassifierParam,
+  classifyAttempt,
+  type Classification,
+  type Classifier,
+} from '../resilience/classifier.js';
 import { EndpointStats } from '../telemetry/endpoint-stats.js';
 import {
   discoveryUpdateChannel,
@@ -63,6 +69,14 @@ export class EndpointNode implements BalancerNode {
   readonly entry: Service;
   /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
   readonly stats = new EndpointStats();
+  /**
+   * Until when (clock ms) the endpoint is out of the draw because it answered with a `Retry-After`; 0 when it
+   * is not. While held its status reads `busy`, so every balancer prefers the other endpoints and still
+   * picks it when no other is ready.
+   */
+  heldUntil = 0;
+  /** When an attempt here last settled (clock ms); -Infinity before the first. */
+  lastSettled = -Infinity;
   private readonly clock: Clock;
   constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
     this.id = endpoint.id;
@@ -82,9 +96,16 @@ export class EndpointNode implements BalancerNode {
     return this.endpoint.weight;
   }
   get status(): ServiceStatus {
+    if (this.heldUntil !== 0) {
+      if (this.clock.now() < this.heldUntil) return 'busy';
+      this.heldUntil = 0;
+    }
     return this.service.status;
   }
 }
+
+/** The longest a `Retry-After` keeps an endpoint out of the draw (ms): failure accrual's longest backoff. */
+export const MAX_RETRY_AFTER_HOLD_MS = 300_000;
 
 /**
  * The closed state of a circuit breaker directly above a destination, which the destination runs at the end
@@ -391,6 +412,9 @@ export class Destination implements Service {
     // was chosen rather than the built-in default (CallContext.propagateDeadline).
     if (ctx.propagateDeadline && ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
+    // Probably a new connection (the connect is in this sample): nothing in flight here and idle for longer
+    // than the pool keeps a socket (the transport's keep-alive timeout), or never used.
+    const cold = load.pending === 0 && t0 - node.lastSettled >= this.opts.transport.keepAliveTimeoutMs;
     load.start(t0);
     const accrual = node.accrual;
     const token = accrual === undefined ? 0 : accrual.beginAttempt();
@@ -400,8 +424,15 @@ export class Destination implements Service {
         // One clock read for the outcome: the RTT, the stats and failure accrual's window.
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, res, undefined, t1);
-        load.observe(t1 - t0, t1);
-        this.count(node, req, ctx, res, undefined, t1);
+        node.lastSettled = t1;
+        const c = this.count(node, req, ctx, res, undefined, t1);
+        // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
+        // costlier instead. Retry-After also takes the endpoint out of the draw until then.
+        if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, cold);
+        else {
+          load.observeFailure?.(t1 - t0, t1);
+          if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
+        }
         whenBodyDone(res.body, node);
         whenBodyDone(res.body, this);
         return b === undefined ? res : b.closedResponse(req, ctx, res);
@@ -409,13 +440,16 @@ export class Destination implements Service {
       (err: unknown) => {
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, undefined, err, t1);
-        // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
-        // endpoint took at least this long; any other failure is a latency sample like an answer.
-        if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+        node.lastSettled = t1;
+        const c = this.count(node, req, ctx, undefined, err, t1);
+        // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
+        // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the
+        // classifier ignores (the idle-close race, the mesh's own refusal) says nothing about its latency.
+        if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
+        else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
+        else if ((err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
           load.observeCancelled?.(t1 - t0, t1);
-        else load.observe(t1 - t0, t1);
         load.end(t1);
-        this.count(node, req, ctx, undefined, err, t1);
         this.onBodyDone();
         if (b !== undefined) return b.closedError(req, ctx, err);
         throw err;
@@ -423,7 +457,27 @@ export class Destination implements Service {
     );
   }
 
-  /** Counts an attempt's outcome in the endpoint's stats (a classifier that throws: counted as ignored). */
+  /**
+   * A `Retry-After` on a back-pressure answer (429, or 503 with the header) takes its endpoint out of the draw
+   * until then (at most {@link MAX_RETRY_AFTER_HOLD_MS}), and tells the retry filter, through the call
+   * context, when another endpoint is ready to take the retry at once.
+   */
+  private holdForRetryAfter(node: EndpointNode, res: MeshResponse, ctx: CallContext, now: number): void {
+    const ms = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.opts.env.clock.wallNow());
+    if (ms === undefined || ms <= 0) return;
+    node.heldUntil = now + Math.min(ms, MAX_RETRY_AFTER_HOLD_MS);
+    for (const other of this.nodes.values()) {
+      if (other !== node && other.status === 'ready') {
+        ctx.retryAfterHeld = true;
+        return;
+      }
+    }
+  }
+
+  /**
+   * Counts an attempt's outcome in the endpoint's stats and returns its classification (undefined when the
+   * classifier throws: counted as ignored).
+   */
   private count(
     node: EndpointNode,
     req: MeshRequest,
@@ -431,14 +485,15 @@ export class Destination implements Service {
     res: MeshResponse | undefined,
     error: unknown,
     now: number,
-  ): void {
-    let kind: 'success' | 'failure' | 'ignored';
+  ): Classification | undefined {
+    let c: Classification | undefined;
     try {
-      kind = classifyAttempt(this.classifier, req, ctx, res, error).kind;
+      c = classifyAttempt(this.classifier, req, ctx, res, error);
     } catch {
-      kind = 'ignored';
+      c = undefined;
     }
-    node.stats.record(kind, now);
+    node.stats.record(c?.kind ?? 'ignored', now);
+    return c;
   }
 
   private noEndpoint(): Error {
