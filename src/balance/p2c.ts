@@ -149,6 +149,12 @@ const REJECTION_TRIES = 256;
  * its load. Up to `maxEffort` pairs are drawn; then the best node seen is returned. Ties go to the node drawn
  * first, which keeps the weighted (or uniform) draw unbiased. O(1) per pick.
  *
+ * Fairness to new and idle nodes (docs/balancers.md, "Peak EWMA"): a node added while its metric is probing
+ * (`load.probing`, e.g. Peak EWMA before its first answer) is offered the next pick before any draw, if it is
+ * eligible, so it gets traffic within its first pick at any set size; and the loser of each cost comparison
+ * between eligible nodes is told (`load.passed`), which is how Peak EWMA re-probes an endpoint that keeps
+ * losing on a stale estimate.
+ *
  * Weighted draws without an O(n) rebuild per change: candidates come from an alias table (Vose; O(1) per
  * draw, one random number). A change of the set invalidates it, and the periodic status rescan (every
  * `statusRefreshMs`, already O(n)) rebuilds it. Until then, while the largest weight is at most 8 times the
