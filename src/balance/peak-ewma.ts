@@ -29,7 +29,8 @@
  *   without a new sample of its own gets one probe whose answer replaces its stale estimate. A probe that
  *   confirms the estimate doubles the count before the next one (up to 16 times).
  * - Failures: their time is not a latency sample. A failed attempt is folded in as a peak of twice the
- *   larger of its time, `failureCostMs` and the last latency estimate, doubling with each failure in a row.
+ *   larger of its time, `failureCostMs` and the latency estimate over answers only, doubling with each
+ *   failure in a row.
  */
 import { numberOption, optionRecord } from './options.js';
 import type { LoadMetric, LoadPhase } from './types.js';
@@ -229,7 +230,10 @@ export class PeakEwmaLoad implements LoadMetric {
   private stamp: number;
   /** Outcomes (answers, failures, cancellations) folded in so far, counted up to `probeSamples`. */
   private outcomes = 0;
-  /** The latency estimate of the last answer (not of a failure), the base of a failure's cost. */
+  /**
+   * The same peak EWMA over answers only (failures left out): the base of a failure's cost, so that failures
+   * alternating with answers do not compound one another's cost.
+   */
   private latency = 0;
   private latencyStamp = 0;
   private hasLatency = false;
@@ -298,15 +302,20 @@ export class PeakEwmaLoad implements LoadMetric {
     if (!(rtt >= 0) || rtt === Infinity) return;
     this.cancelledInRow = 0;
     this.failuresInRow = 0;
+    this.passes = 0;
     if (this.replacing()) {
       this.replace(rtt, now);
     } else if (rtt > this.estimate && !cold) {
       this.estimate = rtt;
       this.stamp = now;
     } else {
-      this.blend(rtt, now);
+      this.estimate = this.blend(this.estimate, this.stamp, rtt, now);
+      this.stamp = now;
     }
-    this.latency = this.estimate;
+    this.latency =
+      !this.hasLatency || (rtt > this.latency && !cold)
+        ? rtt
+        : this.blend(this.latency, this.latencyStamp, rtt, now);
     this.latencyStamp = now;
     this.hasLatency = true;
   }
@@ -314,8 +323,8 @@ export class PeakEwmaLoad implements LoadMetric {
   /**
    * A failed attempt (the classifier's `failure`, or back-pressure: 5xx, 429, a reset, a timeout): its time is
    * not a latency sample, so a fast 429 or 503 cannot make the endpoint look fast. It counts as a peak of
-   * `2^k * max(elapsed, failureCostMs, latency estimate)` for the k-th failure in a row (k = 1, 2, ... up to
-   * 64 x), the way a cancellation counts as a lower bound.
+   * `2^k * max(elapsed, failureCostMs, the estimate over answers only)` for the k-th failure in a row (k = 1,
+   * 2, ... up to 64 x), the way a cancellation counts as a lower bound.
    */
   observeFailure(elapsed: number, now: number): void {
     if (!(elapsed >= 0) || elapsed === Infinity) return;
@@ -347,12 +356,12 @@ export class PeakEwmaLoad implements LoadMetric {
    * estimate it replaces it; below, it leaves it as it is. Either way it counts as a probe's outcome.
    */
   private raise(value: number, now: number): void {
+    this.passes = 0;
     if (this.outcomes === 0 || value > this.estimate) {
       if (this.replacing()) this.replace(value, now);
       else {
         this.estimate = value;
         this.stamp = now;
-        this.passes = 0;
       }
     } else if (this.replacing()) {
       // The endpoint is no faster than thought: a re-probe confirms the estimate.
@@ -411,7 +420,7 @@ export class PeakEwmaLoad implements LoadMetric {
 
   /** Replaces the estimate with an outcome: a probe's answer. A re-probe that confirms the old one backs off. */
   private replace(value: number, now: number): void {
-    const confirmed = value >= this.rtt(now) / 2;
+    const confirmed = value >= this.rtt(now);
     this.estimate = value;
     this.stamp = now;
     this.endProbe(confirmed);
@@ -428,13 +437,14 @@ export class PeakEwmaLoad implements LoadMetric {
     this.passes = 0;
   }
 
-  /** Folds a sample below the estimate (or a cold one) in: decay per time and per sample, the faster wins. */
-  private blend(rtt: number, now: number): void {
-    const dt = Math.max(0, now - this.stamp);
+  /**
+   * `value` (last moved at `stamp`) with a sample below it (or a cold one) folded in: decay per time and per
+   * sample, whichever forgets faster.
+   */
+  private blend(value: number, stamp: number, rtt: number, now: number): number {
+    const dt = Math.max(0, now - stamp);
     const w = Math.min(Math.exp(-dt / this.o.tauMs), Math.exp(-1 / this.o.decaySamples));
-    this.estimate = this.estimate * w + rtt * (1 - w);
-    this.stamp = now;
-    this.passes = 0;
+    return value * w + rtt * (1 - w);
   }
 
   private decayed(value: number, stamp: number, now: number): number {

@@ -288,6 +288,22 @@ describe('failures cost', () => {
     expect(failing.cost(clock.now() + 1)).toBeGreaterThan(2 * healthy.cost(clock.now() + 1));
   });
 
+  test('failures alternating with answers do not compound: each costs twice the floor or the answers’ estimate', () => {
+    const load = new PeakEwmaLoad({}, 0);
+    for (let t = 0; t < 400; t += 2) {
+      load.observeFailure(0.5, t);
+      expect(load.rttEstimate!).toBeLessThanOrEqual(2 * PEAK_EWMA_DEFAULTS.failureCostMs);
+      load.observe(1, t + 1);
+    }
+    // Failures in a row double: 20, 40, 80 ms.
+    const seen: number[] = [];
+    for (let t = 500; t < 503; t++) {
+      load.observeFailure(0.5, t);
+      seen.push(load.rttEstimate!);
+    }
+    expect(seen).toEqual([20, 40, 80]);
+  });
+
   test('a fast-failing endpoint among four gets at most 1/8 of the attempts', () => {
     // Sequential calls at 1 ms; after a healthy start, endpoint 3 fails every attempt in 0.5 ms (a 429
     // without Retry-After). The balancer leaf reports a failure with observeFailure (a metric without it
