@@ -202,6 +202,8 @@ interface RunResult {
   figures: Record<string, number | null>;
   stalls: Stalls;
   stalled: boolean;
+  /** The first error a caller saw (a status or an error code), when any did. */
+  firstError?: string | undefined;
   /** Per-bin, per-backend shares (plotted for run 1), with the time of bin 0 relative to the run start. */
   series?: { offsetMs: number; bins: number[][] };
 }
@@ -269,6 +271,7 @@ async function scaleOut(
     },
     stalls,
     stalled: stalls.maxMs > STALL_MS,
+    firstError: loop.firstError,
     series: { offsetMs: 0, bins: shareSeries(at, loop.startWall, 5_500) },
   };
 }
@@ -291,6 +294,7 @@ async function coldFirst(b: Backends, balancer: Balancer): Promise<Omit<RunResul
     },
     stalls,
     stalled: stalls.maxMs > STALL_MS,
+    firstError: loop.firstError,
     series: { offsetMs: 0, bins: shareSeries(at, loop.startWall, 3_000) },
   };
 }
@@ -313,10 +317,10 @@ async function rateLimited(
     figures: {
       attemptShare: sharesIn(at, 0, Infinity)[3]!,
       errorRate: loop.errors / loop.sent,
-      ...(loop.firstError !== undefined ? {} : {}),
     },
     stalls,
     stalled: stalls.maxMs > STALL_MS,
+    firstError: loop.firstError,
     series: { offsetMs: 0, bins: shareSeries(at, loop.startWall, 4_000) },
   };
 }
@@ -530,7 +534,7 @@ async function main(): Promise<void> {
             .map(([k, v]) => `${k}=${v === null ? 'null' : k.endsWith('Ms') ? Math.round(v) : v.toFixed(3)}`)
             .join(' ');
           console.log(
-            `run ${run} ${balancer.padEnd(16)} ${scenario.padEnd(10)} ${figs}  stall max ${full.stalls.maxMs.toFixed(1)} ms${full.stalled ? ' STALLED' : ''}`,
+            `run ${run} ${balancer.padEnd(16)} ${scenario.padEnd(10)} ${figs}  stall max ${full.stalls.maxMs.toFixed(1)} ms${full.stalled ? ' STALLED' : ''}${full.firstError !== undefined ? `  first error ${full.firstError}` : ''}`,
           );
         }
       }
