@@ -294,9 +294,9 @@ export class PeakEwmaLoad implements LoadMetric {
 
   /**
    * Folds in one RTT sample (ms). Samples that are not finite or are negative are ignored (a clock glitch must
-   * not poison the estimate). `cold`: the request paid for a new connection (connect, TLS), so its time is
-   * weighted down: while measured it is averaged in like a lower sample and never replaces the estimate as a
-   * peak (while probing every sample replaces the previous one anyway).
+   * not poison the estimate). `cold`: the request probably paid for a new connection (connect, TLS), so its
+   * time is weighted down: above the estimate it moves the estimate half way instead of replacing it (while
+   * probing every sample replaces the previous one anyway).
    */
   observe(rtt: number, now: number, cold = false): void {
     if (!(rtt >= 0) || rtt === Infinity) return;
@@ -305,16 +305,20 @@ export class PeakEwmaLoad implements LoadMetric {
     this.passes = 0;
     if (this.replacing()) {
       this.replace(rtt, now);
-    } else if (rtt > this.estimate && !cold) {
-      this.estimate = rtt;
+    } else if (rtt > this.estimate) {
+      // A peak replaces the estimate; a cold one (a connect included) moves it half way.
+      this.estimate = cold ? (this.rtt(now) + rtt) / 2 : rtt;
       this.stamp = now;
     } else {
       this.estimate = this.blend(this.estimate, this.stamp, rtt, now);
       this.stamp = now;
     }
-    this.latency =
-      !this.hasLatency || (rtt > this.latency && !cold)
-        ? rtt
+    this.latency = !this.hasLatency
+      ? rtt
+      : rtt > this.latency
+        ? cold
+          ? (this.decayed(this.latency, this.latencyStamp, now) + rtt) / 2
+          : rtt
         : this.blend(this.latency, this.latencyStamp, rtt, now);
     this.latencyStamp = now;
     this.hasLatency = true;

@@ -75,8 +75,8 @@ export class EndpointNode implements BalancerNode {
    * picks it when no other is ready.
    */
   heldUntil = 0;
-  /** When an attempt here last settled (clock ms); -Infinity before the first. */
-  lastSettled = -Infinity;
+  /** When an attempt here was last sent or settled (clock ms); -Infinity before the first. */
+  lastActive = -Infinity;
   private readonly clock: Clock;
   constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
     this.id = endpoint.id;
@@ -412,9 +412,11 @@ export class Destination implements Service {
     // was chosen rather than the built-in default (CallContext.propagateDeadline).
     if (ctx.propagateDeadline && ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
-    // Probably a new connection (the connect is in this sample): nothing in flight here and idle for longer
-    // than the pool keeps a socket (the transport's keep-alive timeout), or never used.
-    const cold = load.pending === 0 && t0 - node.lastSettled >= this.opts.transport.keepAliveTimeoutMs;
+    // Probably a new connection (the connect is in this sample): nothing sent or answered here for longer
+    // than the pool keeps an idle socket (the transport's keep-alive timeout), or never used. (A request in
+    // flight that long holds its socket, so this one needs another.)
+    const cold = t0 - node.lastActive >= this.opts.transport.keepAliveTimeoutMs;
+    node.lastActive = t0;
     load.start(t0);
     const accrual = node.accrual;
     const token = accrual === undefined ? 0 : accrual.beginAttempt();
@@ -424,7 +426,7 @@ export class Destination implements Service {
         // One clock read for the outcome: the RTT, the stats and failure accrual's window.
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, res, undefined, t1);
-        node.lastSettled = t1;
+        node.lastActive = t1;
         const c = this.count(node, req, ctx, res, undefined, t1);
         // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
         // costlier instead. Retry-After also takes the endpoint out of the draw until then.
@@ -440,7 +442,7 @@ export class Destination implements Service {
       (err: unknown) => {
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, undefined, err, t1);
-        node.lastSettled = t1;
+        node.lastActive = t1;
         const c = this.count(node, req, ctx, undefined, err, t1);
         // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
         // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the

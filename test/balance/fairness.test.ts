@@ -179,6 +179,20 @@ describe('new endpoints are probed, not starved', () => {
   });
 });
 
+describe('connect time is weighted down', () => {
+  test('a cold sample above the estimate moves it half way; a warm one replaces it', () => {
+    const load = new PeakEwmaLoad({ decaySamples: 1e20 }, 0);
+    for (let k = 0; k < 3; k++) load.observe(2, 0);
+    load.observe(10, 0, true);
+    expect(load.rttEstimate).toBe(6);
+    load.observe(10, 0);
+    expect(load.rttEstimate).toBe(10);
+    // Below the estimate, cold or not, it is folded in as any lower sample.
+    load.observe(1, 10_000, true);
+    expect(load.rttEstimate).toBeLessThan(10);
+  });
+});
+
 describe('ties are fair', () => {
   test('two equal endpoints, sequential calls: each gets 35-65 % (seeds 1-20)', () => {
     for (let seed = 1; seed <= 20; seed++) {

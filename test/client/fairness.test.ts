@@ -114,6 +114,43 @@ describe('failures cost, Retry-After holds an endpoint', () => {
   });
 });
 
+describe('connect time', () => {
+  it('an answer after more than the keep-alive timeout of idleness (a new connection) moves the estimate half way', async () => {
+    const clock = new FakeClock(0);
+    const held: Array<() => void> = [];
+    let onArrival: (() => void) | undefined;
+    const s = await startServer((_req, res) => {
+      held.push(() => res.end('ok'));
+      onArrival?.();
+    });
+    servers.push(s);
+    mesh = createMesh({
+      clock,
+      services: { api: { endpoints: [s.address], transport: { keepAliveTimeoutMs: 4_000 } } },
+    });
+    /** One call that takes `ms` on the mesh clock. */
+    const timed = async (ms: number): Promise<void> => {
+      const arrived = new Promise<void>((r) => (onArrival = r));
+      const pending = get(mesh!, 'http://api/');
+      await arrived;
+      clock.advance(ms);
+      held.shift()!();
+      await pending;
+    };
+    const estimate = (): number => endpointsOf(mesh!, 'api')[0]!.latencyMs!;
+    for (let i = 0; i < 3; i++) await timed(10); // probed: 10 ms
+    expect(endpointsOf(mesh, 'api')[0]!.loadState).toBe('measured');
+    clock.advance(1_000); // idle, but within keep-alive: a warm peak replaces the estimate
+    await timed(50);
+    expect(estimate()).toBe(50);
+    clock.advance(5_000); // idle past the keep-alive: the next request opens a connection
+    const before = estimate();
+    await timed(200);
+    // Half way between the estimate as decayed when the answer came (200 ms later, tau 10 s) and 200 ms.
+    expect(estimate()).toBeCloseTo((before * Math.exp(-200 / 10_000) + 200) / 2, 6);
+  });
+});
+
 describe('the snapshot shows what the balancer knows', () => {
   it('a new endpoint is probing at cost 0, then measured', async () => {
     const clock = new FakeClock(0);
