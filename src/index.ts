@@ -1,10 +1,14 @@
 /**
  * meshfetch: an in-process service mesh for Node. Public re-exports only.
  */
+// First: keeps undici from installing a global dispatcher while it loads (src/core/undici-global.ts).
+import { releaseUndiciGlobals } from './core/undici-global.js';
+import type { Dispatcher } from 'undici';
 export { createMesh, Mesh, LogicalService } from './client/mesh.js';
 export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './client/mesh.js';
 export { MeshDispatcher } from './client/dispatcher.js';
 export { installGlobalDispatcher } from './client/global.js';
+export { meshInterceptor } from './client/interceptor.js';
 export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
 export type { CallOptions } from './client/call-options.js';
 export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';
@@ -230,3 +234,18 @@ export type {
 export { RulesRouter, RoutingTable } from './routing/router.js';
 export type { RoutingSnapshot, RuleSnapshot, RoutedDestinationSnapshot } from './routing/router.js';
 export { stableHash, stickyIndex } from './routing/hash.js';
+
+releaseUndiciGlobals();
+
+/**
+ * `fetch(url, { dispatcher: mesh.dispatcher })` type-checks under `lib: ["dom"]` too. Without the DOM lib,
+ * @types/node gives the global `RequestInit` its `dispatcher`; with it, the DOM's `RequestInit` has none,
+ * although Node's fetch takes one. The same conditional @types/node uses adds it only in that case.
+ */
+type DispatcherInit = typeof globalThis extends { onmessage: any }
+  ? { dispatcher?: Dispatcher | undefined }
+  : object;
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  interface RequestInit extends DispatcherInit {}
+}

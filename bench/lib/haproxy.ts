@@ -70,7 +70,9 @@ export async function startHaproxy(
   } catch (err) {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`HAProxy did not start: ${(err as Error).message}; stderr: ${stderr.trim()}`);
+    throw new Error(`HAProxy did not start: ${(err as Error).message}; stderr: ${stderr.trim()}`, {
+      cause: err,
+    });
   }
   if (child.pid === undefined) throw new Error('HAProxy has no pid');
   // Never leave HAProxy behind: if this process exits for any reason before stop(), kill it (an 'exit'

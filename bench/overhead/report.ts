@@ -264,7 +264,7 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
   const u = cell(cells, 'undici-fetch', 64);
   if (g && u) {
     const r = ratio(g, u);
-    info('global fetch (Node 20 built-in) / undici 7 fetch, req/s at c=64', fmtRatio(r), r.median);
+    info('global fetch (Node built-in) / undici package fetch, req/s at c=64', fmtRatio(r), r.median);
   }
   const hop64 = cell(cells, 'haproxy', 64);
   const pool64 = cell(cells, 'pool', 64);

@@ -1,11 +1,13 @@
 /**
- * `mesh.dispatcher`: an undici `Dispatcher`, so the built-in global `fetch(url, { dispatcher })` (undici 6
- * inside Node 20), `undici.request(url, { dispatcher })` and undici 7's own fetch all go through the mesh.
+ * `mesh.dispatcher`: an undici `Dispatcher`, so the built-in global `fetch(url, { dispatcher })` of every
+ * supported Node line, `undici.request(url, { dispatcher })` and undici's own fetch all go through the mesh.
  *
- * It accepts both handler styles: the legacy callbacks Node 20's built-in fetch uses (`onConnect`,
- * `onHeaders`, `onData`, `onComplete`, `onError`) and undici 7's controller API (`onRequestStart`,
- * `onResponseStart`, ...). The response body streams to the handler with back-pressure (a handler that
- * returns false from `onData`, or pauses the controller, pauses the socket read).
+ * It accepts both handler styles: the callbacks Node 22's built-in fetch (undici 6) still uses (`onConnect`,
+ * `onHeaders`, `onData`, `onComplete`, `onError`), adapted on entry by {@link LegacyHandler}, and the
+ * controller API of undici 7 and 8 (`onRequestStart`, `onResponseStart`, ...; the only one undici 8 calls,
+ * and the one Node 24 and 26 use). The response body streams to the handler with back-pressure (a handler
+ * that pauses the controller pauses the socket read). The controller carries the response's raw header
+ * lines (`controller.rawHeaders`), which undici 8's fetch reads instead of the parsed record.
  *
  * On this path a request body arrives as an async iterable even when the caller passed a string (that is how
  * fetch hands bodies to a dispatcher): anything that replays a body must buffer it.
@@ -28,6 +30,85 @@ import { validateMethod } from './mesh.js';
 
 type Handler = Dispatcher.DispatchHandler;
 
+/** The callbacks of a handler written for undici 6 (Node 22's built-in fetch). */
+interface LegacyCallbacks {
+  onConnect?(abort: (err?: Error) => void, context?: unknown): void;
+  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  onData?(chunk: Buffer): boolean;
+  onComplete?(trailers: Buffer[] | null): void;
+  onError?(err: Error): void;
+  onUpgrade?(statusCode: number, rawHeaders: Buffer[], socket: unknown): void;
+  onResponseStarted?(): void;
+  onBodySent?(chunk: Buffer): void;
+  onRequestSent?(): void;
+}
+
+function isLegacy(handler: object): handler is LegacyCallbacks {
+  const h = handler as Handler & LegacyCallbacks;
+  return (
+    typeof h.onRequestStart !== 'function' &&
+    (typeof h.onHeaders === 'function' ||
+      typeof h.onConnect === 'function' ||
+      typeof h.onError === 'function')
+  );
+}
+
+/**
+ * A legacy handler seen through the controller API: the mesh, the pass-through Agent and undici 8 all speak
+ * only the controller API. undici 8 has the same adapter inside `Dispatcher1Wrapper`, but exports no way to
+ * wrap a handler alone (the wrapper wraps a whole dispatcher), hence this small one.
+ */
+class LegacyHandler implements Handler {
+  constructor(private readonly h: LegacyCallbacks) {}
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.h.onConnect?.((reason?: Error) => controller.abort(reason ?? new AbortedByCaller()), context);
+  }
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    socket: unknown,
+  ): void {
+    this.h.onUpgrade?.(statusCode, rawOf(controller, headers), socket);
+  }
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusText?: string,
+  ): void {
+    const resume = (): void => controller.resume();
+    if (this.h.onHeaders?.(statusCode, rawOf(controller, headers), resume, statusText ?? '') === false) {
+      controller.pause();
+    }
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.h.onData?.(chunk) === false) controller.pause();
+  }
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    const t = controller.rawTrailers;
+    this.h.onComplete?.(Array.isArray(t) ? (t as Buffer[]) : []);
+  }
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    this.h.onError?.(err);
+  }
+  onResponseStarted(): void {
+    this.h.onResponseStarted?.();
+  }
+  onBodySent(chunk: Buffer): void {
+    this.h.onBodySent?.(chunk);
+  }
+  onRequestSent(): void {
+    this.h.onRequestSent?.();
+  }
+}
+
+function rawOf(controller: Dispatcher.DispatchController, headers: Record<string, unknown>): Buffer[] {
+  const raw = controller.rawHeaders;
+  if (Array.isArray(raw)) return raw.map((x) => (typeof x === 'string' ? latin1(x) : x));
+  return toBuffers((raw ?? headers) as ResponseHeaderRecord);
+}
+
 class AbortedByCaller extends Error {
   override name = 'AbortError';
   constructor() {
@@ -35,9 +116,12 @@ class AbortedByCaller extends Error {
   }
 }
 
-/** Controller handed to undici-7 style handlers. */
+/** The controller handed to a handler for a mesh service's response. */
 class Controller implements Dispatcher.DispatchController {
   body: Readable | undefined;
+  /** The response's header lines (undici 8's fetch reads these rather than the parsed record). */
+  rawHeaders: Buffer[] | undefined = undefined;
+  rawTrailers: Buffer[] | undefined = undefined;
   private _paused = false;
   constructor(private readonly ac: CallSignal) {}
   get aborted(): boolean {
@@ -82,7 +166,7 @@ function latin1(s: string): Buffer {
   return b;
 }
 
-/** The raw header Buffers legacy handlers (Node 20's built-in fetch) expect, from the parsed record. */
+/** Raw header lines as Buffers, from the parsed record. */
 function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
   const out: Buffer[] = [];
   for (const k in headers) {
@@ -110,7 +194,8 @@ export class MeshDispatcher extends Dispatcher {
     super();
   }
 
-  override dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
+  override dispatch(opts: Dispatcher.DispatchOptions, given: Handler): boolean {
+    const handler: Handler = isLegacy(given) ? new LegacyHandler(given) : given;
     const origin = this.origin(opts.origin);
     if (origin === undefined) {
       fail(handler, undefined, new InvalidRequestError('origin', opts.origin, 'an absolute http(s) origin'));
@@ -145,10 +230,9 @@ export class MeshDispatcher extends Dispatcher {
       );
       return true;
     }
-    // A cheap signal: fetch aborts through the callback below, never through a signal of its own.
+    // A cheap signal: fetch aborts through the controller, never through a signal of its own.
     const ac = new CallSignal();
-    const legacy = typeof handler.onResponseStart !== 'function' && typeof handler.onHeaders === 'function';
-    const controller = legacy ? undefined : new Controller(ac);
+    const controller = new Controller(ac);
     let method: string;
     let req: MeshRequest;
     try {
@@ -166,13 +250,12 @@ export class MeshDispatcher extends Dispatcher {
       fail(handler, controller, err as Error);
       return true;
     }
-    if (legacy) handler.onConnect?.((err?: Error) => ac.abort(err ?? new AbortedByCaller()));
-    else handler.onRequestStart?.(controller!, {});
+    handler.onRequestStart?.(controller, {});
     if (ac.aborted) {
       fail(handler, controller, ac.reason as Error);
       return true;
     }
-    // fetch gives a dispatcher no signal of its own, only the abort callback above; inside a handler served
+    // fetch gives a dispatcher no signal of its own, only the controller above; inside a handler served
     // with meshHandler, link the incoming request's signal too (by hand, removed when the call ends).
     const incoming = incomingContext.getStore()?.signal;
     let unlink: (() => void) | undefined;
@@ -246,11 +329,10 @@ function parseOrigin(o: string | URL): Origin | undefined {
 }
 
 function fail(handler: Handler, controller: Controller | undefined, err: Error): void {
-  if (controller && typeof handler.onResponseError === 'function') handler.onResponseError(controller, err);
-  else handler.onError?.(err);
+  handler.onResponseError?.(controller ?? new Controller(new CallSignal()), err);
 }
 
-function deliver(res: MeshResponse, handler: Handler, controller: Controller | undefined): void {
+function deliver(res: MeshResponse, handler: Handler, controller: Controller): void {
   const body = res.body;
   let done = false;
   const onError = (err: Error): void => {
@@ -259,44 +341,22 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller | u
     fail(handler, controller, err);
   };
   body.on('error', onError);
-  if (controller) {
-    controller.body = body;
-    try {
-      handler.onResponseStart?.(controller, res.statusCode, responseHeaders(res) as never, res.statusText);
-    } catch (err) {
-      body.destroy(err as Error);
-      return;
-    }
-    body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
-    body.on('end', () => {
-      if (done) return;
-      done = true;
-      handler.onResponseEnd?.(controller, {});
-    });
-    if (controller.paused) body.pause();
-    return;
-  }
-  let ok: boolean | undefined;
+  controller.body = body;
+  const headers = responseHeaders(res);
+  controller.rawHeaders = toBuffers(headers);
   try {
-    ok = handler.onHeaders?.(
-      res.statusCode,
-      toBuffers(responseHeaders(res)),
-      () => body.resume(),
-      res.statusText,
-    );
+    handler.onResponseStart?.(controller, res.statusCode, headers as never, res.statusText);
   } catch (err) {
     body.destroy(err as Error);
     return;
   }
-  body.on('data', (chunk: Buffer) => {
-    if (handler.onData?.(chunk) === false) body.pause();
-  });
+  body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
   body.on('end', () => {
     if (done) return;
     done = true;
-    handler.onComplete?.([]);
+    handler.onResponseEnd?.(controller, {});
   });
-  if (ok === false) body.pause();
+  if (controller.paused) body.pause();
 }
 
 export { MeshClosedError };

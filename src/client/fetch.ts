@@ -1,9 +1,8 @@
 /**
  * `mesh.fetch` for mesh services, without the fetch algorithm underneath. Wrapping the built-in `fetch` with
- * the mesh's dispatcher cost a call about what fetch itself costs: Node 20's fetch (undici 6) runs the whole
- * WHATWG fetch algorithm (a Request object, header guards, the fetch controller, a second Headers list for
- * the response, a byte stream) and was 0.80 of undici 7's fetch on its own; through the dispatcher it was
- * 0.75 (bench/overhead). Here a call to a mesh service goes straight into the mesh (`invoke`, as
+ * the mesh's dispatcher cost a call about what fetch itself costs: the built-in fetch runs the whole WHATWG
+ * fetch algorithm (a Request object, header guards, the fetch controller, a second Headers list for the
+ * response, a byte stream) on every call (bench/overhead). Here a call to a mesh service goes straight into the mesh (`invoke`, as
  * `mesh.request` does) and the answer is made into a global `Response` with its headers and a byte stream
  * over the body: what a caller can observe of a fetch response is the same, at a fraction of the cost.
  *
@@ -23,7 +22,7 @@
  * - a response body never read is released when the Response is garbage collected (as undici's fetch does).
  *
  * Left to the built-in fetch (with the mesh's dispatcher), unchanged: a `Request` object as input, hosts that
- * are not mesh services, a FormData body (undici 7 cannot serialise Node's built-in FormData, and the
+ * are not mesh services, a FormData body (the undici package cannot serialise Node's built-in FormData, and the
  * built-in fetch streams it with its length), and any init that the fast path does not check (a forbidden method, a body on GET,
  * an invalid header): fetch then gives its own answer, its TypeError included.
  */
@@ -58,14 +57,33 @@ export interface FetchTarget extends Target {
   readonly service: unknown;
 }
 
-/** The headers Node's built-in fetch adds when the caller did not (checked against Node 20.20). */
+/** The headers Node's built-in fetch adds when the caller did not (checked against Node 22, 24 and 26). */
 const DEFAULT_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['accept', '*/*'],
   ['accept-language', '*'],
-  ['sec-fetch-mode', 'cors'],
   ['user-agent', 'node'],
   ['accept-encoding', 'gzip, deflate'],
 ];
+
+/**
+ * `sec-fetch-mode: cors` (Fetch Metadata): the fetch of undici 6 and 7 (Node 22, 24) sets it on every
+ * request; undici 8's (Node 26) only for a potentially trustworthy URL (https, loopback, localhost), as the
+ * spec says. The fast path does what the running Node's built-in fetch does.
+ */
+const METADATA_TRUSTWORTHY_ONLY = Number((process.versions.undici ?? '0').split('.')[0]) >= 8;
+
+function wantsFetchMetadata(target: Target): boolean {
+  if (!METADATA_TRUSTWORTHY_ONLY || target.protocol === 'https:') return true;
+  const h = target.hostname;
+  return (
+    h === 'localhost' ||
+    h === 'localhost.' ||
+    h.endsWith('.localhost') ||
+    h.endsWith('.localhost.') ||
+    h === '[::1]' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+  );
+}
 
 /** Init keys the fast path reads; the others (`cache`, `mode`, `credentials`, `keepalive`...) change nothing in Node. */
 const NORMALISED_METHODS: Readonly<Record<string, string>> = {
@@ -233,6 +251,7 @@ function send(
     headers: copyHeaders(hop.headers),
     body: hop.body,
   };
+  if (wantsFetchMetadata(target)) req.headers['sec-fetch-mode'] = 'cors';
   let pending: Promise<MeshResponse>;
   try {
     pending = host.send(target, req, signal);

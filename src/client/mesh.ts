@@ -145,7 +145,7 @@ export class LogicalService {
 export class Mesh implements AsyncDisposable {
   /**
    * An undici Dispatcher for `fetch(url, { dispatcher: mesh.dispatcher })` and `undici.request`. Typed as
-   * both undici 7's Dispatcher and the one the global fetch's `RequestInit` names on your Node types, so the
+   * both undici's Dispatcher and the one the global fetch's `RequestInit` names on your Node types, so the
    * built-in fetch accepts it without a cast.
    */
   readonly dispatcher: MeshDispatcher & GlobalFetchDispatcher;

@@ -2,23 +2,23 @@
  * The pool leaf's undici handler: `pool.dispatch(opts, handler)` with a handler made for the mesh, instead of
  * `pool.request(opts)`. undici's `request` wraps every call in a RequestHandler that is an `AsyncResource`
  * (async-hooks init and destroy per call), validates its options again, adds a Promise around a callback,
- * and, when given a signal, allocates two closures and a `'close'` listener on the body to follow it
- * (bench/overhead's profile: undici's share of a call grew from 4.9 to 10.4 µs at concurrency 1 between bare
- * `Pool.request` and the full mesh stack). Here one object per attempt is the handler, the promise's
- * settler and the signal's abort listener (a `handleEvent` object), and the response body is undici's own
- * `BodyReadable`, so `body.text()`, `.json()`, `.dump()` and back-pressure behave exactly as with
- * `pool.request`.
+ * and, when given a signal, allocates closures and a `'close'` listener on the body to follow it. Here one
+ * object per attempt is the handler, the promise's settler and the signal's abort listener (a `handleEvent`
+ * object), and the response body is {@link MeshBody}, which has the body mixin of undici's `request()`.
  *
- * The order of events and the error handling follow undici 7's `lib/api/api-request.js`: an abort before the
- * connection is kept and applied in `onConnect`; after the headers it destroys the body; an error before the
- * headers rejects, after them it destroys the body (in a microtask, so queued data is delivered first); a
- * request body stream is destroyed with the error.
+ * It speaks undici's dispatch-handler API (`onRequestStart`, `onResponseStart`, `onResponseData`,
+ * `onResponseEnd`, `onResponseError`; undici docs/api/Dispatcher.md), and orders events as undici's own
+ * `request()` does: an abort before the request starts is kept and applied in `onRequestStart`; after the
+ * headers it destroys the body; an error before the headers rejects, after them it destroys the body (in a
+ * microtask, so queued data is delivered first); a request body stream is destroyed with the error.
  */
-import { util, type Dispatcher } from 'undici';
-import { Readable as BodyReadable } from 'undici/lib/api/readable.js';
-import { BODY_DONE_HOOKS, runBodyDoneHooks, whenBodyDone } from '../core/body-done.js';
+import type { Dispatcher } from 'undici';
+import { whenBodyDone } from '../core/body-done.js';
 import { ParsedResponse, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 import type { CancelSignal } from '../core/signal.js';
+import { MeshBody } from './body.js';
+
+export { MeshBody };
 
 type Resolve = (res: MeshResponse) => void;
 type Reject = (err: unknown) => void;
@@ -37,33 +37,6 @@ function destroy(stream: { destroy(err?: Error): void; destroyed?: boolean }, er
 }
 
 /**
- * undici's response body, which runs the mesh's body-done hooks itself (src/core/body-done.ts): the hook
- * field is part of the object from its construction, and the hooks run when the body is destroyed (which
- * `autoDestroy` does after `'end'`), in its `_destroy` callback, so `errored` holds why; no `'close'`
- * listener, and one tick sooner than `'close'`.
- *
- * @example
- * ```ts
- * const body = new MeshBody({ resume, abort });
- * whenBodyDone(body, () => console.log('done'));
- * ```
- */
-export class MeshBody extends BodyReadable {
-  [BODY_DONE_HOOKS]: unknown = null;
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (this[BODY_DONE_HOOKS] === null) {
-      super._destroy(err, callback);
-      return;
-    }
-    super._destroy(err, (e?: Error | null) => {
-      callback(e);
-      runBodyDoneHooks(this);
-    });
-  }
-}
-
-/**
  * One attempt on the wire. Resolves with the response at its headers; the body streams after.
  *
  * @example
@@ -74,7 +47,7 @@ export class MeshBody extends BodyReadable {
  * ```
  */
 export class MeshRequestHandler implements Dispatcher.DispatchHandler {
-  private abort: ((err?: Error) => void) | undefined = undefined;
+  private controller: Dispatcher.DispatchController | undefined = undefined;
   private reason: unknown = undefined;
   private res: MeshBody | undefined = undefined;
   private settled = false;
@@ -93,13 +66,15 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     else signal.addEventListener('abort', this);
   }
 
-  /** The signal aborted: before the connection, kept for `onConnect`; before headers, abort; after, destroy. */
+  /** The signal aborted: before the request started, kept for `onRequestStart`; before headers, abort; after, destroy. */
   handleEvent(): void {
     const reason = this.signal!.reason ?? new Error('The request was aborted');
     this.reason = reason;
     const res = this.res;
-    if (res !== undefined) destroy(res.on('error', noop), reason);
-    else if (this.abort !== undefined) this.abort(reason as Error);
+    if (res !== undefined) {
+      this.res = undefined;
+      destroy(res.on('error', noop), reason);
+    } else if (this.controller !== undefined) this.controller.abort(reason as Error);
   }
 
   private unlisten(): void {
@@ -111,21 +86,25 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     this.unlisten();
   }
 
-  onConnect(abort: (err?: Error) => void): void {
+  onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.reason !== undefined) {
-      abort(this.reason as Error);
+      controller.abort(this.reason as Error);
       return;
     }
-    this.abort = abort;
+    this.controller = controller;
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true; // 1xx: informational, the final answer follows
-    const headers = util.parseHeaders(rawHeaders) as ResponseHeaderRecord;
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusText?: string,
+  ): void {
+    if (statusCode < 200) return; // 1xx: informational, the final answer follows
     const contentLength = headers['content-length'];
     const res = new MeshBody({
-      resume,
-      abort: this.abort!,
+      resume: () => controller.resume(),
+      abort: (reason) => controller.abort(reason),
       contentType: headers['content-type'] as string | undefined,
       contentLength:
         this.method !== 'HEAD' && contentLength !== undefined ? Number(contentLength) : undefined,
@@ -134,19 +113,19 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     // The signal is followed until the body is done (an abort mid-body destroys it).
     if (this.signal !== undefined) whenBodyDone(res, this);
     this.settled = true;
-    this.resolve(new ParsedResponse(statusCode, statusText, headers, res));
-    return true;
+    this.resolve(new ParsedResponse(statusCode, statusText ?? '', headers as ResponseHeaderRecord, res));
   }
 
-  onData(chunk: Buffer): boolean {
-    return this.res!.push(chunk);
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const res = this.res;
+    if (res !== undefined && !res.push(chunk)) controller.pause();
   }
 
-  onComplete(): void {
-    this.res!.push(null);
+  onResponseEnd(): void {
+    this.res?.push(null);
   }
 
-  onError(err: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     if (!this.settled) {
       this.settled = true;
       this.unlisten();
