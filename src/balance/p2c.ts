@@ -26,6 +26,7 @@ import { numberOption, optionRecord } from './options.js';
 import { PEAK_EWMA_OPTION_KEYS, PeakEwmaLoad, resolvePeakEwmaOptions } from './peak-ewma.js';
 import type { PeakEwmaOptions } from './peak-ewma.js';
 import { PendingLoad } from './pending.js';
+import { Newcomers } from './newcomers.js';
 import { NodeIndex } from './node-index.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
@@ -190,13 +191,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
    * rebuilds it (or, with heavily skewed weights, the next pick).
    */
   private table: AliasTable | undefined;
-  /**
-   * Newly added nodes whose metric is probing (never measured), offered one per pick before any draw, so a new
-   * endpoint gets one of the next picks whatever the size of the set (Finagle's cost 0 alone gives it a pick
-   * only when it is drawn: 2/n of the picks). `freshHead` is the next to offer.
-   */
-  private fresh: N[] = [];
-  private freshHead = 0;
+  /** Newly added nodes whose metric is probing, offered one per pick before any draw (newcomers.ts). */
+  private readonly fresh = new Newcomers<N>();
 
   /**
    * @param env the clock (for costs and the status refresh) and the rng (for the draws); defaults to the system
@@ -220,8 +216,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     this.weights.reset(this.nodes);
     this.table = this.weights.equal ? undefined : AliasTable.fromWeights(this.weights.values);
     this.tracker.scan(this.nodes, this.clock.now());
-    this.fresh = this.nodes.filter((node) => node.load.probing === true);
-    this.freshHead = 0;
+    this.fresh.reset(this.nodes);
   }
 
   /**
@@ -235,12 +230,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);
     this.table = undefined;
-    if (removed.length > 0 && this.freshHead < this.fresh.length) {
-      const gone = new Set(removed.map((node) => node.id));
-      this.fresh = this.fresh.slice(this.freshHead).filter((node) => !gone.has(node.id));
-      this.freshHead = 0;
-    }
-    for (const node of added) if (node.load.probing === true) this.fresh.push(node);
+    this.fresh.remove(removed);
+    this.fresh.add(added);
   }
 
   /** True when panic mode is on as of the last count (see {@link P2COptions.panicThreshold}). */
@@ -264,8 +255,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     }
     const panic = tracker.panic(this.panicThreshold);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
-    if (this.freshHead < this.fresh.length) {
-      const node = this.takeFresh(panic, avoiding);
+    if (this.fresh.waiting) {
+      const node = this.fresh.take((x) => (panic || x.status === 'ready') && avoiding?.has(x.id) !== true);
       if (node !== undefined) return node;
     }
     // With two nodes every draw is the same pair: one round says all there is to say.
@@ -345,32 +336,6 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
       }
     }
     return nodes[best];
-  }
-
-  /**
-   * The next newly added node that is still probing and eligible (ready, or any in panic mode; not avoided),
-   * or undefined. Nodes that are not are dropped from the queue: they compete in the draw like any other,
-   * where a probing metric's cost of 0 still wins. Amortised O(1): each node is queued once per addition.
-   */
-  private takeFresh(panic: boolean, avoid: ReadonlySet<string> | undefined): N | undefined {
-    const fresh = this.fresh;
-    while (this.freshHead < fresh.length) {
-      const node = fresh[this.freshHead++]!;
-      if (node.load.probing !== true) continue;
-      if (!panic && node.status !== 'ready') continue;
-      if (avoid?.has(node.id)) continue;
-      this.compactFresh();
-      return node;
-    }
-    this.compactFresh();
-    return undefined;
-  }
-
-  private compactFresh(): void {
-    if (this.freshHead >= this.fresh.length) {
-      this.fresh = [];
-      this.freshHead = 0;
-    }
   }
 
   /** Adds `node`, or replaces the node with its id (new data, e.g. a weight): O(1) amortised. */

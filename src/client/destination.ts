@@ -5,9 +5,14 @@
  * Updates touch only what changed (an endpoint re-announced unchanged keeps its pool and load state; a
  * removed one drains: no new requests, in-flight ones finish, then its sockets close). When discovery says
  * what changed (`Addr.changes`), applying an update costs O(change), not O(endpoints).
+ *
+ * Around each attempt it feeds the endpoint's load metric (docs/balancers.md, "Peak EWMA"): an answer's time
+ * as a latency sample (weighted down when the request probably opened a connection: the endpoint was idle
+ * for longer than the transport's keep-alive), a failure or back-pressure answer as a failure (never as a
+ * fast sample), a cancellation as a lower bound; and a `Retry-After` takes the endpoint out of the draw until
+ * then, telling the retry filter when another endpoint is ready to take the retry at once.
  */
 import { whenBodyDone } from '../core/body-done.js';
-import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import {
   DiscoveryError,
@@ -18,13 +23,7 @@ import {
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
-import {
-  applyChanges,
-  type BalancerFactory,
-  type BalancerNode,
-  type Distributor,
-  type LoadMetric,
-} from '../balance/types.js';
+import { applyChanges, type BalancerFactory, type Distributor } from '../balance/types.js';
 import {
   describeAddr,
   type Addr,
@@ -34,7 +33,6 @@ import {
 } from '../discovery/types.js';
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
-import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { parseRetryAfter } from '../resilience/backoff.js';
 import {
   ClassifierParam,
@@ -42,7 +40,6 @@ import {
   type Classification,
   type Classifier,
 } from '../resilience/classifier.js';
-import { EndpointStats } from '../telemetry/endpoint-stats.js';
 import {
   discoveryUpdateChannel,
   endpointAddedChannel,
@@ -51,61 +48,9 @@ import {
   type EndpointEvent,
 } from '../telemetry/events.js';
 import { DEADLINE_HEADER } from './call-options.js';
+import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
 
-/** One endpoint of a destination, as the balancer sees it. */
-export class EndpointNode implements BalancerNode {
-  readonly id: string;
-  endpoint: Endpoint;
-  readonly load: LoadMetric;
-  readonly leaf: PoolService;
-  readonly service: Service;
-  /**
-   * The failure-accrual filter when it is the top of this endpoint's stack (the default): the destination
-   * then does its begin and settle in its own reaction and sends to {@link EndpointNode.entry}, the service
-   * below it (one promise hop and two closures fewer per attempt, the same order of work).
-   */
-  readonly accrual: FailureAccrualFilter | undefined;
-  /** Where the destination sends an attempt: the stack, or what is below a fused failure-accrual filter. */
-  readonly entry: Service;
-  /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
-  readonly stats = new EndpointStats();
-  /**
-   * Until when (clock ms) the endpoint is out of the draw because it answered with a `Retry-After`; 0 when it
-   * is not. While held its status reads `busy`, so every balancer prefers the other endpoints and still
-   * picks it when no other is ready.
-   */
-  heldUntil = 0;
-  /** When an attempt here was last sent or settled (clock ms); -Infinity before the first. */
-  lastActive = -Infinity;
-  private readonly clock: Clock;
-  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
-    this.id = endpoint.id;
-    this.endpoint = endpoint;
-    this.load = load;
-    this.leaf = leaf;
-    this.service = service;
-    this.accrual = service instanceof FailureAccrualFilter ? service : undefined;
-    this.entry = this.accrual === undefined ? service : this.accrual.below;
-    this.clock = clock;
-  }
-  /** @internal A response body from this endpoint is done: one request fewer in flight. */
-  onBodyDone(): void {
-    this.load.end(this.clock.now());
-  }
-  get weight(): number {
-    return this.endpoint.weight;
-  }
-  get status(): ServiceStatus {
-    if (this.heldUntil !== 0) {
-      if (this.clock.now() < this.heldUntil) return 'busy';
-      this.heldUntil = 0;
-    }
-    return this.service.status;
-  }
-}
-
-/** The longest a `Retry-After` keeps an endpoint out of the draw (ms): failure accrual's longest backoff. */
-export const MAX_RETRY_AFTER_HOLD_MS = 300_000;
+export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
 
 /**
  * The closed state of a circuit breaker directly above a destination, which the destination runs at the end
