@@ -303,7 +303,8 @@ export class PeakEwmaLoad implements LoadMetric {
     this.cancelledInRow = 0;
     this.failuresInRow = 0;
     this.passes = 0;
-    if (this.replacing()) {
+    const probe = this.replacing();
+    if (probe) {
       this.replace(rtt, now);
     } else if (rtt > this.estimate) {
       // A peak replaces the estimate; a cold one (a connect included) moves it half way.
@@ -313,13 +314,14 @@ export class PeakEwmaLoad implements LoadMetric {
       this.estimate = this.blend(this.estimate, this.stamp, rtt, now);
       this.stamp = now;
     }
-    this.latency = !this.hasLatency
-      ? rtt
-      : rtt > this.latency
-        ? cold
-          ? (this.decayed(this.latency, this.latencyStamp, now) + rtt) / 2
-          : rtt
-        : this.blend(this.latency, this.latencyStamp, rtt, now);
+    this.latency =
+      !this.hasLatency || probe
+        ? rtt
+        : rtt > this.latency
+          ? cold
+            ? (this.decayed(this.latency, this.latencyStamp, now) + rtt) / 2
+            : rtt
+          : this.blend(this.latency, this.latencyStamp, rtt, now);
     this.latencyStamp = now;
     this.hasLatency = true;
   }

@@ -318,6 +318,15 @@ describe('failures cost', () => {
     expect(seen).toEqual([20, 40, 80]);
   });
 
+  test("a failure's cost builds on the measured latency, not on a forgiven cold start", () => {
+    const load = new PeakEwmaLoad({}, 0);
+    load.observe(200, 0); // cold start
+    load.observe(1, 1);
+    load.observe(1, 2);
+    load.observeFailure(0.5, 3);
+    expect(load.rttEstimate).toBe(2 * PEAK_EWMA_DEFAULTS.failureCostMs);
+  });
+
   test('a fast-failing endpoint among four gets at most 1/8 of the attempts', () => {
     // Sequential calls at 1 ms; after a healthy start, endpoint 3 fails every attempt in 0.5 ms (a 429
     // without Retry-After). The balancer leaf reports a failure with observeFailure (a metric without it
