@@ -24,6 +24,7 @@ const BENCHMARKS = [
   { name: 'discovery', file: 'discovery/index.ts', fullMinutes: 20, quickMinutes: 5 },
   { name: 'tail', file: 'tail/index.ts', fullMinutes: 15, quickMinutes: 5 },
   { name: 'scale', file: 'scale/index.ts', fullMinutes: 5, quickMinutes: 3 },
+  { name: 'fairness', file: 'fairness/index.ts', fullMinutes: 12, quickMinutes: 5 },
 ];
 
 function run(file: string, args: string[], limitMs: number, command: string): Promise<number> {

@@ -23,9 +23,11 @@
  * scenarios 2-4 are plotted.
  *
  * Run (Consul from `npm run consul:install`, or CONSUL_BIN / PATH):
- *   npx tsx --conditions=meshfetch-source bench/fairness/index.ts [--runs N] [--only sequential,scale-out,...]
- *     [--balancers p2c-peak-ewma,...] [--no-consul] [--out DIR]
- * About 4 minutes with the defaults. Results: bench/results/fairness.{json,md,svg} (or under --out).
+ *   npx tsx --conditions=meshfetch-source bench/fairness/index.ts [--quick] [--runs N]
+ *     [--only sequential,scale-out,...] [--balancers p2c-peak-ewma,...] [--no-consul] [--out DIR]
+ * or with the others: `npm run bench -- --bench fairness` (measures dist/). About 5 minutes with the
+ * defaults, 2 with --quick (one run each). Results: bench/results/fairness.{json,md,svg} (quick:
+ * bench/results/quick/).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
@@ -504,16 +506,23 @@ function renderSvg(
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
-  const runs = numberFlag(flags, 'runs', 3);
+  const quick = flags.quick === true;
+  const runs = numberFlag(flags, 'runs', quick ? 1 : 3);
   const scenarios = (listFlag(flags, 'only') ?? [...SCENARIOS]) as Scenario[];
   const balancers = (listFlag(flags, 'balancers') ?? [...BALANCERS]) as Balancer[];
   const outDir =
-    typeof flags.out === 'string' ? path.resolve(flags.out) : path.join(repo, 'bench', 'results');
+    typeof flags.out === 'string'
+      ? path.resolve(flags.out)
+      : path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const machine = machineInfo();
   let consul: ConsulAgent | undefined;
   if (scenarios.includes('scale-out') && flags['no-consul'] !== true) {
-    consul = await startConsul();
-    console.log(`consul dev agent on ${consul.httpAddr}`);
+    try {
+      consul = await startConsul();
+      console.log(`consul dev agent on ${consul.httpAddr}`);
+    } catch (err) {
+      console.log(`scale-out skipped: no Consul agent (${(err as Error).message}); npm run consul:install`);
+    }
   }
   const backends = await startBackends();
   const results: RunResult[] = [];
@@ -544,7 +553,7 @@ async function main(): Promise<void> {
     await consul?.stop();
   }
   const header = [
-    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${describeMachine(machine)}; meshfetch from src/.`,
+    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${describeMachine(machine)}; meshfetch from ${process.execArgv.some((a) => a.includes('meshfetch-source')) ? 'src/' : 'dist/'}.`,
     `${runs} run(s) per balancer and scenario, each with a fresh mesh and fresh backends (another process; 1 ms answers).`,
     '',
     '```sh',
