@@ -5,6 +5,8 @@
  */
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
+import { MAX_DEADLINE_MS } from './call-options.js';
+import { optionPath } from '../core/option-path.js';
 import type { Logger } from '../core/logger.js';
 import type { Rng } from '../core/rng.js';
 import type { Stacks } from '../core/stack.js';
@@ -57,7 +59,8 @@ export interface ServiceConfig {
   /** The load balancer: a name or a factory. Default `'p2c-peak-ewma'`. */
   balancer?: BalancerName | BalancerFactory;
   /**
-   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A `timeoutMs` given
+   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A value above
+   * 2 000 000 000 ms (about 23 days) is clamped to it. A `timeoutMs` given
    * here or in `defaults` is also sent to the next hop (`mesh-deadline-ms`); the built-in 30 s is enforced
    * but not sent (docs/resilience.md, "Propagation").
    */
@@ -195,15 +198,20 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.has(k))
-      throw new ConfigError(`${path}.${k}`, obj[k], `no such option (known: ${[...allowed].join(', ')})`);
+      throw new ConfigError(
+        optionPath(path, k),
+        obj[k],
+        `no such option (known: ${[...allowed].join(', ')})`,
+      );
   }
 }
 
 /** Validates the top level of a mesh config; services are validated by {@link resolveServiceConfig}. */
 export function validateMeshConfig(config: unknown): MeshConfig {
   if (config === undefined) return {};
-  if (!isObject(config)) throw new ConfigError('config', config, 'an object');
-  checkKeys(config, MESH_KEYS, 'config');
+  // Paths are relative to the config itself (docs/client.md): the root is '', a top-level key its name.
+  if (!isObject(config)) throw new ConfigError('', config, 'an object');
+  checkKeys(config, MESH_KEYS, '');
   const c = config as MeshConfig;
   if (c.services !== undefined && !isObject(c.services))
     throw new ConfigError('services', c.services, 'an object of services by name');
@@ -249,7 +257,7 @@ export function validateMeshConfig(config: unknown): MeshConfig {
 export function validateServiceName(name: unknown, path = 'services'): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new ConfigError(
-      `${path}[${JSON.stringify(name)}]`,
+      typeof name === 'string' ? optionPath(path, name) : `${path}[${JSON.stringify(name)}]`,
       name,
       'a lower-case host name such as "users" or "users.internal"',
     );
@@ -257,10 +265,23 @@ export function validateServiceName(name: unknown, path = 'services'): string {
   return name;
 }
 
+/**
+ * The config path of a service: `services.users`, or `services["users.internal"]` for a name with dots.
+ *
+ * @example
+ * ```ts
+ * servicePath('users'); // 'services.users'
+ * ```
+ */
+export function servicePath(name: string): string {
+  return optionPath('services', name);
+}
+
 function resolveTimeout(v: unknown, path: string): number {
   if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
     throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
-  return v;
+  // Beyond Node's longest timer a deadline would fire at once: clamp, as callOptions does.
+  return v === Infinity ? v : Math.min(v, MAX_DEADLINE_MS);
 }
 
 function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: string): TransportOptions {
@@ -366,7 +387,7 @@ export function resolveServiceConfig(
   config: unknown,
   defaults: ServiceDefaults = {},
 ): ResolvedServiceConfig {
-  const path = `services.${name}`;
+  const path = servicePath(name);
   validateServiceName(name);
   if (!isObject(config)) throw new ConfigError(path, config, 'an object');
   checkKeys(config, SERVICE_KEYS, path);
@@ -417,7 +438,7 @@ export function resolveServiceConfig(
   const base = resolveTransport(defaults.transport, defaultTransportOptions, 'defaults.transport');
   const transport = resolveTransport(c.transport, base, `${path}.transport`);
   const pick = <K extends keyof ServiceDefaults>(k: K): [ServiceDefaults[K], string] =>
-    c[k] !== undefined ? [c[k], `${path}.${k}`] : [defaults[k], `defaults.${k}`];
+    c[k] !== undefined ? [c[k], optionPath(path, k)] : [defaults[k], optionPath('defaults', k)];
   let params = Params.empty;
   const [retries, retriesPath] = pick('retries');
   params = params.with(RetryParam, resolveRetryOptions(retries, retriesPath));

@@ -23,6 +23,7 @@ import {
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
+import { TieredDistributor } from '../balance/tiers.js';
 import { applyChanges, type BalancerFactory, type Distributor } from '../balance/types.js';
 import {
   describeAddr,
@@ -109,7 +110,9 @@ export class Destination implements Service {
     private readonly opts: DestinationOptions,
   ) {
     const env = { clock: opts.env.clock, rng: opts.env.rng };
-    this.distributor = opts.balancer.newDistributor<EndpointNode>(env);
+    // Endpoints in failover tiers (DNS SRV priorities) get a distributor per tier; with one tier (static lists,
+    // Consul, A records) the tiered distributor hands every call straight to the balancer's own distributor.
+    this.distributor = new TieredDistributor<EndpointNode>(opts.balancer, env);
     this.classifier = opts.env.params.get(ClassifierParam);
     this.addr = resolver.addr;
     this.apply(this.addr);

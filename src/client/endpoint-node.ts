@@ -55,6 +55,9 @@ export class EndpointNode implements BalancerNode {
   get weight(): number {
     return this.endpoint.weight;
   }
+  get priority(): number {
+    return this.endpoint.priority ?? 0;
+  }
   get status(): ServiceStatus {
     if (this.heldUntil !== 0) {
       if (this.clock.now() < this.heldUntil) return 'busy';

@@ -49,6 +49,7 @@ import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-
 import {
   resolveServiceConfig,
   validateMeshConfig,
+  servicePath,
   validateServiceName,
   type MeshConfig,
   type ResolvedServiceConfig,
@@ -234,7 +235,7 @@ export class Mesh implements AsyncDisposable {
   addService(name: string, config: ServiceConfig): void {
     if (this.closing) throw new MeshClosedError();
     validateServiceName(name);
-    if (this.services.has(name)) throw new ConfigError(`services.${name}`, name, 'a name not already in use');
+    if (this.services.has(name)) throw new ConfigError(servicePath(name), name, 'a name not already in use');
     this.services.set(name, this.build(resolveServiceConfig(name, config, this.defaults)));
   }
 
@@ -248,7 +249,7 @@ export class Mesh implements AsyncDisposable {
    */
   async removeService(name: string): Promise<void> {
     const svc = this.services.get(name);
-    if (!svc) throw new ConfigError(`services.${name}`, name, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(name), name, 'a configured service');
     this.services.delete(name);
     await svc.close(false);
   }
@@ -310,9 +311,9 @@ export class Mesh implements AsyncDisposable {
   ): void {
     if (this.closing) throw new MeshClosedError();
     const svc = this.services.get(service);
-    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(service), service, 'a configured service');
     const current = svc.router.current.routing;
-    const path = `services.${service}`;
+    const path = servicePath(service);
     const dests =
       destinations === undefined
         ? current.destinations
@@ -331,7 +332,7 @@ export class Mesh implements AsyncDisposable {
    */
   routes(service: string): RouteRule[] {
     const svc = this.services.get(service);
-    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(service), service, 'a configured service');
     return svc.router.current.routing.rules.map((r) => r.source);
   }
 
@@ -668,6 +669,7 @@ export class Mesh implements AsyncDisposable {
           return {
             address: n.id,
             weight: n.weight,
+            ...(n.priority !== 0 ? { priority: n.priority } : {}),
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),

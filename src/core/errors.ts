@@ -67,9 +67,13 @@ export class ConfigError extends MeshError {
   readonly path: string;
   readonly value: unknown;
   constructor(path: string, value: unknown, expected: string) {
-    super('MESH_CONFIG', `Invalid option ${path}: expected ${expected}, got ${describeValue(value)}`, {
-      phase: 'config',
-    });
+    super(
+      'MESH_CONFIG',
+      `Invalid ${path === '' ? 'config' : `option ${path}`}: expected ${expected}, got ${describeValue(value)}`,
+      {
+        phase: 'config',
+      },
+    );
     this.path = path;
     this.value = value;
   }

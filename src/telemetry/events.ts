@@ -183,7 +183,7 @@ export interface DiscoveryUpdateEvent {
  */
 export interface DiscoveryErrorEvent {
   readonly service: string;
-  /** The source kind: `consul`, or what a custom source says. */
+  /** The source kind: `consul`, `dns`, or what a custom source says. */
   readonly kind: string;
   /** A short, bounded error class (`connect`, `timeout`, `acl`, `http`, `malformed`, ...). */
   readonly errorKind: string;

@@ -12,6 +12,8 @@ import type { RoutingSnapshot } from '../routing/router.js';
 export interface EndpointSnapshot {
   address: string;
   weight: number;
+  /** Failover tier (DNS SRV priority; lower serves first); absent for the default tier 0. */
+  priority?: number;
   status: 'ready' | 'busy' | 'down';
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
