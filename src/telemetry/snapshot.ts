@@ -20,7 +20,8 @@ export interface EndpointSnapshot {
   latencyMs?: number;
   /**
    * The balancer's cost of sending one more request here (lower is better; Peak EWMA: the latency estimate
-   * times in-flight + 1, 0 while the endpoint is probing and has room for a probe).
+   * times in-flight + 1, 0 while the endpoint is probing and has room for a probe). With unequal weights P2C
+   * compares it per unit of weight (docs/balancers.md, "Weights").
    */
   cost: number;
   /**
