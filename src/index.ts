@@ -99,7 +99,15 @@ export type {
 export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
-export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
+export type { TlsError, TlsFailure, ConnectionState } from './transport/tls.js';
+export type { TlsReloadEvent, CertificateInfo } from './transport/tls-material.js';
+export type {
+  MeshSnapshot,
+  ServiceSnapshot,
+  EndpointSnapshot,
+  ConnectionSnapshot,
+  EndpointTransportSnapshot,
+} from './telemetry/snapshot.js';
 export {
   logicalSpanModule,
   LogicalSpanFilter,

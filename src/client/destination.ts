@@ -268,7 +268,7 @@ export class Destination implements Service {
     const o = this.opts;
     const id = endpointId(ep.host, ep.port);
     const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
-    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host);
+    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host, o.env.logger, o.env.clock);
     const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
     const service = o.endpointStack.build(leaf, env);
     const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });

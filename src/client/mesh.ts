@@ -41,7 +41,7 @@ import {
 } from '../routing/config.js';
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
-import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
+import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import { otelRegistered } from '../telemetry/otel.js';
@@ -255,6 +255,13 @@ export class Mesh implements AsyncDisposable {
   }
 
   private build(config: ResolvedServiceConfig): LogicalService {
+    if (config.transport.tls?.rejectUnauthorized === false) {
+      // Once per service: the setting is a config fact, not a per-connection event.
+      this.logger.warn(
+        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
+        'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
+      );
+    }
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
@@ -676,6 +683,7 @@ export class Mesh implements AsyncDisposable {
             cost: n.load.cost(now),
             ...(n.load.phase !== undefined ? { loadState: n.load.phase(now) } : {}),
             ...n.stats.snapshot(now),
+            ...transportOf(n.leaf.transportSnapshot()),
             ...(accrual
               ? {
                   accrual: {
@@ -719,6 +727,10 @@ export function validateMethod(method: unknown): string {
 }
 
 export { parseRawHeaders } from '../core/message.js';
+
+function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
+  return t === undefined ? {} : { transport: t };
+}
 
 /** The options of a `mesh.request` given none: one shared object, not one per call. */
 const NO_OPTIONS: MeshRequestOptions = Object.freeze({});

@@ -88,9 +88,8 @@ export const defaultClassifier: Classifier = (input) => {
   }
   if (err instanceof MeshError) {
     if (err.code === 'MESH_TRANSPORT') {
-      return (err as { idleClose?: boolean }).idleClose
-        ? Classified.notProcessed
-        : Classified.retryableFailure;
+      const t = err as { idleClose?: boolean; unprocessed?: boolean };
+      return t.idleClose || t.unprocessed ? Classified.notProcessed : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
     // Refused by the mesh's own admission bound: says nothing about the destination's health.

@@ -6,7 +6,8 @@
  * What may be retried (DESIGN.md; Finagle's RequeueFilter and Go's net/http rules):
  * - a request that provably was not processed, whatever its method: connection refused / connect failure,
  *   no endpoint available, an open circuit, the idle-close race on a reused socket (once, on another
- *   connection, free of budget, and not held against the endpoint);
+ *   connection, free of budget, and not held against the endpoint), an HTTP/2 stream the server refused
+ *   (REFUSED_STREAM) or did not take before its GOAWAY;
  * - otherwise only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or a call marked idempotent
  *   with `callOptions({ idempotent: true })`) whose attempt the classifier calls retryable (502/503/504,
  *   resets, back-pressure);
@@ -196,7 +197,11 @@ export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
 function notProcessed(err: unknown): boolean {
   if (!(err instanceof MeshError)) return false;
   if (err.code === 'MESH_TRANSPORT')
-    return err.phase === 'connect' || (err as { idleClose?: boolean }).idleClose === true;
+    return (
+      err.phase === 'connect' ||
+      (err as { idleClose?: boolean }).idleClose === true ||
+      (err as { unprocessed?: boolean }).unprocessed === true
+    );
   return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
 }
 

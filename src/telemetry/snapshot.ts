@@ -7,6 +7,9 @@
  */
 import type { Addr } from '../discovery/types.js';
 import type { RoutingSnapshot } from '../routing/router.js';
+import type { EndpointTransportSnapshot } from '../transport/tls.js';
+
+export type { ConnectionSnapshot, EndpointTransportSnapshot } from '../transport/tls.js';
 
 /** One endpoint in a {@link MeshSnapshot}. */
 export interface EndpointSnapshot {
@@ -40,6 +43,11 @@ export interface EndpointSnapshot {
   accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
   meta: Record<string, string>;
+  /**
+   * What the endpoint's connections negotiated, per scheme used (absent before its first connection): the
+   * protocol (`h2` or `http/1.1`), connections opened and open, and for https the TLS state.
+   */
+  transport?: EndpointTransportSnapshot;
 }
 
 /** One service in a {@link MeshSnapshot}. */
