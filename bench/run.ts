@@ -26,6 +26,7 @@ const BENCHMARKS = [
   { name: 'discovery-dns', file: 'discovery/dns.ts', fullMinutes: 8, quickMinutes: 3 },
   { name: 'tail', file: 'tail/index.ts', fullMinutes: 15, quickMinutes: 5 },
   { name: 'scale', file: 'scale/index.ts', fullMinutes: 5, quickMinutes: 3 },
+  { name: 'fairness', file: 'fairness/index.ts', fullMinutes: 12, quickMinutes: 5 },
 ];
 
 function run(file: string, args: string[], limitMs: number, command: string): Promise<number> {

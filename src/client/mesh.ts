@@ -680,6 +680,8 @@ export class Mesh implements AsyncDisposable {
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+            cost: n.load.cost(now),
+            ...(n.load.phase !== undefined ? { loadState: n.load.phase(now) } : {}),
             ...n.stats.snapshot(now),
             ...transportOf(n.leaf.transportSnapshot()),
             ...(accrual

@@ -92,6 +92,11 @@ export class CallContext {
   endpoint: string | undefined = undefined;
   /** Endpoints already tried by this call, so retries can prefer others. */
   tried: Set<string> | undefined = undefined;
+  /**
+   * True when the current attempt's endpoint answered with a `Retry-After` and the balancer leaf took that
+   * endpoint out of the draw until then while another endpoint is ready: a retry need not wait for it.
+   */
+  retryAfterHeld = false;
   /** True on the context of a backup attempt ({@link CallContext.fork}, BackupRequestFilter). */
   backup = false;
 

@@ -16,6 +16,10 @@
  * default — the slow request may still be running). `maxAttempts` is a ceiling; the budget rules.
  *
  * A discarded response's body is drained so its connection goes back to the pool.
+ *
+ * A Retry-After from one endpoint, which the balancer leaf took out of the draw until then while another
+ * endpoint is ready (`ctx.retryAfterHeld`), delays only that endpoint: the retry goes to another one after
+ * the usual backoff, instead of waiting, giving up past `retryAfterMaxMs` or failing past the deadline.
  */
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
@@ -263,6 +267,7 @@ export class RetryFilter extends InlineFilter {
     // end with it); `exit` or `fail` decides about it.
     ctx.attempt = 1;
     ctx.endpoint = undefined;
+    ctx.retryAfterHeld = false;
     return undefined;
   }
 
@@ -307,6 +312,7 @@ export class RetryFilter extends InlineFilter {
       } else {
         ctx.attempt = attempt;
         ctx.endpoint = undefined;
+        ctx.retryAfterHeld = false;
         req.body = body.forAttempt();
         try {
           res = await this.next.call(req, ctx);
@@ -328,7 +334,9 @@ export class RetryFilter extends InlineFilter {
       if (!free && attempt >= opts.maxAttempts) return this.finish(res, error, attempt);
 
       let delay = 0;
-      if (res !== undefined && cls.backpressure) {
+      // The balancer took the endpoint that sent Retry-After out of the draw and another one is ready: the
+      // retry goes there after the usual backoff instead of waiting (or failing for want of time).
+      if (res !== undefined && cls.backpressure && !ctx.retryAfterHeld) {
         const ra = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.clock.wallNow());
         if (ra !== undefined) {
           const remaining = ctx.deadline - this.clock.now();

@@ -21,6 +21,18 @@ export interface EndpointSnapshot {
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
   latencyMs?: number;
+  /**
+   * The balancer's cost of sending one more request here (lower is better; Peak EWMA: the latency estimate
+   * times in-flight + 1, 0 while the endpoint is probing and has room for a probe). With unequal weights P2C
+   * compares it per unit of weight (docs/balancers.md, "Weights").
+   */
+  cost: number;
+  /**
+   * What the balancer's metric knows (Peak EWMA): `probing` (new, or re-probed after losing many comparisons:
+   * it costs 0 until it has answered), `warming` (in its slow start window), `measured`. Absent for metrics
+   * that do not say (least-loaded, round robin).
+   */
+  loadState?: 'probing' | 'warming' | 'measured';
   /** Attempts sent to this endpoint since discovery named it (kept for every endpoint). */
   requests: number;
   /** Of those, the ones the service's classifier called failures. */
