@@ -10,6 +10,8 @@
  * nodejs/undici#3492). undici's own 300 s headers/body timeouts are disabled: the mesh's deadline module owns
  * time, so they can never be the limit a user meets unknowingly.
  */
+import { subscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../core/context.js';
 import { TransportError, type Phase } from '../core/errors.js';
@@ -72,9 +74,43 @@ const CONNECT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** Codes with which a peer's close of a kept-alive socket reaches a request sent on it (nodejs/undici#3492). */
+const IDLE_CLOSE_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * Socket errors raised on a socket that had already read a response (a reused, kept-alive connection). undici
+ * attaches the socket's byte counts to its own `SocketError` ("other side closed"), but a reset (`ECONNRESET`)
+ * or a write to a closed socket (`EPIPE`), the commonest forms of the idle-close race, reach the request as
+ * the socket's plain system error. undici publishes every new connection on the `undici:client:connected`
+ * diagnostics channel (public API, once per connection, not per request): each socket gets a listener that
+ * notes, when an error happens on it, whether it had read anything before. A WeakSet, so nothing is added to
+ * an error another library might see, and nothing is kept.
+ */
+const reusedSocketErrors = new WeakSet<object>();
+let watchingSockets = false;
+
+function noteSocketError(this: Socket, err: Error): void {
+  if (this.bytesRead > 0) reusedSocketErrors.add(err);
+}
+
+function watchSockets(): void {
+  if (watchingSockets) return;
+  watchingSockets = true;
+  subscribe('undici:client:connected', (message) => {
+    const socket = (message as { socket?: Socket }).socket;
+    if (socket !== undefined && typeof socket.on === 'function') socket.on('error', noteSocketError);
+  });
+}
+
 /**
  * Maps an undici/system error to a {@link TransportError} with its phase. A failure to connect is
  * `retryable` (the request provably never reached the server).
+ *
+ * `idleClose` marks the idle-close race: a reused socket (one that had read an earlier response) that failed
+ * before any byte of this request's response with "other side closed", `ECONNRESET` or `EPIPE`. It is a fact
+ * about the connection, not a licence to resend: the server may have read the request before it closed. The
+ * retry filter resends it at once, free of budget, only when the request is idempotent (Go's net/http rule);
+ * for any other request the error stays `retryable: false`.
  */
 export function toTransportError(
   err: unknown,
@@ -93,11 +129,14 @@ export function toTransportError(
   const code = (err as { code?: string }).code;
   const connect = code !== undefined && CONNECT_CODES.has(code);
   const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
-  // undici's SocketError carries the socket's byte counts: a socket that had read earlier responses and was
-  // closed by the peer before this one's headers is the idle-close race (the server closed it as idle).
+  // undici's SocketError carries the socket's byte counts; a system error on one of the pools' sockets was
+  // noted by the socket's own listener (above).
   const socket = (err as { socket?: { bytesRead?: number } }).socket;
   const idleClose =
-    !gotHeaders && code === 'UND_ERR_SOCKET' && socket !== undefined && (socket.bytesRead ?? 0) > 0;
+    !gotHeaders &&
+    code !== undefined &&
+    IDLE_CLOSE_CODES.has(code) &&
+    ((socket !== undefined && (socket.bytesRead ?? 0) > 0) || reusedSocketErrors.has(err));
   return new TransportError(
     `${err.message} (${code ?? err.name}) talking to ${endpoint} for service "${service}"`,
     {
@@ -172,6 +211,7 @@ export class PoolService implements Service {
           : {}),
       },
     };
+    watchSockets();
     return new Pool(`${protocol}//${this.address}`, opts);
   }
 
