@@ -26,6 +26,7 @@ import {
 } from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { DeadlineHandler, passthroughDeadline } from './passthrough.js';
+import { validateBody } from './validate.js';
 import type { Mesh } from './mesh.js';
 import { validateMethod } from './mesh.js';
 
@@ -259,6 +260,7 @@ export class MeshDispatcher extends Dispatcher {
         headers: normalizeHeaders(opts.headers as HeadersInput),
         body: (opts.body ?? null) as MeshRequest['body'],
       };
+      validateBody(req.body);
     } catch (err) {
       fail(handler, controller, err as Error);
       return true;

@@ -63,6 +63,7 @@ import { meshFetch, type FetchHost } from './fetch.js';
 import { parseTarget, UrlCache, type Target } from './url.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { passthroughDeadline } from './passthrough.js';
+import { TOKEN_RE, validateBody } from './validate.js';
 
 /**
  * Options of {@link Mesh.request}, in undici's style.
@@ -561,6 +562,7 @@ export class Mesh implements AsyncDisposable {
       const u = typeof url === 'string' ? this.urls.get(url) : parseTarget(url);
       const method = options.method === undefined ? 'GET' : validateMethod(options.method);
       const headers = normalizeHeaders(options.headers);
+      validateBody(options.body);
       svc = this.services.get(u.hostname);
       if (svc === undefined) return this.passthroughRequest(u, method, headers, options);
       req = {
@@ -746,8 +748,6 @@ export class Mesh implements AsyncDisposable {
     return this.close();
   }
 }
-
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Validates an HTTP method token; returns it upper-cased for the standard ones. */
 export function validateMethod(method: unknown): string {

@@ -205,6 +205,16 @@ function notProcessed(err: unknown): boolean {
 }
 
 /**
+ * An open circuit refused the call and the router has no other destination a new attempt could reach (the
+ * route does not split; its fallbacks were already tried in the same attempt): a retry would meet the same
+ * open breaker after a backoff, spending budget and the caller's time. Fail fast instead (DESIGN.md: open
+ * breakers are not retried against the same destination).
+ */
+function refusedForGood(err: unknown, ctx: CallContext): boolean {
+  return !ctx.rerouteable && err instanceof MeshError && err.code === 'MESH_CIRCUIT_OPEN';
+}
+
+/**
  * Consumes and discards a response body so its connection returns to the pool (a retried response, a backup
  * race's loser).
  *
@@ -277,7 +287,8 @@ export class RetryFilter extends InlineFilter {
 
   fail(error: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse> {
     const cls = classifyAttempt(this.classify, req, ctx, undefined, error);
-    if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
+    if (!cls.retryable || ctx.signal?.aborted || refusedForGood(error, ctx))
+      return this.finish(undefined, error, 1);
     return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
       error,
       cls,
@@ -319,7 +330,8 @@ export class RetryFilter extends InlineFilter {
         cls = classifyAttempt(this.classify, req, ctx, res, error);
       }
       const endpoint = ctx.endpoint;
-      if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);
+      if (!cls.retryable || ctx.signal?.aborted || refusedForGood(error, ctx))
+        return this.finish(res, error, attempt);
 
       // May this request be sent again?
       const idempotent = isIdempotent(req, ctx);

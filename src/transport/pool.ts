@@ -14,7 +14,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 import type { CallContext } from '../core/context.js';
-import { TransportError, type Phase } from '../core/errors.js';
+import { InvalidRequestError, TransportError, type Phase } from '../core/errors.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
 import { MeshRequestHandler } from './handler.js';
@@ -127,6 +127,10 @@ export function toTransportError(
     return err;
   if ('code' in err && typeof err.code === 'string' && err.code.startsWith('MESH_')) return err;
   const code = (err as { code?: string }).code;
+  // undici refused the request's own arguments (a header, the body, a length): the caller's mistake, which
+  // the entry points' validation should have caught; never a transport failure of the endpoint.
+  if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
+    return new InvalidRequestError('request', err.message, 'a request undici accepts');
   const connect = code !== undefined && CONNECT_CODES.has(code);
   const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
   // undici's SocketError carries the socket's byte counts; a system error on one of the pools' sockets was
