@@ -8,6 +8,7 @@ export { createMesh, Mesh, LogicalService } from './client/mesh.js';
 export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './client/mesh.js';
 export { MeshDispatcher } from './client/dispatcher.js';
 export { installGlobalDispatcher } from './client/global.js';
+export { meshInterceptor } from './client/interceptor.js';
 export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
 export type { CallOptions } from './client/call-options.js';
 export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';

@@ -29,7 +29,8 @@
  */
 import { closedLoop } from '../lib/load.js';
 import { summarize } from '../lib/stats.js';
-import { findVariant, makeClient, type Client } from './variants.js';
+import { BASELINE_ENV, BASELINE_PREFIX, baselineClient } from './baseline.js';
+import type { Client, Upstreams } from './variants.js';
 
 /** What one measured cell gives back. */
 export interface RunResult {
@@ -53,13 +54,22 @@ export type WorkerCommand =
   { type: 'run'; concurrency: number; durationMs: number; record: boolean } | { type: 'close' };
 
 async function main(): Promise<void> {
-  const [id, serverPort, haproxyPort] = process.argv.slice(2);
-  const v = findVariant(id ?? '');
-  if (!v) throw new Error(`unknown variant ${id}`);
-  const client: Client = makeClient(v, {
+  const [id = '', serverPort, haproxyPort] = process.argv.slice(2);
+  const up: Upstreams = {
     serverPort: Number(serverPort),
     haproxyPort: haproxyPort ? Number(haproxyPort) : undefined,
-  });
+  };
+  // A baseline client (--baseline, baseline.ts) loads the other build alone: variants.ts, which imports this
+  // build, undici and OpenTelemetry, is imported only for the current clients.
+  let client: Client;
+  if (id.startsWith(BASELINE_PREFIX)) {
+    client = await baselineClient(id.slice(BASELINE_PREFIX.length), process.env[BASELINE_ENV], up);
+  } else {
+    const { findVariant, makeClient } = await import('./variants.js');
+    const v = findVariant(id);
+    if (!v) throw new Error(`unknown variant ${id}`);
+    client = makeClient(v, up);
+  }
   // One variant per process: a variant that registers global providers (the OTel SDK) keeps them.
   client.enter?.();
   const send = (m: unknown): void => void process.send!(m);

@@ -19,9 +19,14 @@
  * Run: `npm run bench` (all benchmarks), or this one alone:
  *   npm run build && npx tsx --expose-gc bench/overhead/index.ts [--quick] [--rounds N]
  *     [--seconds S] [--warmup S] [--concurrency 1,64] [--only pool,mesh-request-full] [--no-haproxy]
- *     [--no-docs] [--pin] [--seed N] [--slices N]
+ *     [--no-docs] [--pin] [--seed N] [--slices N] [--baseline DIR [--baseline-min 0.95]]
  * Results: bench/results/overhead.{json,svg,md} (with --quick: bench/results/quick/), and the tables between
  * the overhead markers of docs/benchmarks.md (full runs only).
+ *
+ * `--baseline DIR` (baseline.ts) adds baseline twins of `mesh.request` (balancer only and full), `mesh.fetch`
+ * (full) and the built-in fetch + `mesh.dispatcher` (full), built on the meshfetch checkout in DIR, each in
+ * its current self's group, and reports current / baseline; results go to overhead-baseline.{json,svg,md}
+ * instead, and docs/benchmarks.md is left alone.
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
@@ -37,6 +42,7 @@ import { freePort, machineBusyUs, processCpuResolutionUs, processCpuUs } from '.
 import { newHistogram, percentileCurve, summarize } from '../lib/stats.js';
 import { formatTable, num } from '../lib/table.js';
 import { mulberry32 } from '../tail/rng.js';
+import { BASELINE_ENV, BASELINE_OF, baselineId, inspectBaseline, type BaselineInfo } from './baseline.js';
 import { renderSvg } from './plot.js';
 import {
   evaluateTargets,
@@ -94,7 +100,8 @@ function planGroups(variants: readonly VariantSpec[]): VariantSpec[][] {
   const out: VariantSpec[][] = [];
   const placed = new Set<string>();
   for (const g of GROUPS) {
-    const members = g.filter((id) => byId.has(id));
+    // A baseline twin (--baseline) takes turns in its current self's group.
+    const members = g.flatMap((id) => [id, baselineId(id)]).filter((id) => byId.has(id));
     members.forEach((id) => placed.add(id));
     if (members.some((id) => id !== 'pool')) out.push(members.map((id) => byId.get(id)!));
   }
@@ -210,6 +217,14 @@ async function main(): Promise<void> {
   });
   const only = listFlag(flags, 'only');
   const seed = Math.round(numberFlag(flags, 'seed', 7));
+  if (flags.baseline === true) throw new Error('--baseline expects a directory');
+  const baseline: BaselineInfo | undefined =
+    typeof flags.baseline === 'string'
+      ? inspectBaseline(flags.baseline, numberFlag(flags, 'baseline-min', 0.95))
+      : undefined;
+  // The client processes (client-worker.ts) inherit it.
+  if (baseline) process.env[BASELINE_ENV] = baseline.dir;
+  const stem = baseline ? 'overhead-baseline' : 'overhead';
   const outDir = path.join(repo, 'bench', 'results', quick ? 'quick' : '');
   const command =
     process.env.MESHFETCH_BENCH_COMMAND ??
@@ -226,6 +241,11 @@ async function main(): Promise<void> {
     `full stack: logical [${fullStack.logical.join(', ')}] concrete [${fullStack.concrete.join(', ')}] ` +
       `endpoint [${fullStack.endpoint.join(', ')}]`,
   );
+  if (baseline)
+    console.log(
+      `baseline: ${baseline.dir} at ${baseline.commit}${baseline.srcDirty ? ' with uncommitted src/ changes' : ''}, ` +
+        `its dist/ on its undici ${baseline.undici}; current / baseline req/s judged against >= ${baseline.min}`,
+    );
 
   const server: UpstreamServer = await startServer();
   // --pin: the server on the last CPU, each client on the first, HAProxy unpinned (taskset). At c=1 it halves
@@ -272,9 +292,17 @@ async function main(): Promise<void> {
       if (v === undefined) throw new Error(`unknown variant ${id}`);
       return v;
     });
-  const variants = [...VARIANTS, ...extra].filter(
+  const chosen = [...VARIANTS, ...extra].filter(
     (v) => (!only || only.includes(v.id) || v.id === 'pool') && (!v.hop || haproxy !== undefined),
   );
+  // --baseline: a twin of each chosen client that has one, on the baseline's build (baseline.ts).
+  const variants = baseline
+    ? chosen.flatMap((v) =>
+        BASELINE_OF.includes(v.id)
+          ? [v, { ...v, id: baselineId(v.id), label: `${v.label} [baseline]` }]
+          : [v],
+      )
+    : chosen;
   const clients = new Map<string, WorkerClient>();
   const histograms = new Map<string, RecordableHistogram>();
   const groups = planGroups(variants);
@@ -393,7 +421,7 @@ async function main(): Promise<void> {
       });
     }
 
-    const targets = evaluateTargets(cells, haproxy !== undefined);
+    const targets = evaluateTargets(cells, haproxy !== undefined, baseline?.min);
     const results: OverheadResults = {
       benchmark: 'overhead',
       command,
@@ -405,6 +433,7 @@ async function main(): Promise<void> {
       cpuResolutionUs: processCpuResolutionUs(),
       cells,
       targets,
+      ...(baseline ? { baseline } : {}),
     };
 
     console.log('');
@@ -419,11 +448,11 @@ async function main(): Promise<void> {
     for (const t of targets) console.log(`${t.status.padEnd(4)}  ${t.name}: ${t.detail}`);
 
     mkdirSync(outDir, { recursive: true });
-    await writeJson(path.join(outDir, 'overhead.json'), results);
-    const md = await writeFormatted(path.join(outDir, 'overhead.md'), renderMarkdown(results));
-    writeFileSync(path.join(outDir, 'overhead.svg'), renderSvg(results));
-    console.log(`\nwrote ${path.relative(repo, outDir) || '.'}/overhead.{json,md,svg}`);
-    if (!quick && flags['no-docs'] !== true) updateDocs(repo, md);
+    await writeJson(path.join(outDir, `${stem}.json`), results);
+    const md = await writeFormatted(path.join(outDir, `${stem}.md`), renderMarkdown(results));
+    writeFileSync(path.join(outDir, `${stem}.svg`), renderSvg(results));
+    console.log(`\nwrote ${path.relative(repo, outDir) || '.'}/${stem}.{json,md,svg}`);
+    if (!quick && !baseline && flags['no-docs'] !== true) updateDocs(repo, md);
   } finally {
     await Promise.allSettled([closing, ...[...clients.values()].map((c) => c.close())]);
     await haproxy?.stop();

@@ -9,6 +9,7 @@ import { median, range, type LatencySummary } from '../lib/stats.js';
 import { markdownTable, num, signed, type Align } from '../lib/table.js';
 import { updateDocsBlock } from '../lib/output.js';
 import type { fullStackRoles } from './variants.js';
+import { BASELINE_OF, BASELINE_PREFIX, baselineId, type BaselineInfo } from './baseline.js';
 
 /** One measured cell of one round. */
 export interface RoundSample {
@@ -84,6 +85,8 @@ export interface OverheadResults {
   cpuResolutionUs: number;
   cells: Cell[];
   targets: TargetResult[];
+  /** The other build the `[baseline]` clients ran on (`--baseline DIR`, baseline.ts); absent without it. */
+  baseline?: BaselineInfo;
 }
 
 function cell(cells: readonly Cell[], id: string, c: number): Cell | undefined {
@@ -168,12 +171,29 @@ function hopRatio(
   };
 }
 
+/** A hop ratio's detail line. */
+function hopDetail(r: ReturnType<typeof hopRatio>): string {
+  return (
+    `the mesh adds ${num(r.meshAdded, 1)} µs, the hop ${num(r.hopAdded, 1)} µs (medians of ${r.rounds} paired ` +
+    `rounds): ${r.value.toFixed(3)}, target <= 0.25; pooled p50s: ${num(r.pooledMesh, 1)} and ` +
+    `${num(r.pooledHop, 1)} µs, ${r.pooled.toFixed(3)}` +
+    (r.outliers.length > 0 ? `; cells far from their variant's median: ${r.outliers.join(', ')}` : '') +
+    (r.meshAdded < 0 ? ' (negative: the noise exceeds the difference; use a full run)' : '')
+  );
+}
+
 /**
  * Throughput targets are judged on the median of the per-round ratios (robust to one round disturbed by
  * another tenant of a shared machine); the hop targets (c=1 and c=64) on the medians of the per-round added
- * p50s ({@link hopRatio}), with the pooled figure shown beside them.
+ * p50s ({@link hopRatio}), with the pooled figure shown beside them. With baseline clients in the cells
+ * (`--baseline`), each current client's req/s at c=64 over its baseline twin's, judged against `baselineMin`,
+ * and the c=1 hop ratios of the baseline's `mesh.request` (context).
  */
-export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): TargetResult[] {
+export function evaluateTargets(
+  cells: readonly Cell[],
+  haveHaproxy: boolean,
+  baselineMin = 0.95,
+): TargetResult[] {
   const out: TargetResult[] = [];
   const stacks: Array<['bal' | 'full', string]> = [
     ['bal', 'balancer only'],
@@ -221,18 +241,47 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
         value: r.value,
         threshold: '<= 0.25',
         status: r.hopAdded > 0 && r.value <= 0.25 ? 'PASS' : 'MISS',
-        detail:
-          `the mesh adds ${num(r.meshAdded, 1)} µs, the hop ${num(r.hopAdded, 1)} µs (medians of ${r.rounds} paired ` +
-          `rounds): ${r.value.toFixed(3)}, target <= 0.25; pooled p50s: ${num(r.pooledMesh, 1)} and ` +
-          `${num(r.pooledHop, 1)} µs, ${r.pooled.toFixed(3)}` +
-          (r.outliers.length > 0 ? `; cells far from their variant's median: ${r.outliers.join(', ')}` : '') +
-          (r.meshAdded < 0 ? ' (negative: the noise exceeds the difference; use a full run)' : ''),
+        detail: hopDetail(r),
       });
     }
+  // --baseline: the current build against the baseline's, client by client, paired round by round.
+  for (const id of BASELINE_OF) {
+    const a = cell(cells, id, 64);
+    const b = cell(cells, baselineId(id), 64);
+    if (!b) continue;
+    const name = `${b.label.replace(' [baseline]', '')}: current / baseline, req/s at c=64`;
+    if (!a) {
+      out.push({ name, value: null, threshold: `>= ${baselineMin}`, status: 'SKIP', detail: 'not measured' });
+      continue;
+    }
+    const r = ratio(a, b);
+    out.push({
+      name,
+      value: r.median,
+      threshold: `>= ${baselineMin}`,
+      status: r.median >= baselineMin ? 'PASS' : 'MISS',
+      detail:
+        `${fmtRatio(r)}, target >= ${baselineMin}; over all rounds ${num(a.rps)} against ${num(b.rps)} req/s, ` +
+        `client CPU ${num(a.clientCpuPerCallUs, 1)} against ${num(b.clientCpuPerCallUs, 1)} µs per call`,
+    });
+  }
   // Context, not judged: the like-for-like fetch ratio, the hop's throughput ratio, and CPU added per call.
   const info = (name: string, detail: string, value: number | null = null): void => {
     out.push({ name, value, threshold: '-', status: 'INFO', detail });
   };
+  // --baseline: the baseline's mesh.request hop ratio at c=1, computed as the current one's above.
+  for (const [k, name] of stacks) {
+    const base = cell(cells, 'pool', 1);
+    const mesh = cell(cells, baselineId(`mesh-request-${k}`), 1);
+    const hop = cell(cells, 'haproxy', 1);
+    if (!base || !mesh || !hop) continue;
+    const r = hopRatio(base, mesh, hop);
+    info(
+      `mesh.request (${name}) [baseline] added p50 at c=1 / the HAProxy hop's added p50`,
+      hopDetail(r),
+      r.value,
+    );
+  }
   for (const [k, name] of stacks) {
     const a = cell(cells, `mesh-fetch-${k}`, 64);
     const b = cell(cells, 'global-fetch', 64);
@@ -264,7 +313,7 @@ export function evaluateTargets(cells: readonly Cell[], haveHaproxy: boolean): T
   const u = cell(cells, 'undici-fetch', 64);
   if (g && u) {
     const r = ratio(g, u);
-    info('global fetch (Node 20 built-in) / undici 7 fetch, req/s at c=64', fmtRatio(r), r.median);
+    info('global fetch (Node built-in) / undici package fetch, req/s at c=64', fmtRatio(r), r.median);
   }
   const hop64 = cell(cells, 'haproxy', 64);
   const pool64 = cell(cells, 'pool', 64);
@@ -330,9 +379,11 @@ export function tableRows(
     'server CPU µs/call',
   ];
   const align: Align[] = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
+  // A baseline twin (`base:ID`) right after its current self.
   const rank = (x: Cell): number => {
-    const i = TABLE_ORDER.indexOf(x.variant);
-    return i === -1 ? TABLE_ORDER.length : i;
+    const twin = x.variant.startsWith(BASELINE_PREFIX);
+    const i = TABLE_ORDER.indexOf(twin ? x.variant.slice(BASELINE_PREFIX.length) : x.variant);
+    return (i === -1 ? TABLE_ORDER.length : i) + (twin ? 0.5 : 0);
   };
   const rows = cells
     .filter((x) => x.concurrency === c)
@@ -361,6 +412,11 @@ export function renderMarkdown(r: OverheadResults): string {
       `${m.srcDirty ? ' with uncommitted src/ changes' : ''}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}; ` +
       `meshfetch from ${m.library ?? 'src/ through tsx (meshfetch-source)'}.`,
   );
+  if (r.baseline)
+    lines.push(
+      `Baseline (the \`[baseline]\` clients, \`--baseline\`): the build in ${r.baseline.dir} at commit ${r.baseline.commit}` +
+        `${r.baseline.srcDirty ? ' with uncommitted src/ changes' : ''}, on its own undici ${r.baseline.undici}.`,
+    );
   lines.push(
     `${'version' in r.haproxy ? `HAProxy ${r.haproxy.version} (\`bench/overhead/haproxy.cfg\`, nbthread 1)` : `HAProxy skipped: ${r.haproxy.skipped}`}.`,
   );

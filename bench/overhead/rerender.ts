@@ -19,7 +19,7 @@ const file = path.resolve(
   args.find((a) => !a.startsWith('--')) ?? path.join(repo, 'bench/results/overhead.json'),
 );
 const r = JSON.parse(readFileSync(file, 'utf8')) as OverheadResults;
-r.targets = evaluateTargets(r.cells, 'version' in r.haproxy);
+r.targets = evaluateTargets(r.cells, 'version' in r.haproxy, r.baseline?.min);
 const dir = path.dirname(file);
 // X.json -> X.md and X.svg beside it; only the main result file (overhead.json) feeds the docs block.
 const base = path.basename(file, '.json');

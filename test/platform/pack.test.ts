@@ -73,20 +73,16 @@ await mesh.close();
 console.log(JSON.stringify(out));
 `;
 
+/** What {@link program} prints: each entry point's status and the path the backend saw. */
+const EXPECTED = [200, '/a', 200, '/b', 200, '/c'];
+
 describe('the packed package', () => {
   it('loads with import from an ES module and sends calls', async () => {
     writeFileSync(
       join(dir, 'esm.mjs'),
       program("import { createMesh } from 'meshfetch';\nimport { FakeClock } from 'meshfetch/testing';"),
     );
-    expect(JSON.parse(await node('esm.mjs', { ADDR: server.address }))).toEqual([
-      200,
-      '/a',
-      200,
-      '/b',
-      200,
-      '/c',
-    ]);
+    expect(JSON.parse(await node('esm.mjs', { ADDR: server.address }))).toEqual(EXPECTED);
   });
 
   it('loads with require from a CommonJS file', async () => {
@@ -96,14 +92,7 @@ describe('the packed package', () => {
         "const { createMesh } = require('meshfetch');\nconst { FakeClock } = require('meshfetch/testing');",
       )}})().catch((e) => { console.error(e); process.exit(1); });`,
     );
-    expect(JSON.parse(await node('cjs.cjs', { ADDR: server.address }))).toEqual([
-      200,
-      '/a',
-      200,
-      '/b',
-      200,
-      '/c',
-    ]);
+    expect(JSON.parse(await node('cjs.cjs', { ADDR: server.address }))).toEqual(EXPECTED);
   });
 
   for (const lib of [['es2023'], ['es2023', 'dom']]) {
