@@ -23,7 +23,10 @@ export interface Clock {
   now(): number;
   /** Wall-clock milliseconds since the epoch, for HTTP dates (Retry-After) and log lines. */
   wallNow(): number;
-  /** Schedules `fn` after `ms` milliseconds. Real timers are unref'ed: a pending timer never keeps a process alive. */
+  /**
+   * Schedules `fn` after `ms` milliseconds. Real timers are unref'ed: a pending timer never keeps a process
+   * alive on its own; a call that waits on one is kept alive by the mesh's {@link ProcessHold}.
+   */
   setTimeout(fn: () => void, ms: number): TimerHandle;
   /** Cancels a timer made by {@link Clock.setTimeout}; a handle that already fired is ignored. */
   clearTimeout(handle: TimerHandle | undefined): void;

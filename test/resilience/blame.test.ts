@@ -148,6 +148,51 @@ describe('an open breaker fails fast', () => {
     expect(svc(m).retryBudget).toBe(budget);
   });
 
+  it('unless the route splits over another destination: then the call is retried and lands there', async () => {
+    const bad = await server((_req, res) => void res.writeHead(500).end('broken'));
+    const good = await server((_req, res) => void res.end('fine'));
+    const m = createMesh({
+      rng: seededRng(3),
+      services: {
+        svc: {
+          endpoints: [
+            { host: '127.0.0.1', port: bad.port, meta: { version: 'v1' } },
+            { host: '127.0.0.1', port: good.port, meta: { version: 'v2' } },
+          ],
+          failureAccrual: false,
+          circuitBreaker: { volumeThreshold: 2, resetTimeoutMs: 60_000 },
+          destinations: {
+            v1: { subset: { meta: { version: 'v1' } } },
+            v2: { subset: { meta: { version: 'v2' } } },
+          },
+          routes: [
+            {
+              to: [
+                { destination: 'v1', weight: 50 },
+                { destination: 'v2', weight: 50 },
+              ],
+            },
+          ],
+        },
+      },
+    });
+    mesh = m;
+    // Open v1's breaker (its 500s are failures, not retried).
+    for (let i = 0; i < 40 && bad.received.length < 2; i++) await ok(m);
+    const open = svc(m).routing!.destinations.find((d) => d.name === 'v1')!;
+    expect(open.breaker).toBe('open');
+    let fine = 0;
+    for (let i = 0; i < 40; i++) {
+      const r = await m.request('http://svc/').catch((e: unknown) => e);
+      if ((r as { statusCode?: number }).statusCode === 200) {
+        fine++;
+        await (r as { body: { dump(): Promise<void> } }).body.dump();
+      } else expect((r as MeshError).code).toBe('MESH_CIRCUIT_OPEN');
+    }
+    // Half the calls are routed to v1 first; most of those are retried onto v2 (without retries: about 20).
+    expect(fine).toBeGreaterThanOrEqual(30);
+  });
+
   it('with deadlineMs: 20 the caller gets CircuitOpenError, not DeadlineExceededError', async () => {
     const { m } = await openBreaker({}, false);
     const err = await m
