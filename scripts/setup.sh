@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm run setup`: installs the npm packages and a Consul agent for the tests.
+# `npm run setup`: installs the npm packages, a Consul agent and dnsmasq for the tests.
 #
 # meshfetch supports Node >= 22.19 (package.json engines). The project pins Node 24 as a devDependency
 # (the npm `node` package), so npm scripts (tsc, eslint, vitest) run on it whatever the system Node is. The
@@ -20,3 +20,4 @@ else
   npx -y -p node@24 -- npm ci --no-audit --no-fund
 fi
 bash scripts/install-consul.sh
+bash scripts/install-dnsmasq.sh

@@ -60,8 +60,10 @@ export type {
 
 export * from './balance/index.js';
 
-export { consulDiscovery, ConsulDiscovery, ConsulResolver, ConsulRequestError } from './discovery/consul.js';
+export { consulDiscovery, ConsulDiscovery, ConsulRequestError } from './discovery/consul.js';
+export type { ConsulResponseTooLargeError } from './discovery/consul.js';
 export type {
+  ConsulResolver,
   ConsulDiscoveryOptions,
   ConsulConsistency,
   ConsulResolverSnapshot,
@@ -69,6 +71,21 @@ export type {
   SkippedInstance,
   ConsulErrorKind,
 } from './discovery/consul.js';
+// The factory at run time; the classes it hands out as types (the runtime export count only goes down,
+// test/architecture/ratchet.test.ts): a DnsQueryError's `kind` and `code` say what failed.
+export { dnsDiscovery } from './discovery/dns.js';
+export type {
+  DnsDiscovery,
+  DnsResolver,
+  DnsQueryError,
+  DnsDiscoveryOptions,
+  DnsRecordType,
+  DnsAddressType,
+  DnsResolverSnapshot,
+  DnsResolverStats,
+  DnsErrorKind,
+  SkippedTarget,
+} from './discovery/dns.js';
 export { registerService, ServiceRegistration, shutdownGracefully } from './discovery/register.js';
 export type {
   RegisterServiceOptions,
@@ -82,7 +99,15 @@ export type {
 export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
 export { defaultTransportOptions } from './transport/pool.js';
-export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
+export type { TlsError, TlsFailure, ConnectionState } from './transport/tls.js';
+export type { TlsReloadEvent, CertificateInfo } from './transport/tls-material.js';
+export type {
+  MeshSnapshot,
+  ServiceSnapshot,
+  EndpointSnapshot,
+  ConnectionSnapshot,
+  EndpointTransportSnapshot,
+} from './telemetry/snapshot.js';
 export {
   logicalSpanModule,
   LogicalSpanFilter,

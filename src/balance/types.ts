@@ -71,6 +71,11 @@ export interface BalancerNode {
   /** Live status: `ready` takes traffic, `busy` is avoided, `down` is never picked unless in panic. */
   readonly status: ServiceStatus;
   readonly load: LoadMetric;
+  /**
+   * Optional failover tier (lower serves first; absent: 0). Only {@link TieredDistributor} reads it: every
+   * other distributor sees the nodes of one tier.
+   */
+  readonly priority?: number;
 }
 
 /**

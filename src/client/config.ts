@@ -5,6 +5,8 @@
  */
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
+import { MAX_DEADLINE_MS } from './call-options.js';
+import { optionPath } from '../core/option-path.js';
 import type { Logger } from '../core/logger.js';
 import type { Rng } from '../core/rng.js';
 import type { Stacks } from '../core/stack.js';
@@ -13,6 +15,8 @@ import { StaticDiscovery } from '../discovery/static.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import type { Discovery } from '../discovery/types.js';
 import { defaultTransportOptions, type TlsOptions, type TransportOptions } from '../transport/pool.js';
+import { TLS_OPTION_KEYS } from '../transport/tls.js';
+import { attachTlsMaterial, TlsMaterial } from '../transport/tls-material.js';
 import { Params } from '../core/params.js';
 import { AttemptTimeoutParam, resolveAttemptTimeout } from '../resilience/attempt-timeout.js';
 import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
@@ -57,7 +61,8 @@ export interface ServiceConfig {
   /** The load balancer: a name or a factory. Default `'p2c-peak-ewma'`. */
   balancer?: BalancerName | BalancerFactory;
   /**
-   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A `timeoutMs` given
+   * Total deadline of a call including its body (ms); `Infinity` for none. Default 30000. A value above
+   * 2 000 000 000 ms (about 23 days) is clamped to it. A `timeoutMs` given
    * here or in `defaults` is also sent to the next hop (`mesh-deadline-ms`); the built-in 30 s is enforced
    * but not sent (docs/resilience.md, "Propagation").
    */
@@ -182,7 +187,7 @@ const MESH_KEYS = new Set([
   'overrides',
 ]);
 const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
-const TLS_KEYS = new Set(['servername', 'ca', 'cert', 'key', 'rejectUnauthorized']);
+const TLS_KEYS = new Set(TLS_OPTION_KEYS);
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** The default total deadline (ms): generous, but below undici's 300 s so the mesh's is the one users meet. */
@@ -195,15 +200,20 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.has(k))
-      throw new ConfigError(`${path}.${k}`, obj[k], `no such option (known: ${[...allowed].join(', ')})`);
+      throw new ConfigError(
+        optionPath(path, k),
+        obj[k],
+        `no such option (known: ${[...allowed].join(', ')})`,
+      );
   }
 }
 
 /** Validates the top level of a mesh config; services are validated by {@link resolveServiceConfig}. */
 export function validateMeshConfig(config: unknown): MeshConfig {
   if (config === undefined) return {};
-  if (!isObject(config)) throw new ConfigError('config', config, 'an object');
-  checkKeys(config, MESH_KEYS, 'config');
+  // Paths are relative to the config itself (docs/client.md): the root is '', a top-level key its name.
+  if (!isObject(config)) throw new ConfigError('', config, 'an object');
+  checkKeys(config, MESH_KEYS, '');
   const c = config as MeshConfig;
   if (c.services !== undefined && !isObject(c.services))
     throw new ConfigError('services', c.services, 'an object of services by name');
@@ -249,7 +259,7 @@ export function validateMeshConfig(config: unknown): MeshConfig {
 export function validateServiceName(name: unknown, path = 'services'): string {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
     throw new ConfigError(
-      `${path}[${JSON.stringify(name)}]`,
+      typeof name === 'string' ? optionPath(path, name) : `${path}[${JSON.stringify(name)}]`,
       name,
       'a lower-case host name such as "users" or "users.internal"',
     );
@@ -257,10 +267,23 @@ export function validateServiceName(name: unknown, path = 'services'): string {
   return name;
 }
 
+/**
+ * The config path of a service: `services.users`, or `services["users.internal"]` for a name with dots.
+ *
+ * @example
+ * ```ts
+ * servicePath('users'); // 'services.users'
+ * ```
+ */
+export function servicePath(name: string): string {
+  return optionPath('services', name);
+}
+
 function resolveTimeout(v: unknown, path: string): number {
   if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
     throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
-  return v;
+  // Beyond Node's longest timer a deadline would fire at once: clamp, as callOptions does.
+  return v === Infinity ? v : Math.min(v, MAX_DEADLINE_MS);
 }
 
 function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: string): TransportOptions {
@@ -291,7 +314,8 @@ function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: st
   ms('keepAliveTimeoutThresholdMs', 0);
   ms('connectTimeoutMs', 1);
   if (v.http2 !== undefined) {
-    if (typeof v.http2 !== 'boolean') throw new ConfigError(`${path}.http2`, v.http2, 'a boolean');
+    if (typeof v.http2 !== 'boolean' && v.http2 !== 'h2c')
+      throw new ConfigError(`${path}.http2`, v.http2, "a boolean or 'h2c'");
     out.http2 = v.http2;
   }
   if (v.tls !== undefined) {
@@ -305,6 +329,9 @@ function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: st
       throw new ConfigError(`${path}.tls.rejectUnauthorized`, t.rejectUnauthorized, 'a boolean');
     }
     out.tls = { ...t };
+    // Reads the files and checks the material now (a missing key, an unreadable file, a key that does not
+    // match its certificate are ConfigErrors naming the option); the pools take it from here.
+    attachTlsMaterial(out.tls, new TlsMaterial(out.tls, `${path}.tls`));
   }
   if (out.keepAliveTimeoutMs > out.keepAliveMaxTimeoutMs) {
     throw new ConfigError(
@@ -366,7 +393,7 @@ export function resolveServiceConfig(
   config: unknown,
   defaults: ServiceDefaults = {},
 ): ResolvedServiceConfig {
-  const path = `services.${name}`;
+  const path = servicePath(name);
   validateServiceName(name);
   if (!isObject(config)) throw new ConfigError(path, config, 'an object');
   checkKeys(config, SERVICE_KEYS, path);
@@ -417,7 +444,7 @@ export function resolveServiceConfig(
   const base = resolveTransport(defaults.transport, defaultTransportOptions, 'defaults.transport');
   const transport = resolveTransport(c.transport, base, `${path}.transport`);
   const pick = <K extends keyof ServiceDefaults>(k: K): [ServiceDefaults[K], string] =>
-    c[k] !== undefined ? [c[k], `${path}.${k}`] : [defaults[k], `defaults.${k}`];
+    c[k] !== undefined ? [c[k], optionPath(path, k)] : [defaults[k], optionPath('defaults', k)];
   let params = Params.empty;
   const [retries, retriesPath] = pick('retries');
   params = params.with(RetryParam, resolveRetryOptions(retries, retriesPath));

@@ -18,6 +18,7 @@ import {
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
+import { TieredDistributor } from '../balance/tiers.js';
 import {
   applyChanges,
   type BalancerFactory,
@@ -81,6 +82,9 @@ export class EndpointNode implements BalancerNode {
   get weight(): number {
     return this.endpoint.weight;
   }
+  get priority(): number {
+    return this.endpoint.priority ?? 0;
+  }
   get status(): ServiceStatus {
     return this.service.status;
   }
@@ -143,7 +147,9 @@ export class Destination implements Service {
     private readonly opts: DestinationOptions,
   ) {
     const env = { clock: opts.env.clock, rng: opts.env.rng };
-    this.distributor = opts.balancer.newDistributor<EndpointNode>(env);
+    // Endpoints in failover tiers (DNS SRV priorities) get a distributor per tier; with one tier (static lists,
+    // Consul, A records) the tiered distributor hands every call straight to the balancer's own distributor.
+    this.distributor = new TieredDistributor<EndpointNode>(opts.balancer, env);
     this.classifier = opts.env.params.get(ClassifierParam);
     this.addr = resolver.addr;
     this.apply(this.addr);
@@ -299,7 +305,7 @@ export class Destination implements Service {
     const o = this.opts;
     const id = endpointId(ep.host, ep.port);
     const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
-    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host);
+    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host, o.env.logger, o.env.clock);
     const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
     const service = o.endpointStack.build(leaf, env);
     const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });

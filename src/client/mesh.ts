@@ -42,7 +42,7 @@ import {
 } from '../routing/config.js';
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
-import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
+import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import { otelRegistered } from '../telemetry/otel.js';
@@ -50,6 +50,7 @@ import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-
 import {
   resolveServiceConfig,
   validateMeshConfig,
+  servicePath,
   validateServiceName,
   type MeshConfig,
   type ResolvedServiceConfig,
@@ -239,7 +240,7 @@ export class Mesh implements AsyncDisposable {
   addService(name: string, config: ServiceConfig): void {
     if (this.closing) throw new MeshClosedError();
     validateServiceName(name);
-    if (this.services.has(name)) throw new ConfigError(`services.${name}`, name, 'a name not already in use');
+    if (this.services.has(name)) throw new ConfigError(servicePath(name), name, 'a name not already in use');
     this.services.set(name, this.build(resolveServiceConfig(name, config, this.defaults)));
   }
 
@@ -253,12 +254,19 @@ export class Mesh implements AsyncDisposable {
    */
   async removeService(name: string): Promise<void> {
     const svc = this.services.get(name);
-    if (!svc) throw new ConfigError(`services.${name}`, name, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(name), name, 'a configured service');
     this.services.delete(name);
     await svc.close(false);
   }
 
   private build(config: ResolvedServiceConfig): LogicalService {
+    if (config.transport.tls?.rejectUnauthorized === false) {
+      // Once per service: the setting is a config fact, not a per-connection event.
+      this.logger.warn(
+        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
+        'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
+      );
+    }
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
@@ -315,9 +323,9 @@ export class Mesh implements AsyncDisposable {
   ): void {
     if (this.closing) throw new MeshClosedError();
     const svc = this.services.get(service);
-    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(service), service, 'a configured service');
     const current = svc.router.current.routing;
-    const path = `services.${service}`;
+    const path = servicePath(service);
     const dests =
       destinations === undefined
         ? current.destinations
@@ -336,7 +344,7 @@ export class Mesh implements AsyncDisposable {
    */
   routes(service: string): RouteRule[] {
     const svc = this.services.get(service);
-    if (!svc) throw new ConfigError(`services.${service}`, service, 'a configured service');
+    if (!svc) throw new ConfigError(servicePath(service), service, 'a configured service');
     return svc.router.current.routing.rules.map((r) => r.source);
   }
 
@@ -721,10 +729,12 @@ export class Mesh implements AsyncDisposable {
           return {
             address: n.id,
             weight: n.weight,
+            ...(n.priority !== 0 ? { priority: n.priority } : {}),
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
             ...n.stats.snapshot(now),
+            ...transportOf(n.leaf.transportSnapshot()),
             ...(accrual
               ? {
                   accrual: {
@@ -766,6 +776,10 @@ export function validateMethod(method: unknown): string {
 }
 
 export { parseRawHeaders } from '../core/message.js';
+
+function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
+  return t === undefined ? {} : { transport: t };
+}
 
 /** The options of a `mesh.request` given none: one shared object, not one per call. */
 const NO_OPTIONS: MeshRequestOptions = Object.freeze({});

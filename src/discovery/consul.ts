@@ -16,7 +16,8 @@ export type { ConsulDiscoveryOptions, ConsulConsistency } from './consul/options
 export { ConsulResolver } from './consul/resolver.js';
 export type { ConsulResolverSnapshot, ConsulResolverStats } from './consul/resolver.js';
 export type { SkippedInstance } from './consul/entries.js';
-export { ConsulRequestError } from './consul/client.js';
+export { ConsulRequestError, ConsulResponseTooLargeError } from './consul/client.js';
+export { DEFAULT_MAX_RESPONSE_BYTES } from './consul/options.js';
 export type { ConsulErrorKind } from './consul/client.js';
 
 /**

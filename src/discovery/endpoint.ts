@@ -19,12 +19,16 @@ export type EndpointInput =
       host: string;
       port: number;
       weight?: number;
+      /** Failover tier: lower serves first (see {@link Endpoint.priority}). Default 0. */
+      priority?: number;
       tags?: readonly string[];
       meta?: Readonly<Record<string, string>>;
     }
   | {
       address: string;
       weight?: number;
+      /** Failover tier: lower serves first (see {@link Endpoint.priority}). Default 0. */
+      priority?: number;
       tags?: readonly string[];
       meta?: Readonly<Record<string, string>>;
     };
@@ -81,6 +85,7 @@ export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
   let host: string;
   let port: number;
   let weight: unknown = 1;
+  let priority: unknown = undefined;
   let tags: unknown = [];
   let meta: unknown = {};
   if (typeof input === 'string') {
@@ -101,6 +106,7 @@ export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
       port = input.port;
     }
     if (input.weight !== undefined) weight = input.weight;
+    if (input.priority !== undefined) priority = input.priority;
     if (input.tags !== undefined) tags = input.tags;
     if (input.meta !== undefined) meta = input.meta;
   } else {
@@ -108,6 +114,12 @@ export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
   }
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
     throw new ConfigError(`${path}.weight`, weight, 'a finite number > 0');
+  }
+  if (
+    priority !== undefined &&
+    (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 65535)
+  ) {
+    throw new ConfigError(`${path}.priority`, priority, 'an integer in 0..65535');
   }
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
     throw new ConfigError(`${path}.tags`, tags, 'an array of strings');
@@ -120,14 +132,16 @@ export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
     host,
     port,
     weight,
+    ...(priority !== undefined && priority !== 0 ? { priority: priority as number } : {}),
     tags: Object.freeze([...(tags as string[])]),
     meta: Object.freeze({ ...(meta as Record<string, string>) }),
   };
 }
 
-/** Two endpoints with the same id carry the same weight, tags and meta. */
+/** Two endpoints with the same id carry the same weight, priority, tags and meta. */
 export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   if (a.id !== b.id || a.weight !== b.weight || a.tags.length !== b.tags.length) return false;
+  if ((a.priority ?? 0) !== (b.priority ?? 0)) return false;
   for (let i = 0; i < a.tags.length; i++) if (a.tags[i] !== b.tags[i]) return false;
   const ak = Object.keys(a.meta);
   const bk = Object.keys(b.meta);

@@ -4,6 +4,11 @@
  * notice when the agent lost the registration (an agent restart forgets every service registered through
  * its HTTP API) and register again, and on shutdown deregister first.
  *
+ * The registration itself is a `PUT /v1/agent/service/register` sent with undici (`ConsulApi.put`): the
+ * `consul` package's `agent.service.register` builds its body from a fixed list of keys and drops `Weights`
+ * (consul/lib/utils.js, `_createService`), which Consul's SRV answers and `consulDiscovery` balance by. The
+ * other calls (check pass, service list, deregistration) go through the `consul` package.
+ *
  * Registration calls are retried with p-retry (its exponential backoff with randomisation fits a one-shot
  * call like this; it reads the ambient clock for its delays, which is why the periodic heartbeat itself runs
  * on the injected {@link Clock}). Its AbortSignal lets {@link ServiceRegistration.close} stop a retry loop at
@@ -54,6 +59,12 @@ export interface RegisterServiceOptions {
   port: number;
   tags?: readonly string[];
   meta?: Readonly<Record<string, string>>;
+  /**
+   * Consul's `Weights`: the relative share of traffic while the instance passes its checks (`passing`) and while
+   * one of them warns (`warning`). Integers in 1..65535 (Consul's DNS sends `passing` as the SRV weight).
+   * `consulDiscovery` and `dnsDiscovery` (SRV) balance by them. Default `{ passing: 1, warning: 1 }`.
+   */
+  weights?: { passing: number; warning?: number };
   /** Default `{ ttlMs: 10_000 }` with a heartbeat every `ttlMs / 3`. */
   check?: RegistrationCheck;
   /**
@@ -107,6 +118,7 @@ interface Resolved {
   port: number;
   tags: string[];
   meta: Record<string, string>;
+  weights: { passing: number; warning: number } | undefined;
   check:
     | { kind: 'ttl'; ttlMs: number; heartbeatMs: number }
     | { kind: 'http'; http: string; intervalMs: number; timeoutMs: number }
@@ -147,6 +159,19 @@ function resolveOptions(o: RegisterServiceOptions): Resolved {
   const meta = o.meta ?? {};
   if (typeof meta !== 'object' || meta === null || Object.values(meta).some((v) => typeof v !== 'string')) {
     throw new ConfigError(p('meta'), o.meta, 'an object of string values');
+  }
+  let weights: Resolved['weights'];
+  if (o.weights !== undefined) {
+    if (typeof o.weights !== 'object' || o.weights === null) {
+      throw new ConfigError(p('weights'), o.weights, 'an object { passing, warning? }');
+    }
+    const w = (k: 'passing' | 'warning', v: unknown): number => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+        throw new ConfigError(p(`weights.${k}`), v, 'an integer in 1..65535');
+      }
+      return v;
+    };
+    weights = { passing: w('passing', o.weights.passing), warning: w('warning', o.weights.warning ?? 1) };
   }
   let check: Resolved['check'];
   const c = o.check ?? {};
@@ -193,6 +218,7 @@ function resolveOptions(o: RegisterServiceOptions): Resolved {
     port: o.port,
     tags: [...tags],
     meta: { ...meta },
+    weights,
     check,
     deregisterCriticalAfterMs: dca ?? 60_000,
     syncIntervalMs: positive(p('syncIntervalMs'), o.syncIntervalMs, 10_000, 10),
@@ -343,28 +369,33 @@ export class ServiceRegistration {
     this.#log.info({ service: this.name, id: this.id }, 'deregistered from consul');
   }
 
+  /**
+   * The body of `PUT /v1/agent/service/register` in the agent API's own field names (sent with undici by
+   * {@link ConsulApi.put}: the `consul` package's `register` would drop `Weights`).
+   */
   #body(): Record<string, unknown> {
     const o = this.#o;
     const body: Record<string, unknown> = {
-      name: o.name,
-      id: o.id,
-      port: o.port,
-      tags: o.tags,
-      meta: o.meta,
+      Name: o.name,
+      ID: o.id,
+      Port: o.port,
+      Tags: o.tags,
+      Meta: o.meta,
     };
-    if (o.address !== undefined) body.address = o.address;
+    if (o.address !== undefined) body.Address = o.address;
+    if (o.weights !== undefined) body.Weights = { Passing: o.weights.passing, Warning: o.weights.warning };
     const dca =
       o.deregisterCriticalAfterMs === false
         ? {}
-        : { deregistercriticalserviceafter: dur(o.deregisterCriticalAfterMs) };
+        : { DeregisterCriticalServiceAfter: dur(o.deregisterCriticalAfterMs) };
     if (o.check.kind === 'ttl') {
-      body.check = { name: `${o.name} TTL`, ttl: dur(o.check.ttlMs), status: 'passing', ...dca };
+      body.Check = { Name: `${o.name} TTL`, TTL: dur(o.check.ttlMs), Status: 'passing', ...dca };
     } else if (o.check.kind === 'http') {
-      body.check = {
-        name: `${o.name} HTTP`,
-        http: o.check.http,
-        interval: dur(o.check.intervalMs),
-        timeout: dur(o.check.timeoutMs),
+      body.Check = {
+        Name: `${o.name} HTTP`,
+        HTTP: o.check.http,
+        Interval: dur(o.check.intervalMs),
+        Timeout: dur(o.check.timeoutMs),
         ...dca,
       };
     }
@@ -375,9 +406,9 @@ export class ServiceRegistration {
     const run = pRetry(
       async () => {
         if (this.#gone()) throw new AbortError('registration closed');
-        await this.#api.get(
+        await this.#api.put(
           `registration of "${this.id}"`,
-          (o) => this.#api.client.agent.service.register(o as never),
+          '/v1/agent/service/register',
           this.#body(),
           this.#o.requestTimeoutMs,
         );

@@ -27,6 +27,11 @@ export interface Endpoint {
   readonly tags: readonly string[];
   /** Metadata (e.g. Consul service meta), for routing subsets. */
   readonly meta: Readonly<Record<string, string>>;
+  /**
+   * Failover tier (a DNS SRV priority): the lowest tier with a ready endpoint serves, the next one takes over
+   * when it has none. Absent: 0, one tier for every endpoint (static lists and Consul by default).
+   */
+  readonly priority?: number;
 }
 
 /**

@@ -102,9 +102,8 @@ export const defaultClassifier: Classifier = (input) => {
     )
       return err.retryable ? Classified.notProcessed : Classified.ignored;
     if (code === 'MESH_TRANSPORT') {
-      return (err as { idleClose?: boolean }).idleClose
-        ? Classified.notProcessed
-        : Classified.retryableFailure;
+      const t = err as { idleClose?: boolean; unprocessed?: boolean };
+      return t.idleClose || t.unprocessed ? Classified.notProcessed : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
     // Refused by the mesh's own admission bound: says nothing about the destination's health.

@@ -4,8 +4,9 @@
  * the server's Retry-After, and only when sending the request again is safe.
  *
  * What may be retried (DESIGN.md; Finagle's RequeueFilter and Go's net/http rules):
- * - a request of which it is certain that nothing was written, whatever its method: connection refused /
- *   connect failure, no endpoint available;
+ * - a request of which it is certain that nothing was written or processed, whatever its method: connection
+ *   refused / connect failure, no endpoint available, an HTTP/2 stream the server refused (REFUSED_STREAM) or
+ *   did not take before its GOAWAY;
  * - otherwise only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, an `Idempotency-Key` header,
  *   or a call marked idempotent with `callOptions({ idempotent: true })`) whose attempt the classifier calls
  *   retryable (502/503/504, resets, back-pressure). The idle-close race on a reused socket is one of these:
@@ -194,13 +195,15 @@ export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
 }
 
 /**
- * Errors after which it is certain that none of the request was written (Go's net/http rule): the connection
- * was never made, or no endpoint or destination took the call. The idle-close race is not one of them: the
- * server may have read the request before it closed the connection.
+ * Errors after which it is certain that none of the request was written or processed (Go's net/http rule):
+ * the connection was never made, no endpoint or destination took the call, or an HTTP/2 server said it did
+ * not process the stream (REFUSED_STREAM, or above its GOAWAY's last stream id). The idle-close race is not
+ * one of them: the server may have read the request before it closed the connection.
  */
 function notProcessed(err: unknown): boolean {
   if (!(err instanceof MeshError)) return false;
-  if (err.code === 'MESH_TRANSPORT') return err.phase === 'connect';
+  if (err.code === 'MESH_TRANSPORT')
+    return err.phase === 'connect' || (err as { unprocessed?: boolean }).unprocessed === true;
   return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
 }
 

@@ -6,6 +6,7 @@
  * table swap replaces it whole.
  */
 import { ConfigError } from '../core/errors.js';
+import { optionPath } from '../core/option-path.js';
 import type { MeshRequest } from '../core/message.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import { StaticDiscovery } from '../discovery/static.js';
@@ -173,7 +174,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.has(k))
-      throw new ConfigError(`${path}.${k}`, obj[k], `no such option (known: ${[...allowed].join(', ')})`);
+      throw new ConfigError(
+        optionPath(path, k),
+        obj[k],
+        `no such option (known: ${[...allowed].join(', ')})`,
+      );
   }
 }
 
@@ -235,7 +240,7 @@ export function resolveSubset(v: unknown, path: string): ResolvedSubset | undefi
     if (!isObject(v.meta)) throw new ConfigError(`${path}.meta`, v.meta, 'an object of string values');
     for (const k of Object.keys(v.meta).sort()) {
       const x = v.meta[k];
-      if (typeof x !== 'string') throw new ConfigError(`${path}.meta.${k}`, x, 'a string');
+      if (typeof x !== 'string') throw new ConfigError(optionPath(`${path}.meta`, k), x, 'a string');
       meta[k] = x;
     }
   }
@@ -292,7 +297,7 @@ export function resolveDestinations(
   }
   const fallbackPaths: Array<[string, unknown]> = [];
   for (const [name, dc] of entries) {
-    const p = `${path}.${name}`;
+    const p = optionPath(path, name);
     if (!DEST_RE.test(name))
       throw new ConfigError(p, name, 'a destination name (letters, digits, "_", ".", "-"; at most 63)');
     if (!isObject(dc))
@@ -337,7 +342,7 @@ export function resolveDestinations(
   }
   for (const [name, fb] of fallbackPaths) {
     if (fb === undefined) continue;
-    const p = `${path}.${name}.fallbacks`;
+    const p = `${optionPath(path, name)}.fallbacks`;
     if (!Array.isArray(fb)) throw new ConfigError(p, fb, 'an array of destination names');
     const list: string[] = [];
     fb.forEach((f: unknown, i: number) => {
@@ -401,7 +406,7 @@ function resolveMatch(
     if (!isObject(v.headers))
       throw new ConfigError(`${path}.headers`, v.headers, 'an object of header values (string or RegExp)');
     for (const [name, value] of Object.entries(v.headers)) {
-      const hp = `${path}.headers.${name}`;
+      const hp = optionPath(`${path}.headers`, name);
       if (!TOKEN_RE.test(name)) throw new ConfigError(hp, name, 'a header name');
       if (value instanceof RegExp) {
         if (value.global || value.sticky)

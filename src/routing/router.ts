@@ -16,6 +16,7 @@
  */
 import type { CallContext } from '../core/context.js';
 import { ConfigError, MeshError } from '../core/errors.js';
+import { optionPath } from '../core/option-path.js';
 import { incomingContext } from '../core/incoming.js';
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
@@ -289,7 +290,7 @@ export class RulesRouter implements Service {
    */
   setRouting(routing: ResolvedRouting): void {
     if (this.closed)
-      throw new ConfigError(`services.${this.service}`, this.service, 'a service that is open');
+      throw new ConfigError(optionPath('services', this.service), this.service, 'a service that is open');
     const old = this.table;
     const next = this.buildTable(routing, old.destinations, old.version + 1);
     this.table = next;

@@ -41,6 +41,11 @@ export const CHANNELS = Object.freeze({
   discoveryUpdate: 'meshfetch:discovery:update',
   /** A discovery source failed to answer (Consul query error). Payload: {@link DiscoveryErrorEvent}. */
   discoveryError: 'meshfetch:discovery:error',
+  /**
+   * A service's certificate files were re-read: the new material was taken, or refused (`error`, the old
+   * material stays in use). Payload: `TlsReloadEvent` (transport/tls-material.ts).
+   */
+  tlsReload: 'meshfetch:tls:reload',
 });
 
 /**
@@ -183,7 +188,7 @@ export interface DiscoveryUpdateEvent {
  */
 export interface DiscoveryErrorEvent {
   readonly service: string;
-  /** The source kind: `consul`, or what a custom source says. */
+  /** The source kind: `consul`, `dns`, or what a custom source says. */
   readonly kind: string;
   /** A short, bounded error class (`connect`, `timeout`, `acl`, `http`, `malformed`, ...). */
   readonly errorKind: string;

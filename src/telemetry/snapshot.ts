@@ -7,11 +7,16 @@
  */
 import type { Addr } from '../discovery/types.js';
 import type { RoutingSnapshot } from '../routing/router.js';
+import type { EndpointTransportSnapshot } from '../transport/tls.js';
+
+export type { ConnectionSnapshot, EndpointTransportSnapshot } from '../transport/tls.js';
 
 /** One endpoint in a {@link MeshSnapshot}. */
 export interface EndpointSnapshot {
   address: string;
   weight: number;
+  /** Failover tier (DNS SRV priority; lower serves first); absent for the default tier 0. */
+  priority?: number;
   status: 'ready' | 'busy' | 'down';
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
@@ -26,6 +31,11 @@ export interface EndpointSnapshot {
   accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
   meta: Record<string, string>;
+  /**
+   * What the endpoint's connections negotiated, per scheme used (absent before its first connection): the
+   * protocol (`h2` or `http/1.1`), connections opened and open, and for https the TLS state.
+   */
+  transport?: EndpointTransportSnapshot;
 }
 
 /** One service in a {@link MeshSnapshot}. */

@@ -23,10 +23,10 @@ afterAll(async () => {
 describe('config validation', () => {
   const ok = '127.0.0.1:8080';
   const cases: Array<[string, unknown, string]> = [
-    ['not an object', 42, 'config'],
-    ['unknown top-level option', { servics: {} }, 'config.servics'],
+    ['not an object', 42, ''],
+    ['unknown top-level option', { servics: {} }, 'servics'],
     ['services not an object', { services: [] }, 'services'],
-    ['upper-case service name', { services: { Users: { endpoints: [ok] } } }, 'services["Users"]'],
+    ['upper-case service name', { services: { Users: { endpoints: [ok] } } }, 'services.Users'],
     ['service name with a slash', { services: { 'a/b': { endpoints: [ok] } } }, 'services["a/b"]'],
     ['service config not an object', { services: { users: 'x' } }, 'services.users'],
     ['typo in a service option', { services: { users: { endpiont: [ok] } } }, 'services.users.endpiont'],

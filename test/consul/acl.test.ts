@@ -1,11 +1,14 @@
 // An agent with ACLs on (default deny, a management token): a wrong token is a clear error that mentions
-// ACLs; the right token works; a token that cannot read the service sees it as absent (negative), with an
-// ACL hint; and the token never appears in an error message, a log line, a snapshot or JSON.
+// ACLs; the right token works; no token at all is told that ACLs are on and a token with service:read is
+// needed; a token that cannot read the service sees it as absent (negative), with an ACL hint; and the token
+// never appears in an error message, a log line, a snapshot or JSON.
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRng } from '../../src/core/rng.js';
 import { ConsulRequestError, consulDiscovery } from '../../src/discovery/consul.js';
+import { createMesh } from '../../src/client/mesh.js';
+import { DiscoveryError, ServiceNotFoundError } from '../../src/core/errors.js';
 import { registerService } from '../../src/discovery/register.js';
 import { registerInstance, startConsul, type ConsulAgent } from '../support/consul.js';
 import { memoryLogger } from '../support/memory-logger.js';
@@ -73,13 +76,32 @@ describe('Consul with ACLs', () => {
     }
   });
 
-  it('without a token, default deny hides the service: negative', async () => {
+  it('without a token, ACLs on: says ACLs are on and a token with service:read is needed, not "does not exist"', async () => {
     const r = resolveOn(consul, 'payments');
     try {
-      const addr = await waitForAddr(r, (a) => a.state === 'negative', 'negative');
-      expect(addr).toMatchObject({ state: 'negative' });
+      const addr = await waitForAddr(r, (a) => a.state === 'failed', 'failed');
+      if (addr.state !== 'failed') throw new Error('unreachable');
+      expect(addr.error).toBeInstanceOf(ConsulRequestError);
+      expect(addr.error).toMatchObject({ kind: 'acl', statusCode: 403 });
+      expect(addr.error.message).toMatch(/ACLs are on/);
+      expect(addr.error.message).toMatch(/service:read on "payments"/);
+      expect(addr.error.message).toMatch(/consulDiscovery\(\{ token \}\)/);
     } finally {
       await r.close();
+    }
+    // What a caller sees: a DiscoveryError with that explanation, never ServiceNotFoundError.
+    const mesh = createMesh({
+      services: { payments: { discovery: consulDiscovery({ address: consul.httpAddr }) } },
+    });
+    try {
+      const err = await mesh.request('http://payments/').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DiscoveryError);
+      expect(err).not.toBeInstanceOf(ServiceNotFoundError);
+      expect((err as Error).message).toMatch(/ACLs are on/);
+      expect((err as Error).message).toMatch(/service:read/);
+      expect((err as Error).message).not.toMatch(/does not exist/);
+    } finally {
+      await mesh.close();
     }
   });
 

@@ -315,7 +315,7 @@ describe('routing config', () => {
     bad({ destinations: { v2: { fallbacks: ['v3'] } } }, 'services.users.destinations.v2.fallbacks[0]');
     bad({ destinations: { v2: { fallbacks: ['v2'] } } }, 'services.users.destinations.v2.fallbacks[0]');
     bad({ destinations: { v2: { datacenter: 'dc2' } } }, 'services.users.destinations.v2.datacenter');
-    bad({ destinations: { 'v 2': {} } }, 'services.users.destinations.v 2');
+    bad({ destinations: { 'v 2': {} } }, 'services.users.destinations["v 2"]');
     bad({ destinations: { v2: { endpoints: ['nope'] } } }, 'services.users.destinations.v2.endpoints[0]');
     bad({ destinations: { v2: {} } }, 'services.users.destinations.v2.discovery', false);
     bad({ destinations: { v2: { endpoints: ['127.0.0.1:2'] } } }, 'services.users.routes', false);

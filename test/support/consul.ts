@@ -1,6 +1,7 @@
 /**
  * Test harness for a REAL Consul agent. The Consul tests never talk to an imitation of Consul: this starts
- * `consul agent -dev` bound to 127.0.0.1 on free ports (HTTP, serf LAN/WAN, server RPC; DNS and gRPC off),
+ * `consul agent -dev` bound to 127.0.0.1 on free ports (HTTP, serf LAN/WAN, server RPC; gRPC off; DNS off
+ * unless `dns` is set: then `-dns-port` and a `dns_config { service_ttl }` so SRV answers carry a TTL),
  * optionally with ACLs on (default deny, a management token), waits for a leader, and always stops the
  * process again (also when a test fails or the worker exits).
  *
@@ -44,6 +45,11 @@ export interface StartConsulOptions {
   startTimeoutMs?: number;
   /** Consul log level. Default `warn`. */
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'err';
+  /**
+   * Turn the DNS interface on, on a free loopback port (`dnsAddr`), with this TTL for every service answer
+   * (`dns_config { service_ttl { "*" = ... } }`; Consul answers TTL 0 without it). Default off.
+   */
+  dns?: { serviceTtl: string };
 }
 
 /**
@@ -71,6 +77,8 @@ export interface ConsulAgent {
   readonly serfLanAddr: string;
   /** `127.0.0.1:<serf WAN port>`, for another server's `joinWan`. */
   readonly serfWanAddr: string;
+  /** `127.0.0.1:<DNS port>` when started with `dns`, for `dnsDiscovery({ servers: [...] })`. */
+  readonly dnsAddr: string | undefined;
   /** The process id (changes on restart). */
   readonly pid: number | undefined;
   /** Milliseconds the last start took until a leader was known. */
@@ -195,6 +203,7 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     serfLan: await freePort(taken),
     serfWan: await freePort(taken),
     server: await freePort(taken),
+    dns: options.dns ? await freePort(taken) : -1,
   };
   const datacenter = options.datacenter ?? 'dc1';
   const node = options.node ?? `node-${randomUUID().slice(0, 8)}`;
@@ -203,8 +212,9 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
   // DNS and gRPC off (-1); HTTPS stays off (its default). `master` bootstraps a management token and `agent`
   // lets the agent register its own node under default-deny (Consul 1.8 names).
   const hcl = [
-    'ports { dns = -1, grpc = -1 }',
+    options.dns ? 'ports { grpc = -1 }' : 'ports { dns = -1, grpc = -1 }',
     'disable_update_check = true',
+    ...(options.dns ? [`dns_config { service_ttl { "*" = "${options.dns.serviceTtl}" } }`] : []),
     ...(token
       ? [
           'acl {',
@@ -227,6 +237,7 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     `-serf-lan-port=${ports.serfLan}`,
     `-serf-wan-port=${ports.serfWan}`,
     `-server-port=${ports.server}`,
+    ...(options.dns ? [`-dns-port=${ports.dns}`] : []),
     `-datacenter=${datacenter}`,
     `-node=${node}`,
     `-log-level=${options.logLevel ?? 'warn'}`,
@@ -361,6 +372,7 @@ export async function startConsul(options: StartConsulOptions = {}): Promise<Con
     node,
     serfLanAddr: `${host}:${ports.serfLan}`,
     serfWanAddr: `${host}:${ports.serfWan}`,
+    dnsAddr: options.dns ? `${host}:${ports.dns}` : undefined,
     get pid() {
       return child?.pid;
     },

@@ -4,6 +4,7 @@
  * with a {@link ConfigError} that names it, never later inside the watch loop.
  */
 import { ConfigError } from '../../core/errors.js';
+import { optionPath } from '../../core/option-path.js';
 import { defaultAgentAddress, parseAgentAddress, type AgentAddress } from './client.js';
 
 /**
@@ -60,7 +61,18 @@ export interface ConsulDiscoveryOptions {
   burst?: number;
   /** Backoff after a failed query: equal jitter over `min(maxMs, baseMs * 2^n)`. Default 250 / 10 000. */
   backoff?: { baseMs?: number; maxMs?: number };
+  /**
+   * The largest answer read from Consul (bytes, 1 KiB..256 MiB). Enforced while reading: a bigger answer is
+   * abandoned at the limit (or at once, from its `Content-Length`), never read or parsed in full; it is an
+   * error (`ConsulResponseTooLargeError`) and the last good endpoint set is kept. Default 16 MiB.
+   */
+  maxResponseBytes?: number;
 }
+
+/** The default of {@link ConsulDiscoveryOptions.maxResponseBytes}: 16 MiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** The largest {@link ConsulDiscoveryOptions.maxResponseBytes} allowed: 256 MiB. */
+export const MAX_RESPONSE_BYTES_LIMIT = 256 * 1024 * 1024;
 
 /**
  * Validated options with defaults applied (the token is kept apart).
@@ -85,9 +97,27 @@ export interface ResolvedConsulOptions {
   readonly burst: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  readonly maxResponseBytes: number;
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+const OPTION_KEYS = [
+  'address',
+  'token',
+  'service',
+  'datacenter',
+  'tags',
+  'nodeMeta',
+  'consistency',
+  'passingOnly',
+  'waitMs',
+  'timeoutMs',
+  'requestTimeoutMs',
+  'minIntervalMs',
+  'burst',
+  'backoff',
+  'maxResponseBytes',
+];
 
 function num(path: string, v: unknown, min: number, max: number, def: number): number {
   if (v === undefined) return def;
@@ -114,6 +144,15 @@ export function resolveConsulOptions(
     throw new ConfigError(prefix, o, 'an options object');
   }
   const p = (k: string): string => `${prefix}.${k}`;
+  for (const k of Object.keys(o)) {
+    if (!OPTION_KEYS.includes(k)) {
+      throw new ConfigError(
+        optionPath(prefix, k),
+        k === 'token' ? '<redacted>' : (o as Record<string, unknown>)[k],
+        `no such option (known: ${OPTION_KEYS.join(', ')})`,
+      );
+    }
+  }
   const address = parseAgentAddress(o.address ?? defaultAgentAddress(), p('address'));
   let token: string | undefined = o.token ?? (process.env.CONSUL_HTTP_TOKEN || undefined);
   if (token !== undefined && (typeof token !== 'string' || /[\r\n]/.test(token))) {
@@ -138,7 +177,7 @@ export function resolveConsulOptions(
     }
     for (const [k, v] of Object.entries(o.nodeMeta)) {
       if (typeof v !== 'string' || k === '' || k.includes(':')) {
-        throw new ConfigError(`${p('nodeMeta')}.${k}`, v, 'a string value (and a key without ":")');
+        throw new ConfigError(optionPath(p('nodeMeta'), k), v, 'a string value (and a key without ":")');
       }
       nodeMeta.push(`${k}:${v}`);
     }
@@ -165,6 +204,15 @@ export function resolveConsulOptions(
   if (o.backoff !== undefined && (typeof o.backoff !== 'object' || o.backoff === null)) {
     throw new ConfigError(p('backoff'), o.backoff, 'an object { baseMs, maxMs }');
   }
+  for (const k of Object.keys(o.backoff ?? {})) {
+    if (k !== 'baseMs' && k !== 'maxMs') {
+      throw new ConfigError(
+        optionPath(p('backoff'), k),
+        (o.backoff as Record<string, unknown>)[k],
+        'no such option (known: baseMs, maxMs)',
+      );
+    }
+  }
   const backoffBaseMs = num(p('backoff.baseMs'), o.backoff?.baseMs, 1, 600_000, 250);
   const backoffMaxMs = num(
     p('backoff.maxMs'),
@@ -173,6 +221,16 @@ export function resolveConsulOptions(
     3_600_000,
     Math.max(10_000, backoffBaseMs),
   );
+  const maxResponseBytes = num(
+    p('maxResponseBytes'),
+    o.maxResponseBytes,
+    1024,
+    MAX_RESPONSE_BYTES_LIMIT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+  );
+  if (!Number.isInteger(maxResponseBytes)) {
+    throw new ConfigError(p('maxResponseBytes'), maxResponseBytes, 'a whole number of bytes');
+  }
   return {
     token,
     options: Object.freeze({
@@ -190,6 +248,7 @@ export function resolveConsulOptions(
       burst: Math.floor(burst),
       backoffBaseMs,
       backoffMaxMs,
+      maxResponseBytes,
     }),
   };
 }

@@ -116,6 +116,8 @@ export class ConsulResolver implements Resolver {
   #lastError: Error | undefined;
   #lastSuccessAt: number | undefined;
   #closed = false;
+  /** Whether the agent has ACLs on (asked only without a token, after an empty answer); undefined: not known. */
+  #acl: boolean | undefined;
   #timer: TimerHandle | undefined;
   #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
@@ -250,12 +252,11 @@ export class ConsulResolver implements Resolver {
     });
   }
 
-  #queryOptions(): Record<string, unknown> {
+  #queryOptions(): Record<string, string | boolean | readonly string[]> {
     const o = this.#opts;
-    const q: Record<string, unknown> = { service: this.#service };
+    const q: Record<string, string | boolean | readonly string[]> = {};
     if (o.passingOnly) q.passing = true;
-    if (o.tags.length === 1) q.tag = o.tags[0];
-    else if (o.tags.length > 1) q.tag = [...o.tags];
+    if (o.tags.length > 0) q.tag = [...o.tags];
     if (o.datacenter) q.dc = o.datacenter;
     if (o.consistency === 'stale') q.stale = true;
     if (o.consistency === 'consistent') q.consistent = true;
@@ -271,11 +272,12 @@ export class ConsulResolver implements Resolver {
       q.wait = `${Math.round(this.#opts.waitMs)}ms`;
     }
     this.#stats.queries++;
-    const answer = await this.#api.get(
+    const answer = await this.#api.read(
       `health query for "${this.#service}"`,
-      (opts) => this.#api.client.health.service(opts as never),
+      `/v1/health/service/${encodeURIComponent(this.#service)}`,
       q,
       blocking ? this.#opts.timeoutMs : Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
+      this.#opts.maxResponseBytes,
     );
     if (this.#closed) return;
     const body = answer.body;
@@ -297,6 +299,18 @@ export class ConsulResolver implements Resolver {
     // An empty answer is ambiguous (unknown service, unreadable service, or nothing passing): ask the catalog.
     const exists = body.length > 0 ? true : await this.#catalogHasService();
     if (this.#closed) return;
+    // Without a token, an agent with ACLs on (default deny) hides every service: it is not "absent", the
+    // resolver cannot see it. Tell that apart (unless this resolver saw the service before, when the
+    // anonymous token could read it and its absence is real).
+    if (!exists && !this.#api.hasToken && this.#addr.state !== 'bound' && (await this.#aclsOn())) {
+      const where = this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : '';
+      throw new ConsulRequestError(
+        'acl',
+        `Consul shows no service "${this.#service}"${where} to a request without a token ` +
+          `(GET /v1/acl/token/self answered 403)`,
+        403,
+      );
+    }
     this.#index = next.index;
     this.#lastSuccessAt = this.#clock.now();
     this.#consecutiveErrors = 0;
@@ -308,15 +322,16 @@ export class ConsulResolver implements Resolver {
 
   async #catalogHasService(): Promise<boolean> {
     this.#stats.catalogChecks++;
-    const q: Record<string, unknown> = {};
+    const q: Record<string, string | boolean> = {};
     if (this.#opts.datacenter) q.dc = this.#opts.datacenter;
     if (this.#opts.consistency === 'stale') q.stale = true;
     if (this.#opts.consistency === 'consistent') q.consistent = true;
-    const answer = await this.#api.get(
+    const answer = await this.#api.read(
       'catalog lookup',
-      (opts) => this.#api.client.catalog.service.list(opts as never),
+      '/v1/catalog/services',
       q,
       Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
+      this.#opts.maxResponseBytes,
     );
     const body = answer.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -326,6 +341,31 @@ export class ConsulResolver implements Resolver {
       );
     }
     return Object.prototype.hasOwnProperty.call(body, this.#service);
+  }
+
+  /**
+   * Whether the agent has ACLs on, asked once: without a token Consul answers `GET /v1/acl/token/self` with
+   * 403 when they are on, 401 ("ACL support disabled") when they are off. A failed probe is asked again next
+   * time and counts as "don't know" (false).
+   */
+  async #aclsOn(): Promise<boolean> {
+    if (this.#acl !== undefined) return this.#acl;
+    try {
+      await this.#api.read(
+        'ACL check',
+        '/v1/acl/token/self',
+        {},
+        Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
+        this.#opts.maxResponseBytes,
+      );
+      this.#acl = false; // a 2xx without a token: not a default-deny agent
+    } catch (err) {
+      if (!(err instanceof ConsulRequestError)) return false;
+      if (err.kind === 'acl') this.#acl = true;
+      else if (err.kind === 'http') this.#acl = false;
+      else return false;
+    }
+    return this.#acl;
   }
 
   #publishBound(list: readonly Endpoint[], at: number): void {
@@ -381,7 +421,7 @@ export class ConsulResolver implements Resolver {
     this.#consecutiveErrors++;
     this.#stats.errors++;
     const message = this.#explain(e);
-    const safe = new ConsulRequestError(e.kind, message, e.statusCode);
+    const safe = message === e.message ? e : new ConsulRequestError(e.kind, message, e.statusCode);
     this.#lastError = safe;
     publishDiscoveryError({
       service: this.#logical,
@@ -421,7 +461,8 @@ export class ConsulResolver implements Resolver {
     return this.#api.hasToken
       ? `${e.message}: Consul ACLs rejected the token (set with consulDiscovery({ token }) or $CONSUL_HTTP_TOKEN); ` +
           `it is unknown or lacks service:read on "${this.#service}" and node:read`
-      : `${e.message}: Consul ACLs are on and the request carried no token; set consulDiscovery({ token })`;
+      : `${e.message}: Consul ACLs are on and discovery has no token; set one with service:read on ` +
+          `"${this.#service}" and node:read (consulDiscovery({ token }) or $CONSUL_HTTP_TOKEN)`;
   }
 
   #reportSkipped(skipped: SkippedInstance[]): void {
