@@ -38,6 +38,7 @@ import type {
 } from '../core/message.js';
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
 import { normalizeHeaders, type HeadersInput } from './headers.js';
 import type { Target } from './url.js';
 
@@ -49,6 +50,8 @@ export interface FetchHost {
   send(target: FetchTarget, req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse>;
   /** The built-in fetch through the mesh's dispatcher: everything the fast path leaves alone. */
   slow(input: string | URL | Request, init: RequestInit | undefined): Promise<Response>;
+  /** The mesh clock's monotonic time (ms): the caller's deadline is one budget for every redirect hop. */
+  now(): number;
 }
 
 /** A parsed URL that names a mesh service. */
@@ -114,6 +117,11 @@ interface Hop {
   body: RequestBody;
   /** Whether the body can be sent again (a redirect with 307/308). */
   replayable: boolean;
+  /**
+   * When the caller's `mesh-deadline-ms` runs out, on the mesh clock: one budget for the whole fetch, redirects
+   * included. Each later hop sends what remains of it (never the caller's original value again).
+   */
+  deadlineAt?: number | undefined;
 }
 
 /**
@@ -143,6 +151,12 @@ export function meshFetch(
   const signal = init?.signal ?? undefined;
   if (signal?.aborted) return Promise.reject(signal.reason);
   const redirect = (init?.redirect ?? 'follow') as RedirectMode;
+  const budget = hop.headers[DEADLINE_HEADER];
+  if (budget !== undefined) {
+    // A malformed value is left for the mesh to reject on the first hop.
+    const ms = parseDeadlineHeader(budget);
+    if (ms !== undefined) hop.deadlineAt = host.now() + ms;
+  }
   return send(host, target, hop, signal, redirect, 0);
 }
 
@@ -252,6 +266,7 @@ function send(
     body: hop.body,
   };
   if (wantsFetchMetadata(target)) req.headers['sec-fetch-mode'] = 'cors';
+  if (redirects > 0) setRemaining(host, hop, req.headers);
   let pending: Promise<MeshResponse>;
   try {
     pending = host.send(target, req, signal);
@@ -339,7 +354,7 @@ function follow(
     delete headers.cookie;
   }
   delete headers.host;
-  const nextHop: Hop = { method, headers, body, replayable };
+  const nextHop: Hop = { method, headers, body, replayable, deadlineAt: hop.deadlineAt };
   let target: FetchTarget | undefined;
   try {
     target = host.target(next);
@@ -348,6 +363,7 @@ function follow(
   }
   if (target === undefined) {
     // Out of the mesh: the built-in fetch takes the rest of the chain (with the mesh's dispatcher).
+    setRemaining(host, nextHop, headers);
     return host
       .slow(next, {
         method,
@@ -360,6 +376,12 @@ function follow(
       .then((r) => (r.redirected ? r : new FetchedResponse(r.body, r, r.url, true)));
   }
   return send(host, target, nextHop, signal, redirect, redirects + 1);
+}
+
+/** A redirect hop carries what is left of the caller's deadline, not the caller's original budget. */
+function setRemaining(host: FetchHost, hop: Hop, headers: HeaderRecord): void {
+  const at = hop.deadlineAt;
+  if (at !== undefined) headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(at - host.now())));
 }
 
 function flatPairs(h: HeaderRecord): Array<[string, string]> {

@@ -5,6 +5,7 @@
 import { InvalidRequestError } from '../core/errors.js';
 import type { HeaderRecord } from '../core/message.js';
 import { MESH_HEADERS } from './call-options.js';
+import { validateHeader } from './validate.js';
 
 /** Header shapes accepted by `mesh.request` and the dispatcher. */
 export type HeadersInput =
@@ -17,6 +18,7 @@ export type HeadersInput =
 
 function add(out: HeaderRecord, name: string, value: string): void {
   const k = name.toLowerCase();
+  validateHeader(k, value); // at the entry point: a bad header counts against no endpoint (./validate.ts)
   const prev = out[k];
   if (prev === undefined) out[k] = value;
   else if (Array.isArray(prev)) prev.push(value);
@@ -24,7 +26,8 @@ function add(out: HeaderRecord, name: string, value: string): void {
 }
 
 /**
- * Copies headers into a fresh lower-case record (the caller's object is never mutated).
+ * Copies headers into a fresh lower-case record (the caller's object is never mutated). Each name and value is
+ * validated: an {@link InvalidRequestError} names the header that cannot go on the wire.
  *
  * @example
  * ```ts

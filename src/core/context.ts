@@ -115,6 +115,11 @@ export class CallContext {
   budgetLeft: number | undefined = undefined;
   /** True when the budget refused a retry this call wanted (set by retries). */
   budgetExhausted = false;
+  /**
+   * Set by the router when this call's route splits over several destinations, so that a new attempt could
+   * reach another one: only then is a call refused by an open circuit worth retrying.
+   */
+  rerouteable = false;
   /** Backup requests this call sent (set by backup requests). */
   backupsSent = 0;
   /** True when a backup request's answer won the race (set by backup requests). */

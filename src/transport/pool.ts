@@ -14,7 +14,7 @@ import type { Socket } from 'node:net';
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
-import { TransportError, type Phase } from '../core/errors.js';
+import { InvalidRequestError, TransportError, type Phase } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import {
   observeSocket,
@@ -80,9 +80,32 @@ const CONNECT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** Codes with which a peer's close of a kept-alive socket reaches a request sent on it (nodejs/undici#3492). */
+const IDLE_CLOSE_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * Socket errors raised on a socket that had already read a response (a reused, kept-alive connection). undici
+ * attaches the socket's byte counts to its own `SocketError` ("other side closed"), but a reset (`ECONNRESET`)
+ * or a write to a closed socket (`EPIPE`), the commonest forms of the idle-close race, reach the request as
+ * the socket's plain system error. The pools' connector gives each new socket a listener (once per
+ * connection, not per request) that notes, when an error happens on it, whether it had read anything before.
+ * A WeakSet, so nothing is added to an error another library might see, and nothing is kept.
+ */
+const reusedSocketErrors = new WeakSet<object>();
+
+function noteSocketError(this: Socket, err: Error): void {
+  if (this.bytesRead > 0) reusedSocketErrors.add(err);
+}
+
 /**
  * Maps an undici/system error to a {@link TransportError} with its phase. A failure to connect is
  * `retryable` (the request provably never reached the server).
+ *
+ * `idleClose` marks the idle-close race: a reused socket (one that had read an earlier response) that failed
+ * before any byte of this request's response with "other side closed", `ECONNRESET` or `EPIPE`. It is a fact
+ * about the connection, not a licence to resend: the server may have read the request before it closed. The
+ * retry filter resends it at once, free of budget, only when the request is idempotent (Go's net/http rule);
+ * for any other request the error stays `retryable: false`.
  */
 export function toTransportError(
   err: unknown,
@@ -99,13 +122,20 @@ export function toTransportError(
     return err;
   if ('code' in err && typeof err.code === 'string' && err.code.startsWith('MESH_')) return err;
   const code = (err as { code?: string }).code;
+  // undici refused the request's own arguments (a header, the body, a length): the caller's mistake, which
+  // the entry points' validation should have caught; never a transport failure of the endpoint.
+  if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
+    return new InvalidRequestError('request', err.message, 'a request undici accepts');
   const connect = code !== undefined && CONNECT_CODES.has(code);
   const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
-  // undici's SocketError carries the socket's byte counts: a socket that had read earlier responses and was
-  // closed by the peer before this one's headers is the idle-close race (the server closed it as idle).
+  // undici's SocketError carries the socket's byte counts; a system error on one of the pools' sockets was
+  // noted by the socket's own listener (above).
   const socket = (err as { socket?: { bytesRead?: number } }).socket;
   const idleClose =
-    !gotHeaders && code === 'UND_ERR_SOCKET' && socket !== undefined && (socket.bytesRead ?? 0) > 0;
+    !gotHeaders &&
+    code !== undefined &&
+    IDLE_CLOSE_CODES.has(code) &&
+    ((socket !== undefined && (socket.bytesRead ?? 0) > 0) || reusedSocketErrors.has(err));
   return new TransportError(
     `${err.message} (${code ?? err.name}) talking to ${endpoint} for service "${service}"`,
     {
@@ -299,6 +329,7 @@ export class PoolService implements Service {
       return base(opts, (err, socket) => {
         if (err === null && socket !== null) {
           const s = socket as Socket;
+          s.on('error', noteSocketError); // the idle-close race in its ECONNRESET / EPIPE forms
           observeSocket(
             s,
             state,
