@@ -661,6 +661,16 @@ export class Mesh implements AsyncDisposable {
   }
 
   private async shutdown(grace: number): Promise<void> {
+    // The caller waits on close(): its grace timer and the drain keep the process alive until it settles.
+    this.hold.acquire();
+    try {
+      await this.drainAndClose(grace);
+    } finally {
+      this.hold.dispose();
+    }
+  }
+
+  private async drainAndClose(grace: number): Promise<void> {
     const agent = this.agent;
     const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
     const agentIdle = agent ? agent.close() : Promise.resolve();
@@ -685,7 +695,6 @@ export class Mesh implements AsyncDisposable {
         : undefined,
     ]);
     await this.dispatcher.destroyed();
-    this.hold.dispose();
     this.observed.dispose();
   }
 

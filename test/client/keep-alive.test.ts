@@ -79,6 +79,15 @@ describe('a one-shot script', () => {
     expect(JSON.parse(busy.stdout)).toEqual({ settled: 'response', status: 503 });
   });
 
+  it('await mesh.close() with a response body left unread settles after the grace period before the process exits', async () => {
+    const s = await startServer();
+    servers.push(s);
+    const r = await runScript('close-unread.mts', [s.address]);
+    expect(r.stderr).not.toContain('unsettled top-level await');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ closed: true, status: 200 });
+  });
+
   it('exits once the call has settled: background timers (discovery, windows) do not hold it', async () => {
     const s = await startServer();
     servers.push(s);
