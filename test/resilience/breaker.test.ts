@@ -5,7 +5,8 @@
 import { createHook } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMesh, Filter, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
+import { createMesh, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
+import { Filter } from 'meshfetch/extend';
 import {
   bucketRotationStats,
   CircuitBreakerFilter,

@@ -1,6 +1,7 @@
 // meshfetch/testing's mock service: the test answers each call by hand, in any order.
 import { describe, expect, it } from 'vitest';
-import { CallContext, Filter, silentLogger, type MeshRequest, type MeshResponse } from 'meshfetch';
+import { type MeshRequest, type MeshResponse } from 'meshfetch';
+import { CallContext, Filter, silentLogger } from 'meshfetch/extend';
 import { mockResponse, mockService } from 'meshfetch/testing';
 
 const req = (path: string): MeshRequest => ({
