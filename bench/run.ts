@@ -21,10 +21,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The benchmarks, in run order. A missing entry file (not written yet) is skipped with a note. */
 const BENCHMARKS = [
   { name: 'overhead', file: 'overhead/index.ts', fullMinutes: 20, quickMinutes: 4 },
+  { name: 'overhead-tls', file: 'overhead/tls.ts', fullMinutes: 3, quickMinutes: 1 },
   { name: 'discovery', file: 'discovery/index.ts', fullMinutes: 20, quickMinutes: 5 },
   { name: 'discovery-dns', file: 'discovery/dns.ts', fullMinutes: 8, quickMinutes: 3 },
   { name: 'tail', file: 'tail/index.ts', fullMinutes: 15, quickMinutes: 5 },
   { name: 'scale', file: 'scale/index.ts', fullMinutes: 5, quickMinutes: 3 },
+  { name: 'fairness', file: 'fairness/index.ts', fullMinutes: 12, quickMinutes: 5 },
 ];
 
 function run(file: string, args: string[], limitMs: number, command: string): Promise<number> {

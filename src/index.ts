@@ -1,35 +1,29 @@
 /**
- * meshfetch: an in-process service mesh for Node. Public re-exports only.
+ * meshfetch: an in-process service mesh for Node. What an application imports: the mesh and its per-call
+ * options, the discovery and balancer factories, the server-side helpers, the error classes, the names of
+ * the metrics and diagnostics channels, and the config, snapshot and event types. What a filter author needs
+ * (Filter, Stack, modules, params, load metrics) is in `meshfetch/extend`; test helpers in
+ * `meshfetch/testing`.
  */
-// First: keeps undici from installing a global dispatcher while it loads (src/core/undici-global.ts).
+// First: keeps undici from replacing the built-in fetch's dispatcher while it loads (src/core/undici-global.ts).
 import { releaseUndiciGlobals } from './core/undici-global.js';
 import type { Dispatcher } from 'undici';
-export { createMesh, Mesh, LogicalService } from './client/mesh.js';
+export { createMesh, Mesh } from './client/mesh.js';
 export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './client/mesh.js';
-export { MeshDispatcher } from './client/dispatcher.js';
 export { installGlobalDispatcher } from './client/global.js';
 export { meshInterceptor } from './client/interceptor.js';
 export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
 export type { CallOptions } from './client/call-options.js';
 export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';
-export { DEFAULT_TIMEOUT_MS } from './client/config.js';
-export { defaultStacks } from './client/default-stack.js';
 export type { BalancerName } from './client/balancers.js';
 export type { HeadersInput } from './client/headers.js';
-
 export { systemClock } from './core/clock.js';
 export type { Clock, TimerHandle } from './core/clock.js';
-export { systemRng, seededRng } from './core/rng.js';
 export type { Rng } from './core/rng.js';
-export { silentLogger } from './core/logger.js';
 export type { Logger, LogFn } from './core/logger.js';
-export { CallContext, ChildSignal } from './core/context.js';
 export type { CallEndHook } from './core/context.js';
-export { Filter, InlineFilter, settledCall } from './core/service.js';
 export type { Service, ServiceStatus } from './core/service.js';
-export { Stack } from './core/stack.js';
 export type { StackModule, Stacks, StackLevel, ModuleEnv } from './core/stack.js';
-export { defineParam, Params } from './core/params.js';
 export type { Param } from './core/params.js';
 export type { MeshRequest, MeshResponse, RequestBody, HeaderRecord } from './core/message.js';
 export {
@@ -45,8 +39,7 @@ export {
   DeadlineExceededError,
 } from './core/errors.js';
 export type { Phase } from './core/errors.js';
-
-export { staticDiscovery, StaticDiscovery } from './discovery/static.js';
+export { staticDiscovery } from './discovery/static.js';
 export type { EndpointInput } from './discovery/endpoint.js';
 export type {
   Addr,
@@ -57,11 +50,7 @@ export type {
   Resolver,
   Subscription,
 } from './discovery/types.js';
-
-export * from './balance/index.js';
-
-export { consulDiscovery, ConsulDiscovery, ConsulRequestError } from './discovery/consul.js';
-export type { ConsulResponseTooLargeError } from './discovery/consul.js';
+export { consulDiscovery, ConsulRequestError, ConsulResponseTooLargeError } from './discovery/consul.js';
 export type {
   ConsulResolver,
   ConsulDiscoveryOptions,
@@ -71,13 +60,10 @@ export type {
   SkippedInstance,
   ConsulErrorKind,
 } from './discovery/consul.js';
-// The factory at run time; the classes it hands out as types (the runtime export count only goes down,
-// test/architecture/ratchet.test.ts): a DnsQueryError's `kind` and `code` say what failed.
-export { dnsDiscovery } from './discovery/dns.js';
+export { dnsDiscovery, DnsQueryError } from './discovery/dns.js';
 export type {
   DnsDiscovery,
   DnsResolver,
-  DnsQueryError,
   DnsDiscoveryOptions,
   DnsRecordType,
   DnsAddressType,
@@ -86,7 +72,7 @@ export type {
   DnsErrorKind,
   SkippedTarget,
 } from './discovery/dns.js';
-export { registerService, ServiceRegistration, shutdownGracefully } from './discovery/register.js';
+export { registerService, shutdownGracefully } from './discovery/register.js';
 export type {
   RegisterServiceOptions,
   RegistrationCheck,
@@ -95,28 +81,19 @@ export type {
   ShutdownOptions,
   Closeable,
 } from './discovery/register.js';
-
-export { deadlineModule, DeadlineFilter } from './resilience/deadline.js';
 export type { TransportOptions, TlsOptions } from './transport/pool.js';
-export { defaultTransportOptions } from './transport/pool.js';
-export type { MeshSnapshot, ServiceSnapshot, EndpointSnapshot } from './telemetry/snapshot.js';
-export {
-  logicalSpanModule,
-  LogicalSpanFilter,
-  attemptSpanModule,
-  AttemptSpanFilter,
-} from './telemetry/spans.js';
-export { METRICS, DURATION_BUCKETS, meshInstruments, MeshInstruments } from './telemetry/metrics.js';
-export { ATTR, errorType, statusClass } from './telemetry/attributes.js';
-export {
-  INSTRUMENTATION_NAME,
-  INSTRUMENTATION_VERSION,
-  activeTracer,
-  activeMeter,
-  headerSetter,
-  isMeshRequest,
-} from './telemetry/otel.js';
-export { CHANNELS, CHANNEL_PREFIX, publishDiscoveryError, requestEventsWanted } from './telemetry/events.js';
+export { TlsError } from './transport/tls.js';
+export type { TlsFailure, ConnectionState } from './transport/tls.js';
+export type { TlsReloadEvent, CertificateInfo } from './transport/tls-material.js';
+export type {
+  MeshSnapshot,
+  ServiceSnapshot,
+  EndpointSnapshot,
+  ConnectionSnapshot,
+  EndpointTransportSnapshot,
+} from './telemetry/snapshot.js';
+export { METRICS } from './telemetry/metrics.js';
+export { CHANNELS } from './telemetry/events.js';
 export type {
   RequestEvent,
   EndpointEvent,
@@ -125,59 +102,29 @@ export type {
   DiscoveryUpdateEvent,
   DiscoveryErrorEvent,
 } from './telemetry/events.js';
-export { EndpointStats, RECENT_WINDOW_MS } from './telemetry/endpoint-stats.js';
 export type { EndpointStatsSnapshot } from './telemetry/endpoint-stats.js';
-
-export { Classified, defaultClassifier, ClassifierParam } from './resilience/classifier.js';
+export { defaultClassifier } from './resilience/classifier.js';
 export type { Classification, Classifier, ClassifyInput } from './resilience/classifier.js';
-export {
-  RetryFilter,
-  retryModule,
-  RetryParam,
-  RETRY_DEFAULTS,
-  resolveRetryOptions,
-  RetryAfterExceedsDeadlineError,
-  isIdempotent,
-} from './resilience/retry.js';
+export { RetryAfterExceedsDeadlineError } from './resilience/retry.js';
 export type { RetryOptions, RetryOptionsInput, RetryStats } from './resilience/retry.js';
-export { RetryBudget, RETRY_BUDGET_DEFAULTS, shareRetryBudget } from './resilience/budget.js';
 export type { RetryBudgetOptions, RetryBudgetSpender } from './resilience/budget.js';
-export {
-  BackupRequestFilter,
-  backupRequestsModule,
-  BackupRequestParam,
-  BACKUP_REQUEST_DEFAULTS,
-  resolveBackupRequestOptions,
-  LatencyWindow,
-} from './resilience/backup.js';
 export type {
   BackupRequestOptions,
   BackupRequestOptionsInput,
   BackupSnapshot,
   BackupStats,
 } from './resilience/backup.js';
-export { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter } from './resilience/backoff.js';
 export type { BackoffOptions } from './resilience/backoff.js';
-export {
-  AttemptTimeoutError,
-  AttemptTimeoutFilter,
-  attemptTimeoutModule,
-  AttemptTimeoutParam,
-} from './resilience/attempt-timeout.js';
-export { incomingContext } from './core/incoming.js';
+export { AttemptTimeoutError } from './resilience/attempt-timeout.js';
 export type { IncomingContext } from './core/incoming.js';
 export {
   meshHandler,
   runWithDeadline,
   parseIncomingDeadline,
-  parseGrpcTimeout,
   getIncomingDeadline,
   remainingMs,
   incomingSignal,
   IncomingAbortedError,
-  GRPC_TIMEOUT_HEADER,
-  DEFAULT_MAX_DEADLINE_MS,
-  DEFAULT_EXPIRED_STATUS,
 } from './resilience/server.js';
 export type {
   MeshHandlerOptions,
@@ -185,14 +132,6 @@ export type {
   RunWithDeadlineOptions,
   DeadlineScope,
 } from './resilience/server.js';
-export {
-  failureAccrualModule,
-  FailureAccrualFilter,
-  FailureAccrualParam,
-  FAILURE_ACCRUAL_DEFAULTS,
-  resolveFailureAccrualOptions,
-  failureAccrualOf,
-} from './resilience/accrual.js';
 export type {
   FailureAccrualOptions,
   ResolvedFailureAccrualOptions,
@@ -200,29 +139,13 @@ export type {
   AccrualState,
   AccrualTransition,
 } from './resilience/accrual.js';
-export {
-  admissionModule,
-  AdmissionFilter,
-  AdmissionParam,
-  ADMISSION_DEFAULTS,
-  resolveAdmissionOptions,
-  admissionOf,
-  OverloadedError,
-} from './resilience/admission.js';
+export { OverloadedError } from './resilience/admission.js';
 export type {
   AdmissionOptions,
   ResolvedAdmissionOptions,
   AdmissionSnapshot,
 } from './resilience/admission.js';
-export {
-  circuitBreakerModule,
-  createCircuitBreakerModule,
-  CircuitBreakerFilter,
-  CircuitBreakerParam,
-  CircuitOpenError,
-  defaultCircuitBreakerOptions,
-  resolveCircuitBreakerOptions,
-} from './resilience/breaker.js';
+export { CircuitOpenError } from './resilience/breaker.js';
 export type {
   CircuitBreakerOptions,
   CircuitBreakerSnapshot,
@@ -230,15 +153,8 @@ export type {
   CircuitStateChange,
   CircuitSubscription,
 } from './resilience/breaker.js';
-
 export { InvalidOverrideError, NoRouteError } from './routing/errors.js';
-export {
-  OVERRIDE_HEADER,
-  parseOverrides,
-  readOverrideHeader,
-  RouteOverrides,
-  MAX_OVERRIDE_LENGTH,
-} from './routing/override.js';
+export { OVERRIDE_HEADER } from './routing/override.js';
 export type { OverrideEntry, OverrideTarget } from './routing/override.js';
 export type {
   RouteRule,
@@ -248,9 +164,25 @@ export type {
   DestinationConfig,
   SubsetSelector,
 } from './routing/config.js';
-export { RulesRouter, RoutingTable } from './routing/router.js';
 export type { RoutingSnapshot, RuleSnapshot, RoutedDestinationSnapshot } from './routing/router.js';
-export { stableHash, stickyIndex } from './routing/hash.js';
+export type {
+  BalancerEnv,
+  BalancerFactory,
+  BalancerNode,
+  Distributor,
+  LoadMetric,
+  LoadPhase,
+} from './balance/types.js';
+export type { PeakEwmaOptions, ResolvedPeakEwmaOptions } from './balance/peak-ewma.js';
+export { p2cLeastLoaded, p2cPeakEwma } from './balance/p2c.js';
+export type {
+  P2CLeastLoadedOptions,
+  P2COptions,
+  P2CPeakEwmaOptions,
+  ResolvedP2COptions,
+} from './balance/p2c.js';
+export { roundRobin } from './balance/round-robin.js';
+export type { ResolvedRoundRobinOptions, RoundRobinOptions } from './balance/round-robin.js';
 
 releaseUndiciGlobals();
 

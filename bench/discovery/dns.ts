@@ -254,8 +254,8 @@ async function refreshCost(dns: Dnsmasq, windowMs: number): Promise<RefreshCostR
   const ctx = {
     service: 'big',
     clock: (await import('meshfetch')).systemClock,
-    rng: (await import('meshfetch')).systemRng,
-    logger: (await import('meshfetch')).silentLogger,
+    rng: (await import('meshfetch/extend')).systemRng,
+    logger: (await import('meshfetch/extend')).silentLogger,
   };
   // Idle window first: what the event loop does anyway (timers of this script).
   const idle0 = performance.eventLoopUtilization();

@@ -30,7 +30,6 @@ import {
   createMesh,
   p2cPeakEwma,
   systemClock,
-  systemRng,
   type Addr,
   type BalancerNode,
   type Endpoint,
@@ -38,6 +37,7 @@ import {
   type Resolver,
   type Subscription,
 } from 'meshfetch';
+import { systemRng } from 'meshfetch/extend';
 import { parseHealthEntries, reconcileEndpoints } from '../../src/discovery/consul/entries.js';
 import type { EndpointChanges } from '../../src/discovery/types.js';
 import { summarize, type Summary } from './stats.js';

@@ -1,6 +1,6 @@
 /**
  * A ruler for the host's speed: a fixed piece of work (floating-point arithmetic over a small array and
- * string-keyed Map inserts, about 1.5 ms on the session 8 machine) timed a few times, the median returned.
+ * string-keyed Map inserts, about 1.5 ms on a 2-vCPU AMD EPYC guest) timed a few times, the median returned.
  *
  * Why: the benchmark machines are virtual CPUs on a shared host. A guest cannot see another guest's load
  * (steal time reads 0 and /proc/stat shows the vCPU busy only with our own work), yet the same fixed work runs

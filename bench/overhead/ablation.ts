@@ -12,17 +12,14 @@ import * as path from 'node:path';
 import { Pool } from 'undici';
 import {
   createMesh,
-  defaultStacks,
-  Filter,
-  type CallContext,
   type Clock,
   type MeshRequest,
   type MeshResponse,
   type Service,
-  type Stack,
   type StackModule,
   type Stacks,
 } from 'meshfetch';
+import { defaultStacks, Filter, type CallContext, type Stack } from 'meshfetch/extend';
 import { numberFlag, parseFlags } from '../lib/cli.js';
 import { closedLoop } from '../lib/load.js';
 import { describeMachine, machineInfo } from '../lib/machine.js';

@@ -1,7 +1,7 @@
 /**
  * The host's slow windows, shown: the same fixed piece of work (bench/lib/ruler.ts) timed four times a second
  * in one process per vCPU (each pinned with taskset), with nothing else running, and the median per 5 s
- * window printed for each vCPU. On the session 8 machine (a 2-vCPU AMD EPYC guest) the work ran up to 40 %
+ * window printed for each vCPU. On a 2-vCPU AMD EPYC guest the work ran up to 40 %
  * slower for tens of seconds at a time, on one vCPU and not the other, while the guest's /proc/stat showed
  * no steal and nothing else busy: another guest on the same host. That is why the overhead benchmark's
  * clients take turns in short slices (index.ts): a client and its reference must see the same windows.

@@ -1,8 +1,7 @@
 /**
  * Idle gaps and the JIT: what a client process costs per call at concurrency 64 after it sat idle for as long
- * as a client of the whole run used to (until session 6, index.ts started every client at the start of a
- * round and ran all the c=1 cells, then all the c=64 cells, so each client process waited about 35 s between
- * its two cells).
+ * as a client would if a round ran all its c=1 cells and then all its c=64 cells (each client process would
+ * wait about 35 s between its two cells; index.ts's schedule avoids that).
  *
  * An idle V8 process gets memory-reducing full collections from V8's memory reducer a few seconds after its
  * allocation rate drops. With `--log-deopt`, such a collection deoptimizes nearly all optimized code at once

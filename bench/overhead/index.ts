@@ -251,7 +251,7 @@ async function main(): Promise<void> {
   // --pin: the server on the last CPU, each client on the first, HAProxy unpinned (taskset). At c=1 it halves
   // the round-to-round spread of a client's added p50 (the scheduler no longer moves the client and the
   // server between cores), and it makes the HAProxy hop cheaper (16 against 19-22 µs): for focused
-  // comparisons of mesh clients, not the default (docs/benchmarks.md, session 6).
+  // comparisons of mesh clients, not the default (docs/benchmarks.md, "Reading these figures").
   const pin = flags.pin === true;
   const cpus = availableParallelism();
   if (pin)

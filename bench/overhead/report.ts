@@ -15,7 +15,7 @@ import { BASELINE_OF, BASELINE_PREFIX, baselineId, type BaselineInfo } from './b
 export interface RoundSample {
   round: number;
   /**
-   * The group of clients it took turns with in its round (index.ts, GROUPS; session 8 on): a ratio pairs it
+   * The group of clients it took turns with in its round (index.ts, GROUPS): a ratio pairs it
    * with the other client's sample of the same round and group. Absent in older results (one sample per round).
    */
   group?: number;
@@ -26,7 +26,7 @@ export interface RoundSample {
   p50Us: number;
   p99Us: number;
   clientCpuUs: number;
-  /** The system (kernel) part of clientCpuUs; absent in results recorded before 2026-11-25's session 6. */
+  /** The system (kernel) part of clientCpuUs; absent in results recorded before 2026-11-25. */
   clientSysUs?: number;
   serverCpuUs: number | null;
   haproxyCpuUs: number | null;
@@ -72,7 +72,7 @@ export interface OverheadResults {
   command: string;
   quick: boolean;
   machine: ReturnType<typeof machineInfo>;
-  /** `slices`: the measured slices a cell's `seconds` were cut into (session 8 on; absent: one piece). */
+  /** `slices`: the measured slices a cell's `seconds` were cut into (absent in older results: one piece). */
   settings: {
     rounds: number;
     seconds: number;
@@ -121,7 +121,7 @@ function fmtRatio(r: { median: number; pooled: number; perRound: number[] }): st
  * whose p50 is far from its variant's other rounds moves one round's difference, not the result. On this
  * 2-vCPU VM that happens: a c=1 cell now and then runs in another scheduling regime (client and server on
  * one vCPU, or another tenant keeping both vCPUs awake) at a third of the usual p50 (37 against 108 µs),
- * and pooling every sample of every round (the judged figure until session 7, still shown) mixes that cell
+ * and pooling every sample of every round (still shown) mixes that cell
  * into the baseline of every variant. The throughput targets have always been judged per round.
  */
 function hopRatio(

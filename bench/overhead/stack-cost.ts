@@ -17,14 +17,8 @@
 import { fork } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import {
-  createMesh,
-  defaultStacks,
-  type MeshResponse,
-  type Stack,
-  type StackModule,
-  type Stacks,
-} from 'meshfetch';
+import { createMesh, type MeshResponse, type StackModule, type Stacks } from 'meshfetch';
+import { defaultStacks, type Stack } from 'meshfetch/extend';
 import { listFlag, numberFlag, parseFlags } from '../lib/cli.js';
 import { median } from '../lib/stats.js';
 import { markdownTable, num } from '../lib/table.js';

@@ -13,16 +13,14 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { createMesh, type Mesh, type Stacks } from 'meshfetch';
 import {
   CallContext,
-  createMesh,
   defaultStacks,
   defaultTransportOptions,
   silentLogger,
-  type Mesh,
   type Stack,
-  type Stacks,
-} from 'meshfetch';
+} from 'meshfetch/extend';
 import type * as PoolModule from '../../src/transport/pool.js';
 // Not part of the public API: the pool leaf, for the `leaf` variant, loaded from the build as 'meshfetch' is
 // (typed from the source, so the type check needs no build).

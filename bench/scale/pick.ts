@@ -18,11 +18,11 @@ import {
   p2cPeakEwma,
   roundRobin,
   systemClock,
-  systemRng,
   type BalancerFactory,
   type BalancerNode,
   type Distributor,
 } from 'meshfetch';
+import { systemRng } from 'meshfetch/extend';
 import { median, range } from '../lib/stats.js';
 
 /** A balancer measured. */

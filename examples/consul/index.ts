@@ -14,13 +14,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  consulDiscovery,
-  createMesh,
-  registerService,
-  shutdownGracefully,
-  type ServiceRegistration,
-} from 'meshfetch';
+import { consulDiscovery, createMesh, registerService, shutdownGracefully } from 'meshfetch';
+import { type ServiceRegistration } from 'meshfetch/extend';
 
 const SERVICE = 'hello';
 

@@ -33,14 +33,8 @@
  * there), fleet.ts (starting and steering them), load.ts (the open-loop workload and what the client
  * observes), render.ts (tables and colours).
  */
-import {
-  createMesh,
-  defaultStacks,
-  seededRng,
-  type BalancerName,
-  type EndpointSnapshot,
-  type Mesh,
-} from 'meshfetch';
+import { createMesh, type BalancerName, type EndpointSnapshot, type Mesh } from 'meshfetch';
+import { defaultStacks, seededRng } from 'meshfetch/extend';
 import { Fleet, type BackendInfo } from './fleet.js';
 import { quantiles, Recorder, runLoad, type LoadOptions } from './load.js';
 import { bar, makeStyle, ms, pct, table, width, type Column } from './render.js';

@@ -29,13 +29,14 @@ if (root !== undefined) {
   let mesh;
   const meshOf = () => {
     if (mesh !== undefined) return mesh;
-    const { createMesh, defaultTransportOptions } = require(path.join(dist, 'index.js'));
+    const { createMesh } = require(path.join(dist, 'index.js'));
+    const { defaultTransportOptions } = require(path.join(dist, 'extend.js'));
     const { PoolService } = require(path.join(dist, 'transport/pool.js'));
     const pools = new Map();
     const byPort = {
       role: 'suite-port',
       description: "Sends each call to 127.0.0.1 at its URL's port (the test servers' ports)",
-      make: (next) => ({
+      make: (next, env) => ({
         get status() {
           return next.status;
         },
@@ -45,7 +46,15 @@ if (root !== undefined) {
           let pool = pools.get(port);
           if (pool === undefined) {
             const address = `127.0.0.1:${port}`;
-            pool = new PoolService(address, req.service, address, defaultTransportOptions, 'logical');
+            pool = new PoolService(
+              address,
+              req.service,
+              address,
+              defaultTransportOptions,
+              'logical',
+              env.logger,
+              env.clock,
+            );
             pools.set(port, pool);
           }
           return pool.call(req, ctx);

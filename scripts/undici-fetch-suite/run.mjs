@@ -55,7 +55,13 @@ function runFile(o, mode, file) {
   return new Promise((resolve) => {
     const child = spawn(
       o.node,
-      ['--expose-gc', '--test', `--test-reporter=${path.join(here, 'reporter.mjs')}`, '--test-timeout=180000', file],
+      [
+        '--expose-gc',
+        '--test',
+        `--test-reporter=${path.join(here, 'reporter.mjs')}`,
+        '--test-timeout=180000',
+        file,
+      ],
       {
         cwd: o.undici,
         env: {

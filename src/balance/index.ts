@@ -4,7 +4,14 @@
  * {@link RoundRobinDistributor}), and the factories that pair them (`p2cPeakEwma`, the default;
  * `p2cLeastLoaded`; `roundRobin`). See docs/balancers.md for the algorithms, their sources and defaults.
  */
-export type { BalancerEnv, BalancerFactory, BalancerNode, Distributor, LoadMetric } from './types.js';
+export type {
+  BalancerEnv,
+  BalancerFactory,
+  BalancerNode,
+  Distributor,
+  LoadMetric,
+  LoadPhase,
+} from './types.js';
 export { applyChanges } from './types.js';
 export { PendingLoad } from './pending.js';
 export { PeakEwmaLoad, PEAK_EWMA_DEFAULTS, resolvePeakEwmaOptions } from './peak-ewma.js';

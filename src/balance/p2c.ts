@@ -26,6 +26,7 @@ import { numberOption, optionRecord } from './options.js';
 import { PEAK_EWMA_OPTION_KEYS, PeakEwmaLoad, resolvePeakEwmaOptions } from './peak-ewma.js';
 import type { PeakEwmaOptions } from './peak-ewma.js';
 import { PendingLoad } from './pending.js';
+import { Newcomers } from './newcomers.js';
 import { NodeIndex } from './node-index.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
@@ -149,6 +150,12 @@ const REJECTION_TRIES = 256;
  * its load. Up to `maxEffort` pairs are drawn; then the best node seen is returned. Ties go to the node drawn
  * first, which keeps the weighted (or uniform) draw unbiased. O(1) per pick.
  *
+ * Fairness to new and idle nodes (docs/balancers.md, "Peak EWMA"): a node added while its metric is probing
+ * (`load.probing`, e.g. Peak EWMA before its first answer) is offered the next pick before any draw, if it is
+ * eligible, so it gets traffic within its first pick at any set size; and the loser of each cost comparison
+ * between eligible nodes is told (`load.passed`), which is how Peak EWMA re-probes an endpoint that keeps
+ * losing on a stale estimate.
+ *
  * Weighted draws without an O(n) rebuild per change: candidates come from an alias table (Vose; O(1) per
  * draw, one random number). A change of the set invalidates it, and the periodic status rescan (every
  * `statusRefreshMs`, already O(n)) rebuilds it. Until then, while the largest weight is at most 8 times the
@@ -184,6 +191,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
    * rebuilds it (or, with heavily skewed weights, the next pick).
    */
   private table: AliasTable | undefined;
+  /** Newly added nodes whose metric is probing, offered one per pick before any draw (newcomers.ts). */
+  private readonly fresh = new Newcomers<N>();
 
   /**
    * @param env the clock (for costs and the status refresh) and the rng (for the draws); defaults to the system
@@ -207,6 +216,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     this.weights.reset(this.nodes);
     this.table = this.weights.equal ? undefined : AliasTable.fromWeights(this.weights.values);
     this.tracker.scan(this.nodes, this.clock.now());
+    this.fresh.reset(this.nodes);
   }
 
   /**
@@ -220,6 +230,8 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     for (const node of updated) this.put(node);
     for (const node of added) this.put(node);
     this.table = undefined;
+    this.fresh.remove(removed);
+    this.fresh.add(added);
   }
 
   /** True when panic mode is on as of the last count (see {@link P2COptions.panicThreshold}). */
@@ -243,6 +255,10 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     }
     const panic = tracker.panic(this.panicThreshold);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
+    if (this.fresh.waiting) {
+      const node = this.fresh.take((x) => (panic || x.status === 'ready') && avoiding?.has(x.id) !== true);
+      if (node !== undefined) return node;
+    }
     // With two nodes every draw is the same pair: one round says all there is to say.
     const rounds = n === 2 ? 1 : this.maxEffort;
     const weighted = !this.weights.equal;
@@ -271,9 +287,11 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         if (costB < costA) {
           winner = b;
           cost = costB;
+          if (rankA === 0) nodeA.load.passed?.(now);
         } else {
           winner = a;
           cost = costA;
+          if (rankA === 0) nodeB.load.passed?.(now);
         }
         rank = rankA;
       } else if (rankA < rankB) {
@@ -293,8 +311,10 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
         if (bestRank === 0 && best !== winner) {
           if (Number.isNaN(bestCost)) bestCost = this.costOf(best, nodes[best]!, now, weighted);
           if (Number.isNaN(cost)) cost = this.costOf(winner, nodes[winner]!, now, weighted);
-          // Ties go to `best`: it was drawn first.
-          return cost < bestCost ? nodes[winner] : nodes[best];
+          // Ties go to `best`: it was drawn first. The loser was passed over on cost.
+          const [won, lost] = cost < bestCost ? [winner, best] : [best, winner];
+          nodes[lost]!.load.passed?.(now);
+          return nodes[won];
         }
         if (!Number.isNaN(cost)) return nodes[winner];
         best = winner;
@@ -389,7 +409,7 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
  *
  * @example
  * ```ts
- * const options: P2CPeakEwmaOptions = { tauMs: 10_000, defaultRttMs: 30, maxEffort: 4 };
+ * const options: P2CPeakEwmaOptions = { tauMs: 10_000, maxProbes: 1, maxEffort: 4 };
  * ```
  */
 export interface P2CPeakEwmaOptions extends P2COptions, PeakEwmaOptions {}
@@ -412,7 +432,7 @@ export type P2CLeastLoadedOptions = P2COptions;
  * @example
  * ```ts
  * createMesh({ services: { users: { endpoints: ['10.0.0.1:80', '10.0.0.2:80'], balancer: p2cPeakEwma() } } });
- * p2cPeakEwma({ tauMs: 5_000, defaultRttMs: 50, panicThreshold: 0.3 });
+ * p2cPeakEwma({ tauMs: 5_000, slowStartMs: 30_000, panicThreshold: 0.3 });
  * ```
  */
 export function p2cPeakEwma(options?: P2CPeakEwmaOptions): BalancerFactory {

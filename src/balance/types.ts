@@ -23,8 +23,39 @@ export interface LoadMetric {
   readonly pending: number;
   /** A request was sent to the endpoint. */
   start(now: number): void;
-  /** Response headers (or a failure) arrived `rtt` ms after the request was sent. */
-  observe(rtt: number, now: number): void;
+  /**
+   * Response headers arrived `rtt` ms after the request was sent, and the classifier did not call the attempt
+   * a failure. `cold` (optional): the request probably paid for opening a connection, so `rtt` includes the
+   * connect; a latency metric should weight it down.
+   */
+  observe(rtt: number, now: number, cold?: boolean): void;
+  /**
+   * Optional: the attempt failed as the classifier says (a 5xx, a 429 or a 503 with Retry-After, a reset, a
+   * timeout) `elapsed` ms after it was sent. Its time is not a latency sample (a fast 429 must not make an
+   * endpoint look fast); a metric should make the endpoint costlier instead. Metrics without it ignore
+   * failures.
+   *
+   * @example
+   * ```ts
+   * load.observeFailure?.(elapsed, clock.now());
+   * ```
+   */
+  observeFailure?(elapsed: number, now: number): void;
+  /**
+   * Optional: the endpoint lost a cost comparison (P2C sent the request to the other candidate). Evidence that
+   * its estimate is not being refreshed; Peak EWMA re-probes an endpoint that loses many in a row.
+   */
+  passed?(now: number): void;
+  /**
+   * Optional: true while the metric has no trustworthy measurement and has room for a probe request (it then
+   * costs 0). P2C offers a newly added endpoint in this state the next pick.
+   */
+  readonly probing?: boolean;
+  /**
+   * Optional: what the metric knows, for snapshots: `probing` (not yet measured, or re-probed), `warming`
+   * (slow start), `measured`.
+   */
+  phase?(now: number): LoadPhase;
   /**
    * Optional: a request was cancelled `elapsed` ms after it was sent, before its response headers (a backup
    * request won the race, the caller gave up, the deadline or the per-attempt timeout fired). Its RTT is at
@@ -55,6 +86,16 @@ export interface LoadMetric {
    */
   weightedCost?(now: number, weight: number): number;
 }
+
+/**
+ * A load metric's state (see {@link LoadMetric.phase}).
+ *
+ * @example
+ * ```ts
+ * const phase: LoadPhase = load.phase?.(clock.now()) ?? 'measured';
+ * ```
+ */
+export type LoadPhase = 'probing' | 'warming' | 'measured';
 
 /**
  * What a distributor sees of an endpoint.

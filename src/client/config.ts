@@ -15,6 +15,8 @@ import { StaticDiscovery } from '../discovery/static.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import type { Discovery } from '../discovery/types.js';
 import { defaultTransportOptions, type TlsOptions, type TransportOptions } from '../transport/pool.js';
+import { TLS_OPTION_KEYS } from '../transport/tls.js';
+import { attachTlsMaterial, TlsMaterial } from '../transport/tls-material.js';
 import { Params } from '../core/params.js';
 import { AttemptTimeoutParam, resolveAttemptTimeout } from '../resilience/attempt-timeout.js';
 import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
@@ -185,7 +187,7 @@ const MESH_KEYS = new Set([
   'overrides',
 ]);
 const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
-const TLS_KEYS = new Set(['servername', 'ca', 'cert', 'key', 'rejectUnauthorized']);
+const TLS_KEYS = new Set(TLS_OPTION_KEYS);
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** The default total deadline (ms): generous, but below undici's 300 s so the mesh's is the one users meet. */
@@ -312,7 +314,8 @@ function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: st
   ms('keepAliveTimeoutThresholdMs', 0);
   ms('connectTimeoutMs', 1);
   if (v.http2 !== undefined) {
-    if (typeof v.http2 !== 'boolean') throw new ConfigError(`${path}.http2`, v.http2, 'a boolean');
+    if (typeof v.http2 !== 'boolean' && v.http2 !== 'h2c')
+      throw new ConfigError(`${path}.http2`, v.http2, "a boolean or 'h2c'");
     out.http2 = v.http2;
   }
   if (v.tls !== undefined) {
@@ -326,6 +329,9 @@ function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: st
       throw new ConfigError(`${path}.tls.rejectUnauthorized`, t.rejectUnauthorized, 'a boolean');
     }
     out.tls = { ...t };
+    // Reads the files and checks the material now (a missing key, an unreadable file, a key that does not
+    // match its certificate are ConfigErrors naming the option); the pools take it from here.
+    attachTlsMaterial(out.tls, new TlsMaterial(out.tls, `${path}.tls`));
   }
   if (out.keepAliveTimeoutMs > out.keepAliveMaxTimeoutMs) {
     throw new ConfigError(

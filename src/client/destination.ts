@@ -5,9 +5,14 @@
  * Updates touch only what changed (an endpoint re-announced unchanged keeps its pool and load state; a
  * removed one drains: no new requests, in-flight ones finish, then its sockets close). When discovery says
  * what changed (`Addr.changes`), applying an update costs O(change), not O(endpoints).
+ *
+ * Around each attempt it feeds the endpoint's load metric (docs/balancers.md, "Peak EWMA"): an answer's time
+ * as a latency sample (weighted down when the request probably opened a connection: the endpoint was idle
+ * for longer than the transport's keep-alive), a failure or back-pressure answer as a failure (never as a
+ * fast sample), a cancellation as a lower bound; and a `Retry-After` takes the endpoint out of the draw until
+ * then, telling the retry filter when another endpoint is ready to take the retry at once.
  */
 import { whenBodyDone } from '../core/body-done.js';
-import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import {
   DiscoveryError,
@@ -15,17 +20,11 @@ import {
   NoHealthyEndpointsError,
   ServiceNotFoundError,
 } from '../core/errors.js';
-import type { MeshRequest, MeshResponse } from '../core/message.js';
+import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
 import { TieredDistributor } from '../balance/tiers.js';
-import {
-  applyChanges,
-  type BalancerFactory,
-  type BalancerNode,
-  type Distributor,
-  type LoadMetric,
-} from '../balance/types.js';
+import { applyChanges, type BalancerFactory, type Distributor } from '../balance/types.js';
 import {
   describeAddr,
   type Addr,
@@ -35,9 +34,13 @@ import {
 } from '../discovery/types.js';
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
-import { FailureAccrualFilter } from '../resilience/accrual.js';
-import { ClassifierParam, classifyAttempt, type Classifier } from '../resilience/classifier.js';
-import { EndpointStats } from '../telemetry/endpoint-stats.js';
+import { parseRetryAfter } from '../resilience/backoff.js';
+import {
+  ClassifierParam,
+  classifyAttempt,
+  type Classification,
+  type Classifier,
+} from '../resilience/classifier.js';
 import {
   discoveryUpdateChannel,
   endpointAddedChannel,
@@ -46,49 +49,9 @@ import {
   type EndpointEvent,
 } from '../telemetry/events.js';
 import { DEADLINE_HEADER } from './call-options.js';
+import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
 
-/** One endpoint of a destination, as the balancer sees it. */
-export class EndpointNode implements BalancerNode {
-  readonly id: string;
-  endpoint: Endpoint;
-  readonly load: LoadMetric;
-  readonly leaf: PoolService;
-  readonly service: Service;
-  /**
-   * The failure-accrual filter when it is the top of this endpoint's stack (the default): the destination
-   * then does its begin and settle in its own reaction and sends to {@link EndpointNode.entry}, the service
-   * below it (one promise hop and two closures fewer per attempt, the same order of work).
-   */
-  readonly accrual: FailureAccrualFilter | undefined;
-  /** Where the destination sends an attempt: the stack, or what is below a fused failure-accrual filter. */
-  readonly entry: Service;
-  /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
-  readonly stats = new EndpointStats();
-  private readonly clock: Clock;
-  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
-    this.id = endpoint.id;
-    this.endpoint = endpoint;
-    this.load = load;
-    this.leaf = leaf;
-    this.service = service;
-    this.accrual = service instanceof FailureAccrualFilter ? service : undefined;
-    this.entry = this.accrual === undefined ? service : this.accrual.below;
-    this.clock = clock;
-  }
-  /** @internal A response body from this endpoint is done: one request fewer in flight. */
-  onBodyDone(): void {
-    this.load.end(this.clock.now());
-  }
-  get weight(): number {
-    return this.endpoint.weight;
-  }
-  get priority(): number {
-    return this.endpoint.priority ?? 0;
-  }
-  get status(): ServiceStatus {
-    return this.service.status;
-  }
-}
+export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
 
 /**
  * The closed state of a circuit breaker directly above a destination, which the destination runs at the end
@@ -305,7 +268,7 @@ export class Destination implements Service {
     const o = this.opts;
     const id = endpointId(ep.host, ep.port);
     const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
-    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host);
+    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host, o.env.logger, o.env.clock);
     const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
     const service = o.endpointStack.build(leaf, env);
     const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });
@@ -397,6 +360,11 @@ export class Destination implements Service {
     // was chosen rather than the built-in default (CallContext.propagateDeadline).
     if (ctx.propagateDeadline && ctx.deadline !== Infinity)
       req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
+    // Probably a new connection (the connect is in this sample): nothing sent or answered here for longer
+    // than the pool keeps an idle socket (the transport's keep-alive timeout), or never used. (A request in
+    // flight that long holds its socket, so this one needs another.)
+    const cold = t0 - node.lastActive >= this.opts.transport.keepAliveTimeoutMs;
+    node.lastActive = t0;
     load.start(t0);
     const accrual = node.accrual;
     const token = accrual === undefined ? 0 : accrual.beginAttempt();
@@ -406,8 +374,15 @@ export class Destination implements Service {
         // One clock read for the outcome: the RTT, the stats and failure accrual's window.
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, res, undefined, t1);
-        load.observe(t1 - t0, t1);
-        this.count(node, req, ctx, res, undefined, t1);
+        node.lastActive = t1;
+        const c = this.count(node, req, ctx, res, undefined, t1);
+        // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
+        // costlier instead. Retry-After also takes the endpoint out of the draw until then.
+        if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, cold);
+        else {
+          load.observeFailure?.(t1 - t0, t1);
+          if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
+        }
         whenBodyDone(res.body, node);
         whenBodyDone(res.body, this);
         return b === undefined ? res : b.closedResponse(req, ctx, res);
@@ -415,13 +390,16 @@ export class Destination implements Service {
       (err: unknown) => {
         const t1 = clock.now();
         accrual?.settleAttempt(token, req, ctx, undefined, err, t1);
-        // A cancelled attempt (backup won, caller or deadline gave up, per-attempt timeout) only says the
-        // endpoint took at least this long; any other failure is a latency sample like an answer.
-        if (ctx.signal?.aborted === true || (err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+        node.lastActive = t1;
+        const c = this.count(node, req, ctx, undefined, err, t1);
+        // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
+        // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the
+        // classifier ignores (the idle-close race, the mesh's own refusal) says nothing about its latency.
+        if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
+        else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
+        else if ((err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
           load.observeCancelled?.(t1 - t0, t1);
-        else load.observe(t1 - t0, t1);
         load.end(t1);
-        this.count(node, req, ctx, undefined, err, t1);
         this.onBodyDone();
         if (b !== undefined) return b.closedError(req, ctx, err);
         throw err;
@@ -429,7 +407,27 @@ export class Destination implements Service {
     );
   }
 
-  /** Counts an attempt's outcome in the endpoint's stats (a classifier that throws: counted as ignored). */
+  /**
+   * A `Retry-After` on a back-pressure answer (429, or 503 with the header) takes its endpoint out of the draw
+   * until then (at most {@link MAX_RETRY_AFTER_HOLD_MS}), and tells the retry filter, through the call
+   * context, when another endpoint is ready to take the retry at once.
+   */
+  private holdForRetryAfter(node: EndpointNode, res: MeshResponse, ctx: CallContext, now: number): void {
+    const ms = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.opts.env.clock.wallNow());
+    if (ms === undefined || ms <= 0) return;
+    node.heldUntil = now + Math.min(ms, MAX_RETRY_AFTER_HOLD_MS);
+    for (const other of this.nodes.values()) {
+      if (other !== node && other.status === 'ready') {
+        ctx.retryAfterHeld = true;
+        return;
+      }
+    }
+  }
+
+  /**
+   * Counts an attempt's outcome in the endpoint's stats and returns its classification (undefined when the
+   * classifier throws: counted as ignored).
+   */
   private count(
     node: EndpointNode,
     req: MeshRequest,
@@ -437,14 +435,15 @@ export class Destination implements Service {
     res: MeshResponse | undefined,
     error: unknown,
     now: number,
-  ): void {
-    let kind: 'success' | 'failure' | 'ignored';
+  ): Classification | undefined {
+    let c: Classification | undefined;
     try {
-      kind = classifyAttempt(this.classifier, req, ctx, res, error).kind;
+      c = classifyAttempt(this.classifier, req, ctx, res, error);
     } catch {
-      kind = 'ignored';
+      c = undefined;
     }
-    node.stats.record(kind, now);
+    node.stats.record(c?.kind ?? 'ignored', now);
+    return c;
   }
 
   private noEndpoint(): Error {

@@ -26,6 +26,8 @@ import {
   type ResponseHeaderRecord,
 } from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
+import { DeadlineHandler, passthroughDeadline } from './passthrough.js';
+import { validateBody } from './validate.js';
 import type { Mesh } from './mesh.js';
 import { validateMethod } from './mesh.js';
 
@@ -212,12 +214,24 @@ export class MeshDispatcher extends Dispatcher {
         fail(handler, undefined, err as Error);
         return true;
       }
+      let headers;
+      let deadline;
+      try {
+        headers = normalizeHeaders(opts.headers as HeadersInput);
+        deadline = passthroughDeadline(headers, this.mesh.clock); // the caller's deadline applies here too
+      } catch (err) {
+        fail(handler, undefined, err as Error);
+        return true;
+      }
       // Header names as the caller wrote them (src/core/header-case.ts), as undici's Agent sends them.
-      const headers = wireHeaders(stripMeshHeaders(normalizeHeaders(opts.headers as HeadersInput)));
+      const wire = wireHeaders(stripMeshHeaders(headers));
       const { maxRedirections: _ignored, ...rest } = opts as Dispatcher.DispatchOptions & {
         maxRedirections?: number;
       };
-      return agent.dispatch({ ...rest, headers }, handler);
+      return agent.dispatch(
+        { ...rest, headers: wire },
+        deadline === undefined ? handler : new DeadlineHandler(handler, deadline, hostname, this.mesh.clock),
+      );
     }
     const protocol = origin.protocol;
     if ((protocol !== 'http:' && protocol !== 'https:') || opts.upgrade || opts.method === 'CONNECT') {
@@ -248,6 +262,7 @@ export class MeshDispatcher extends Dispatcher {
         headers: normalizeHeaders(opts.headers as HeadersInput),
         body: (opts.body ?? null) as MeshRequest['body'],
       };
+      validateBody(req.body);
     } catch (err) {
       fail(handler, controller, err as Error);
       return true;

@@ -40,6 +40,7 @@ import { copySpelling, spelled } from '../core/header-case.js';
 import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
 import { FetchedResponse, newTiming, toResponse, undiciAtLeast, type Timing } from './fetch-response.js';
 import { normalizeHeaders, type HeadersInput } from './headers.js';
 import type { Target } from './url.js';
@@ -52,7 +53,10 @@ export interface FetchHost {
   send(target: FetchTarget, req: MeshRequest, signal: AbortSignal | undefined): Promise<MeshResponse>;
   /** The built-in fetch through the mesh's dispatcher: everything the fast path leaves alone. */
   slow(input: string | URL | Request, init: RequestInit | undefined): Promise<Response>;
-  /** The mesh clock's time (ms, `performance.now()`'s origin for the system clock), for resource timing. */
+  /**
+   * The mesh clock's monotonic time (ms; `performance.now()`'s origin for the system clock): the caller's
+   * deadline is one budget for every redirect hop, and resource timing reads it.
+   */
   now(): number;
 }
 
@@ -136,6 +140,11 @@ interface Hop {
   replayable: boolean;
   /** The caller set `Accept-Encoding` (fetch's default for https differs from http's). */
   ownEncoding: boolean;
+  /**
+   * When the caller's `mesh-deadline-ms` runs out, on the mesh clock: one budget for the whole fetch, redirects
+   * included. Each later hop sends what remains of it (never the caller's original value again).
+   */
+  deadlineAt?: number | undefined;
 }
 
 /**
@@ -173,7 +182,14 @@ export function meshFetch(
   const redirect = (init?.redirect ?? 'follow') as RedirectMode;
   if (target.protocol === 'https:' && !hop.ownEncoding)
     hop.headers['accept-encoding'] = HTTPS_ACCEPT_ENCODING;
-  return send(host, target, hop, signal, redirect, 0, newTiming(host.now(), target.href));
+  const now = host.now();
+  const budget = hop.headers[DEADLINE_HEADER];
+  if (budget !== undefined) {
+    // A malformed value is left for the mesh to reject on the first hop.
+    const ms = parseDeadlineHeader(budget);
+    if (ms !== undefined) hop.deadlineAt = now + ms;
+  }
+  return send(host, target, hop, signal, redirect, 0, newTiming(now, target.href));
 }
 
 function hasCredentials(input: string | URL): boolean {
@@ -345,7 +361,10 @@ function send(
     body: hop.body,
   };
   if (wantsFetchMetadata(target)) req.headers['sec-fetch-mode'] = 'cors';
-  if (redirects > 0) timing.requestStart = host.now();
+  if (redirects > 0) {
+    setRemaining(host, hop, req.headers);
+    timing.requestStart = host.now();
+  }
   let pending: Promise<MeshResponse>;
   try {
     pending = host.send(target, req, signal);
@@ -450,7 +469,14 @@ function follow(
     delete headers.cookie;
   }
   delete headers.host;
-  const nextHop: Hop = { method, headers, body, replayable, ownEncoding: hop.ownEncoding };
+  const nextHop: Hop = {
+    method,
+    headers,
+    body,
+    replayable,
+    ownEncoding: hop.ownEncoding,
+    deadlineAt: hop.deadlineAt,
+  };
   timing.redirectEnd = host.now();
   if (timing.redirectStart === 0) timing.redirectStart = timing.start;
   let target: FetchTarget | undefined;
@@ -461,6 +487,7 @@ function follow(
   }
   if (target === undefined) {
     // Out of the mesh: the built-in fetch takes the rest of the chain (with the mesh's dispatcher).
+    setRemaining(host, nextHop, headers);
     return host
       .slow(next, {
         method,
@@ -475,6 +502,12 @@ function follow(
   if (target.protocol === 'https:' && !hop.ownEncoding) headers['accept-encoding'] = HTTPS_ACCEPT_ENCODING;
   else if (!hop.ownEncoding) headers['accept-encoding'] = DEFAULT_ACCEPT_ENCODING;
   return send(host, target, nextHop, signal, redirect, redirects + 1, timing);
+}
+
+/** A redirect hop carries what is left of the caller's deadline, not the caller's original budget. */
+function setRemaining(host: FetchHost, hop: Hop, headers: HeaderRecord): void {
+  const at = hop.deadlineAt;
+  if (at !== undefined) headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(at - host.now())));
 }
 
 /** The headers as pairs for the built-in fetch, names as the caller wrote them. */

@@ -6,6 +6,7 @@ import { InvalidRequestError } from '../core/errors.js';
 import { noteSpelling } from '../core/header-case.js';
 import type { HeaderRecord } from '../core/message.js';
 import { MESH_HEADERS } from './call-options.js';
+import { validateHeader } from './validate.js';
 
 /** Header shapes accepted by `mesh.request` and the dispatcher. */
 export type HeadersInput =
@@ -18,6 +19,7 @@ export type HeadersInput =
 
 function add(out: HeaderRecord, name: string, value: string): void {
   const k = name.toLowerCase();
+  validateHeader(k, value); // at the entry point: a bad header counts against no endpoint (./validate.ts)
   // The caller's spelling is kept for the wire (src/core/header-case.ts), as fetch and undici keep it.
   if (k !== name) noteSpelling(out, k, name);
   const prev = out[k];
@@ -27,7 +29,8 @@ function add(out: HeaderRecord, name: string, value: string): void {
 }
 
 /**
- * Copies headers into a fresh lower-case record (the caller's object is never mutated); a name written
+ * Copies headers into a fresh lower-case record (the caller's object is never mutated). Each name and value is
+ * validated: an {@link InvalidRequestError} names the header that cannot go on the wire. A name written
  * otherwise than in lower case is noted and sent as written (src/core/header-case.ts).
  *
  * @example

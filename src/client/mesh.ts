@@ -5,13 +5,14 @@
  * `unknownHosts: 'reject'`), and the mesh's own headers never reach it.
  */
 import { Agent, type Dispatcher } from 'undici';
-import { systemClock, type Clock } from '../core/clock.js';
+import { ProcessHold, systemClock, type Clock } from '../core/clock.js';
 import { whenBodyDone } from '../core/body-done.js';
 import { CallContext } from '../core/context.js';
 import { incomingContext } from '../core/incoming.js';
 import type { CancelSignal } from '../core/signal.js';
 import {
   ConfigError,
+  DeadlineExceededError,
   InvalidRequestError,
   MeshClosedError,
   MeshError,
@@ -41,7 +42,7 @@ import {
 } from '../routing/config.js';
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
-import type { MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
+import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import { otelRegistered } from '../telemetry/otel.js';
@@ -63,6 +64,8 @@ import { meshFetch, type FetchHost } from './fetch.js';
 import { parseTarget, UrlCache, type Target } from './url.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { wireHeaders } from '../core/header-case.js';
+import { passthroughDeadline } from './passthrough.js';
+import { TOKEN_RE, validateBody } from './validate.js';
 
 /**
  * Options of {@link Mesh.request}, in undici's style.
@@ -162,6 +165,8 @@ export class Mesh implements AsyncDisposable {
   private readonly overridesEnabled: boolean;
   private agent: Agent | undefined;
   private inflight = 0;
+  /** Keeps the process alive while a call waits for its answer (src/core/clock.ts). */
+  private readonly hold = new ProcessHold();
   private idleWaiters: Array<() => void> = [];
   private closing: Promise<void> | undefined;
   /** Registration with the metrics' observable instruments (they read {@link Mesh.snapshot}). */
@@ -256,6 +261,13 @@ export class Mesh implements AsyncDisposable {
   }
 
   private build(config: ResolvedServiceConfig): LogicalService {
+    if (config.transport.tls?.rejectUnauthorized === false) {
+      // Once per service: the setting is a config fact, not a per-connection event.
+      this.logger.warn(
+        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
+        'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
+      );
+    }
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
@@ -341,7 +353,9 @@ export class Mesh implements AsyncDisposable {
   passthrough(hostname: string): Agent {
     if (this.closing) throw new MeshClosedError();
     if (this.rejectUnknown) throw new UnknownServiceError(hostname);
-    return (this.agent ??= new Agent({ keepAliveTimeout: 4_000, headersTimeout: 0, bodyTimeout: 0 }));
+    // undici's own defaults (300 s headers and body timeouts included): a host outside the mesh gets what a
+    // plain undici Agent gives, plus the caller's deadline when there is one (./passthrough.ts).
+    return (this.agent ??= new Agent({ keepAliveTimeout: 4_000 }));
   }
 
   /**
@@ -369,6 +383,9 @@ export class Mesh implements AsyncDisposable {
       return Promise.reject(err);
     }
     this.inflight++;
+    // Until the call settles (headers or error), the process stays up whatever the call waits on; the body
+    // then streams on undici's socket, which undici keeps ref'ed while it is read.
+    this.hold.acquire();
     if (requestEventsWanted()) publishRequestStart(req, ctx, this.clock);
     // The inline filters at the top of the stack (the deadline, the logical span, the retries' first attempt)
     // are entered here and exited in this function's one reaction: no promise hop of their own.
@@ -421,6 +438,7 @@ export class Mesh implements AsyncDisposable {
 
   /** The logical call answered: the mesh's in-flight count (and telemetry's end hooks) wait for the body. */
   private ended(ctx: CallContext, res: MeshResponse, asData: boolean): MeshResponse | MeshResponseData {
+    this.hold.release();
     // Telemetry (spans, request events) waits for the end of the body: the one place that runs ctx.end. A
     // closure per call only then; with no SDK and no event subscriber there is no end hook.
     if (ctx.hasEndHooks) this.endWithBody(ctx, res);
@@ -436,22 +454,26 @@ export class Mesh implements AsyncDisposable {
   }
 
   private endWithError(ctx: CallContext, err: unknown): never {
+    this.hold.release();
     this.onCallDone();
     ctx.end(undefined, err);
     throw err;
   }
 
   private readonly onResponse = (res: MeshResponse): MeshResponse => {
+    this.hold.release();
     whenBodyDone(res.body, this.onCallDone);
     return res;
   };
 
   private readonly onResponseData = (res: MeshResponse): MeshResponseData => {
+    this.hold.release();
     whenBodyDone(res.body, this.onCallDone);
     return toResponseData(res);
   };
 
   private readonly onFailure = (err: unknown): never => {
+    this.hold.release();
     this.onCallDone();
     throw err;
   };
@@ -521,6 +543,7 @@ export class Mesh implements AsyncDisposable {
       return service === undefined ? undefined : { ...u, service };
     },
     send: (target, req, signal) => this.invoke(target.service as LogicalService, req, signal),
+    now: () => this.clock.now(),
     slow: async (input, init) => {
       try {
         // A dispatcher the caller passes is used as given, as fetch uses it; otherwise the mesh's.
@@ -531,7 +554,6 @@ export class Mesh implements AsyncDisposable {
         throw err;
       }
     },
-    now: () => this.clock.now(),
   };
 
   /**
@@ -551,6 +573,7 @@ export class Mesh implements AsyncDisposable {
       const u = typeof url === 'string' ? this.urls.get(url) : parseTarget(url);
       const method = options.method === undefined ? 'GET' : validateMethod(options.method);
       const headers = normalizeHeaders(options.headers);
+      validateBody(options.body);
       svc = this.services.get(u.hostname);
       if (svc === undefined) return this.passthroughRequest(u, method, headers, options);
       req = {
@@ -577,15 +600,50 @@ export class Mesh implements AsyncDisposable {
     options: MeshRequestOptions,
   ): Promise<MeshResponseData> {
     const agent = this.passthrough(u.hostname);
-    const r = await agent.request({
-      origin: u.origin,
-      path: u.path,
-      method: method as Dispatcher.HttpMethod,
-      headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
-      body: options.body as Dispatcher.RequestOptions['body'],
-      signal: options.signal ?? null,
-    });
-    return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+    const deadline = passthroughDeadline(headers, this.clock);
+    if (deadline === undefined) {
+      const r = await agent.request({
+        origin: u.origin,
+        path: u.path,
+        method: method as Dispatcher.HttpMethod,
+        headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
+        body: options.body as Dispatcher.RequestOptions['body'],
+        signal: options.signal ?? null,
+      });
+      return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+    }
+    // The caller's deadline: one signal that aborts at the deadline (with DeadlineExceededError) or with the
+    // caller's own signal, released when the body is done.
+    const ac = new AbortController();
+    const caller = options.signal;
+    const onAbort = (): void => ac.abort(caller!.reason);
+    if (caller?.aborted) ac.abort(caller.reason);
+    else caller?.addEventListener('abort', onAbort, { once: true });
+    let phase: 'headers' | 'body' = 'headers';
+    const timer = this.clock.setTimeout(
+      () => ac.abort(new DeadlineExceededError(u.hostname, deadline.budgetMs, phase)),
+      Math.max(0, deadline.at - this.clock.now()),
+    );
+    const release = (): void => {
+      this.clock.clearTimeout(timer);
+      caller?.removeEventListener('abort', onAbort);
+    };
+    try {
+      const r = await agent.request({
+        origin: u.origin,
+        path: u.path,
+        method: method as Dispatcher.HttpMethod,
+        headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
+        body: options.body as Dispatcher.RequestOptions['body'],
+        signal: ac.signal,
+      });
+      phase = 'body';
+      whenBodyDone(r.body, release);
+      return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+    } catch (err) {
+      release();
+      throw ac.signal.aborted && !caller?.aborted ? ac.signal.reason : err;
+    }
   }
 
   /**
@@ -606,6 +664,16 @@ export class Mesh implements AsyncDisposable {
   }
 
   private async shutdown(grace: number): Promise<void> {
+    // The caller waits on close(): its grace timer and the drain keep the process alive until it settles.
+    this.hold.acquire();
+    try {
+      await this.drainAndClose(grace);
+    } finally {
+      this.hold.dispose();
+    }
+  }
+
+  private async drainAndClose(grace: number): Promise<void> {
     const agent = this.agent;
     const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
     const agentIdle = agent ? agent.close() : Promise.resolve();
@@ -677,7 +745,10 @@ export class Mesh implements AsyncDisposable {
             status: n.status,
             inflight: n.load.pending,
             ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+            cost: n.load.cost(now),
+            ...(n.load.phase !== undefined ? { loadState: n.load.phase(now) } : {}),
             ...n.stats.snapshot(now),
+            ...transportOf(n.leaf.transportSnapshot()),
             ...(accrual
               ? {
                   accrual: {
@@ -702,8 +773,6 @@ export class Mesh implements AsyncDisposable {
   }
 }
 
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 /** Validates an HTTP method token; returns it upper-cased for the standard ones. */
 export function validateMethod(method: unknown): string {
   if (typeof method !== 'string' || !TOKEN_RE.test(method))
@@ -721,6 +790,10 @@ export function validateMethod(method: unknown): string {
 }
 
 export { parseRawHeaders } from '../core/message.js';
+
+function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
+  return t === undefined ? {} : { transport: t };
+}
 
 /** The options of a `mesh.request` given none: one shared object, not one per call. */
 const NO_OPTIONS: MeshRequestOptions = Object.freeze({});

@@ -92,6 +92,11 @@ export class CallContext {
   endpoint: string | undefined = undefined;
   /** Endpoints already tried by this call, so retries can prefer others. */
   tried: Set<string> | undefined = undefined;
+  /**
+   * True when the current attempt's endpoint answered with a `Retry-After` and the balancer leaf took that
+   * endpoint out of the draw until then while another endpoint is ready: a retry need not wait for it.
+   */
+  retryAfterHeld = false;
   /** True on the context of a backup attempt ({@link CallContext.fork}, BackupRequestFilter). */
   backup = false;
 
@@ -110,6 +115,11 @@ export class CallContext {
   budgetLeft: number | undefined = undefined;
   /** True when the budget refused a retry this call wanted (set by retries). */
   budgetExhausted = false;
+  /**
+   * Set by the router when this call's route splits over several destinations, so that a new attempt could
+   * reach another one: only then is a call refused by an open circuit worth retrying.
+   */
+  rerouteable = false;
   /** Backup requests this call sent (set by backup requests). */
   backupsSent = 0;
   /** True when a backup request's answer won the race (set by backup requests). */

@@ -216,13 +216,25 @@ export class TransportError extends MeshError {
    * it is retried once on another connection, whatever its method, and not held against the endpoint.
    */
   readonly idleClose: boolean;
+  /**
+   * True when the server provably did not process the request although it was sent: an HTTP/2 stream it
+   * refused (REFUSED_STREAM) or one above the last stream id of its GOAWAY. Retried whatever the method.
+   */
+  readonly unprocessed: boolean;
   constructor(
     message: string,
-    details: MeshErrorDetails & { causeCode?: string | undefined; idleClose?: boolean },
+    details: MeshErrorDetails & {
+      causeCode?: string | undefined;
+      idleClose?: boolean;
+      unprocessed?: boolean;
+      /** A more specific code for a subclass (`MESH_TLS`). Default `MESH_TRANSPORT`. */
+      code?: string;
+    },
   ) {
-    super('MESH_TRANSPORT', message, details);
+    super(details.code ?? 'MESH_TRANSPORT', message, details);
     this.causeCode = details.causeCode;
     this.idleClose = details.idleClose ?? false;
+    this.unprocessed = details.unprocessed ?? false;
   }
 }
 

@@ -498,6 +498,8 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
         leg.settled = true;
         leg.res = res;
         leg.error = error;
+        // The router's word on whether another attempt could reach another destination (the retries ask).
+        if (leg.ctx.rerouteable) parent.rerouteable = true;
         if (done) {
           // Lost, and answered anyway (or at the same time as the winner): free its connection.
           if (res !== undefined) drain(res);

@@ -7,7 +7,8 @@
  * retry will not fix; 4xx are the caller's problem, not the endpoint's, so they count as successes; 429, and
  * 503 with Retry-After, are back-pressure (retryable after the server's delay, and not held against the
  * endpoint's health). A caller's own abort and a passed deadline are neither: they say nothing about the
- * endpoint.
+ * endpoint. Nor do the caller's invalid request, an empty endpoint set (the destination's state) or an open
+ * circuit's refusal: they are `ignored`, so no breaker, accrual or budget counts them.
  */
 import type { CallContext } from '../core/context.js';
 import { MeshError } from '../core/errors.js';
@@ -87,10 +88,22 @@ export const defaultClassifier: Classifier = (input) => {
     return Classified.ignored;
   }
   if (err instanceof MeshError) {
-    if (err.code === 'MESH_TRANSPORT') {
-      return (err as { idleClose?: boolean }).idleClose
-        ? Classified.notProcessed
-        : Classified.retryableFailure;
+    const code = err.code;
+    // The caller's own mistake, refused at the entry point or by undici before a byte was sent: it says
+    // nothing about an endpoint, a destination or a budget.
+    if (code === 'MESH_INVALID_REQUEST') return Classified.ignored;
+    // No endpoint to send to, or an open circuit: the destination's state, not a failure of it (counted,
+    // it would keep a breaker open after the endpoints came back).
+    if (
+      code === 'MESH_NO_HEALTHY_ENDPOINTS' ||
+      code === 'MESH_SERVICE_NOT_FOUND' ||
+      code === 'MESH_DISCOVERY_FAILED' ||
+      code === 'MESH_CIRCUIT_OPEN'
+    )
+      return err.retryable ? Classified.notProcessed : Classified.ignored;
+    if (code === 'MESH_TRANSPORT') {
+      const t = err as { idleClose?: boolean; unprocessed?: boolean };
+      return t.idleClose || t.unprocessed ? Classified.notProcessed : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
     // Refused by the mesh's own admission bound: says nothing about the destination's health.

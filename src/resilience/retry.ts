@@ -4,17 +4,24 @@
  * the server's Retry-After, and only when sending the request again is safe.
  *
  * What may be retried (DESIGN.md; Finagle's RequeueFilter and Go's net/http rules):
- * - a request that provably was not processed, whatever its method: connection refused / connect failure,
- *   no endpoint available, an open circuit, the idle-close race on a reused socket (once, on another
- *   connection, free of budget, and not held against the endpoint);
- * - otherwise only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, or a call marked idempotent
- *   with `callOptions({ idempotent: true })`) whose attempt the classifier calls retryable (502/503/504,
- *   resets, back-pressure);
+ * - a request of which it is certain that nothing was written or processed, whatever its method: connection
+ *   refused / connect failure, no endpoint available, an HTTP/2 stream the server refused (REFUSED_STREAM) or
+ *   did not take before its GOAWAY;
+ * - otherwise only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE, an `Idempotency-Key` header,
+ *   or a call marked idempotent with `callOptions({ idempotent: true })`) whose attempt the classifier calls
+ *   retryable (502/503/504, resets, back-pressure). The idle-close race on a reused socket is one of these:
+ *   for an idempotent request it is resent once, at once, free of budget and not held against the endpoint;
+ *   any other request gets the error (`retryable: false`), since the server may have read it;
+ * - an open circuit only when the router has another destination that a new attempt could reach;
  * - and in every case only with a body that can be sent again byte for byte (see body.ts).
  * Per-attempt timeouts are retried only with `retryTimeouts: true` (Finagle: timeouts are not retried by
  * default — the slow request may still be running). `maxAttempts` is a ceiling; the budget rules.
  *
  * A discarded response's body is drained so its connection goes back to the pool.
+ *
+ * A Retry-After from one endpoint, which the balancer leaf took out of the draw until then while another
+ * endpoint is ready (`ctx.retryAfterHeld`), delays only that endpoint: the retry goes to another one after
+ * the usual backoff, instead of waiting, giving up past `retryAfterMaxMs` or failing past the deadline.
  */
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
@@ -176,8 +183,9 @@ export class RetryAfterExceedsDeadlineError extends MeshError {
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /**
- * A request is idempotent by method unless the caller said otherwise (`callOptions({ idempotent })`). Retries
- * and backup requests both ask it.
+ * A request is idempotent by method, or when it carries an `Idempotency-Key` header (IETF httpapi
+ * draft-ietf-httpapi-idempotency-key-header: the server deduplicates by key), unless the caller said otherwise
+ * (`callOptions({ idempotent })`, which wins both ways). Retries and backup requests both ask it.
  *
  * @example
  * ```ts
@@ -185,15 +193,32 @@ const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', '
  * ```
  */
 export function isIdempotent(req: MeshRequest, ctx: CallContext): boolean {
-  return ctx.idempotent ?? IDEMPOTENT_METHODS.has(req.method);
+  return (
+    ctx.idempotent ?? (IDEMPOTENT_METHODS.has(req.method) || req.headers['idempotency-key'] !== undefined)
+  );
 }
 
-/** Errors after which the request provably never reached a server's handler. */
+/**
+ * Errors after which it is certain that none of the request was written or processed (Go's net/http rule):
+ * the connection was never made, no endpoint or destination took the call, or an HTTP/2 server said it did
+ * not process the stream (REFUSED_STREAM, or above its GOAWAY's last stream id). The idle-close race is not
+ * one of them: the server may have read the request before it closed the connection.
+ */
 function notProcessed(err: unknown): boolean {
   if (!(err instanceof MeshError)) return false;
   if (err.code === 'MESH_TRANSPORT')
-    return err.phase === 'connect' || (err as { idleClose?: boolean }).idleClose === true;
+    return err.phase === 'connect' || (err as { unprocessed?: boolean }).unprocessed === true;
   return err.code === 'MESH_NO_HEALTHY_ENDPOINTS' || err.code === 'MESH_CIRCUIT_OPEN';
+}
+
+/**
+ * An open circuit refused the call and the router has no other destination a new attempt could reach (the
+ * route does not split; its fallbacks were already tried in the same attempt): a retry would meet the same
+ * open breaker after a backoff, spending budget and the caller's time. Fail fast instead (DESIGN.md: open
+ * breakers are not retried against the same destination).
+ */
+function refusedForGood(err: unknown, ctx: CallContext): boolean {
+  return !ctx.rerouteable && err instanceof MeshError && err.code === 'MESH_CIRCUIT_OPEN';
 }
 
 /**
@@ -258,6 +283,7 @@ export class RetryFilter extends InlineFilter {
     // end with it); `exit` or `fail` decides about it.
     ctx.attempt = 1;
     ctx.endpoint = undefined;
+    ctx.retryAfterHeld = false;
     return undefined;
   }
 
@@ -269,7 +295,8 @@ export class RetryFilter extends InlineFilter {
 
   fail(error: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse> {
     const cls = classifyAttempt(this.classify, req, ctx, undefined, error);
-    if (!cls.retryable || ctx.signal?.aborted) return this.finish(undefined, error, 1);
+    if (!cls.retryable || ctx.signal?.aborted || refusedForGood(error, ctx))
+      return this.finish(undefined, error, 1);
     return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes), {
       error,
       cls,
@@ -302,6 +329,7 @@ export class RetryFilter extends InlineFilter {
       } else {
         ctx.attempt = attempt;
         ctx.endpoint = undefined;
+        ctx.retryAfterHeld = false;
         req.body = body.forAttempt();
         try {
           res = await this.next.call(req, ctx);
@@ -311,19 +339,27 @@ export class RetryFilter extends InlineFilter {
         cls = classifyAttempt(this.classify, req, ctx, res, error);
       }
       const endpoint = ctx.endpoint;
-      if (!cls.retryable || ctx.signal?.aborted) return this.finish(res, error, attempt);
+      if (!cls.retryable || ctx.signal?.aborted || refusedForGood(error, ctx))
+        return this.finish(res, error, attempt);
 
       // May this request be sent again?
+      const idempotent = isIdempotent(req, ctx);
+      // The idle-close race: resent at once and free of budget, for idempotent requests only.
       const free =
-        error !== undefined && (error as { idleClose?: boolean }).idleClose === true && !idleRetried;
-      const safe = notProcessed(error) || isIdempotent(req, ctx);
+        idempotent &&
+        error !== undefined &&
+        (error as { idleClose?: boolean }).idleClose === true &&
+        !idleRetried;
+      const safe = notProcessed(error) || idempotent;
       const timeout = (error as { code?: string } | undefined)?.code === 'MESH_ATTEMPT_TIMEOUT';
       if (!safe || !body.replayable || (timeout && !opts.retryTimeouts))
         return this.finish(res, error, attempt);
       if (!free && attempt >= opts.maxAttempts) return this.finish(res, error, attempt);
 
       let delay = 0;
-      if (res !== undefined && cls.backpressure) {
+      // The balancer took the endpoint that sent Retry-After out of the draw and another one is ready: the
+      // retry goes there after the usual backoff instead of waiting (or failing for want of time).
+      if (res !== undefined && cls.backpressure && !ctx.retryAfterHeld) {
         const ra = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.clock.wallNow());
         if (ra !== undefined) {
           const remaining = ctx.deadline - this.clock.now();

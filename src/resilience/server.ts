@@ -14,7 +14,7 @@
  * accumulates on long-lived keep-alive sockets.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { DEADLINE_HEADER, parseDeadlineHeader } from '../client/call-options.js';
+import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../client/call-options.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ConfigError, DeadlineExceededError, MeshError, type Phase } from '../core/errors.js';
 import { incomingContext, type IncomingContext } from '../core/incoming.js';
@@ -375,7 +375,18 @@ export function meshHandler<
       }
     }
     let budget: number | undefined;
-    if (isTrusted(trust, req)) budget = readBudget(req.headers, max, grpc);
+    const headers = req.headers;
+    if (
+      headers[DEADLINE_HEADER] !== undefined ||
+      headers[IDEMPOTENT_HEADER] !== undefined ||
+      (grpc && headers[GRPC_TIMEOUT_HEADER] !== undefined)
+    ) {
+      // Read once, from a trusted caller only, then removed whoever sent them: a handler that forwards its
+      // incoming headers on an outgoing call can then neither pass a caller's deadline on unparsed (the
+      // outgoing call inherits the parsed one from the context) nor let a caller mark the call idempotent.
+      if (isTrusted(trust, req)) budget = readBudget(headers, max, grpc);
+      stripControlHeaders(req, grpc);
+    }
     if (budget === undefined) budget = fallback;
     if (budget !== undefined && budget <= 0) {
       refuse(res, status);
@@ -395,6 +406,34 @@ export function meshHandler<
     res.once('close', onClose);
     return incomingContext.run(overrides ? { ...store, overrides } : store, handler, req, res);
   };
+}
+
+/**
+ * Removes the per-call control headers from an incoming request (`req.headers` and `req.rawHeaders`):
+ * `mesh-deadline-ms`, `grpc-timeout` when it is read, and `mesh-idempotent`, which is never taken from an
+ * incoming request (it would let any caller turn one POST into several at the backend).
+ */
+function stripControlHeaders(req: IncomingMessage, grpc: boolean): void {
+  const headers = req.headers;
+  delete headers[DEADLINE_HEADER];
+  delete headers[IDEMPOTENT_HEADER];
+  if (grpc) delete headers[GRPC_TIMEOUT_HEADER];
+  const raw = req.rawHeaders;
+  if (!Array.isArray(raw)) return;
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === DEADLINE_HEADER || name === IDEMPOTENT_HEADER || (grpc && name === GRPC_TIMEOUT_HEADER))
+      continue;
+    kept.push(raw[i]!, raw[i + 1]!);
+  }
+  if (kept.length !== raw.length) {
+    try {
+      req.rawHeaders = kept;
+    } catch {
+      // a frozen or getter-only rawHeaders (a framework's request object): req.headers is what is forwarded
+    }
+  }
 }
 
 function isTrusted(trust: ((req: IncomingMessage) => boolean) | undefined, req: IncomingMessage): boolean {

@@ -318,6 +318,8 @@ export class RulesRouter implements Service {
       if (simple !== undefined) return simple.call(req, ctx);
       const rule = t.match(req);
       if (rule === undefined) throw new NoRouteError(this.service, req.method, req.path);
+      // A split: another attempt may be routed to another destination (the retries ask, on an open circuit).
+      if (rule.split.length > 1) ctx.rerouteable = true;
       const name = this.pick(rule, req);
       return this.callChain(t.chains.get(name)!, req, ctx);
     } catch (err) {

@@ -25,6 +25,7 @@ export const ATTR = Object.freeze({
   errorType: 'error.type',
   peerAddress: 'network.peer.address',
   peerPort: 'network.peer.port',
+  protocolVersion: 'network.protocol.version',
   // meshfetch.
   service: 'meshfetch.service',
   destination: 'meshfetch.destination',

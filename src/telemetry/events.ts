@@ -41,6 +41,11 @@ export const CHANNELS = Object.freeze({
   discoveryUpdate: 'meshfetch:discovery:update',
   /** A discovery source failed to answer (Consul query error). Payload: {@link DiscoveryErrorEvent}. */
   discoveryError: 'meshfetch:discovery:error',
+  /**
+   * A service's certificate files were re-read: the new material was taken, or refused (`error`, the old
+   * material stays in use). Payload: `TlsReloadEvent` (transport/tls-material.ts).
+   */
+  tlsReload: 'meshfetch:tls:reload',
 });
 
 /**

@@ -7,6 +7,9 @@
  */
 import type { Addr } from '../discovery/types.js';
 import type { RoutingSnapshot } from '../routing/router.js';
+import type { EndpointTransportSnapshot } from '../transport/tls.js';
+
+export type { ConnectionSnapshot, EndpointTransportSnapshot } from '../transport/tls.js';
 
 /** One endpoint in a {@link MeshSnapshot}. */
 export interface EndpointSnapshot {
@@ -18,6 +21,18 @@ export interface EndpointSnapshot {
   inflight: number;
   /** The balancer's latency estimate (Peak EWMA), in ms; absent for balancers that do not measure latency. */
   latencyMs?: number;
+  /**
+   * The balancer's cost of sending one more request here (lower is better; Peak EWMA: the latency estimate
+   * times in-flight + 1, 0 while the endpoint is probing and has room for a probe). With unequal weights P2C
+   * compares it per unit of weight (docs/balancers.md, "Weights").
+   */
+  cost: number;
+  /**
+   * What the balancer's metric knows (Peak EWMA): `probing` (new, or re-probed after losing many comparisons:
+   * it costs 0 until it has answered), `warming` (in its slow start window), `measured`. Absent for metrics
+   * that do not say (least-loaded, round robin).
+   */
+  loadState?: 'probing' | 'warming' | 'measured';
   /** Attempts sent to this endpoint since discovery named it (kept for every endpoint). */
   requests: number;
   /** Of those, the ones the service's classifier called failures. */
@@ -28,6 +43,11 @@ export interface EndpointSnapshot {
   accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
   meta: Record<string, string>;
+  /**
+   * What the endpoint's connections negotiated, per scheme used (absent before its first connection): the
+   * protocol (`h2` or `http/1.1`), connections opened and open, and for https the TLS state.
+   */
+  transport?: EndpointTransportSnapshot;
 }
 
 /** One service in a {@link MeshSnapshot}. */

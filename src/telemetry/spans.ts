@@ -9,7 +9,8 @@
  * - `attempt-span` (endpoint stack, below the per-attempt timeout, just above the pool): one CLIENT span per
  *   attempt on the wire, following the stable HTTP client semantic conventions (named by method;
  *   `http.request.method`, `server.address`, `server.port`, `url.full`, `http.response.status_code`,
- *   `error.type`, `http.request.resend_count`; `network.peer.*` for the endpoint), ended at response headers
+ *   `error.type`, `http.request.resend_count`; `network.peer.*` for the endpoint; `network.protocol.version`,
+ *   `1.1` or `2`, what the endpoint's connections negotiated), ended at response headers
  *   (the conventions allow either; the logical span covers the body). It injects the W3C trace context of
  *   that span into the attempt's headers through the registered propagator, and records
  *   `http.client.request.duration`.
@@ -262,6 +263,8 @@ export class AttemptSpanFilter extends Filter {
     } catch (err) {
       const type = errorType(err);
       if (span !== undefined) {
+        const version = this.protocolVersion(req);
+        if (version !== undefined) span.setAttribute(ATTR.protocolVersion, version);
         span.setAttribute(ATTR.errorType, type);
         span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(err) });
         span.end();
@@ -273,6 +276,8 @@ export class AttemptSpanFilter extends Filter {
     const type = status >= 400 ? String(status) : undefined;
     if (span !== undefined) {
       span.setAttribute(ATTR.statusCode, status);
+      const version = this.protocolVersion(req);
+      if (version !== undefined) span.setAttribute(ATTR.protocolVersion, version);
       if (type !== undefined) {
         span.setAttribute(ATTR.errorType, type);
         span.setStatus({ code: SpanStatusCode.ERROR });
@@ -281,6 +286,15 @@ export class AttemptSpanFilter extends Filter {
     }
     if (inst !== undefined) this.record(inst, t0, method, host, port, req.protocol, status, type);
     return res;
+  }
+
+  /**
+   * `network.protocol.version` (`1.1` or `2`): what the endpoint's connections negotiated, read from the pool
+   * leaf this module sits on (the default placement); undefined elsewhere or before any connection.
+   */
+  private protocolVersion(req: MeshRequest): string | undefined {
+    const leaf = this.next as { protocolVersion?: (p: 'http:' | 'https:') => string | undefined };
+    return typeof leaf.protocolVersion === 'function' ? leaf.protocolVersion(req.protocol) : undefined;
   }
 
   private startAttributes(
@@ -333,6 +347,8 @@ export class AttemptSpanFilter extends Filter {
     };
     if (status !== undefined) attrs[ATTR.statusCode] = status;
     if (type !== undefined) attrs[ATTR.errorType] = type;
+    const version = this.protocolVersion({ protocol } as MeshRequest);
+    if (version !== undefined) attrs[ATTR.protocolVersion] = version;
     inst.attemptDuration.record(Math.max(0, this.clock.now() - t0) / 1000, attrs);
   }
 }

@@ -10,23 +10,27 @@
  * nodejs/undici#3492). undici's own 300 s headers/body timeouts are disabled: the mesh's deadline module owns
  * time, so they can never be the limit a user meets unknowingly.
  */
-import { Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { buildConnector, Pool, type Dispatcher } from 'undici';
+import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
-import { TransportError, type Phase } from '../core/errors.js';
+import { InvalidRequestError, TransportError, type Phase } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/logger.js';
+import {
+  observeSocket,
+  toTlsError,
+  type ConnectionSnapshot,
+  type ConnectionState,
+  type EndpointTransportSnapshot,
+  type TlsOptions,
+} from './tls.js';
+import { tlsMaterialOf } from './tls-material.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
 import { wireHeaders } from '../core/header-case.js';
 import { MeshRequestHandler } from './handler.js';
 
-/** TLS options for the connections to a service's endpoints. */
-export interface TlsOptions {
-  /** SNI server name; defaults to the logical service name when the URL is https. */
-  servername?: string;
-  ca?: string | Buffer | Array<string | Buffer>;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  rejectUnauthorized?: boolean;
-}
+export type { TlsOptions } from './tls.js';
 
 /**
  * Connection settings for a service's endpoints.
@@ -47,8 +51,12 @@ export interface TransportOptions {
   keepAliveTimeoutThresholdMs: number;
   /** TCP (and TLS) connect timeout (ms). Default 10000. */
   connectTimeoutMs: number;
-  /** Negotiate HTTP/2 over TLS (ALPN). Default false. */
-  http2: boolean;
+  /**
+   * HTTP/2: `true` negotiates it over TLS (ALPN, falling back to HTTP/1.1 when the server does not offer it;
+   * `http:` stays HTTP/1.1); `'h2c'` also speaks it in cleartext to `http:` URLs (prior knowledge: every
+   * endpoint must speak HTTP/2). Default false.
+   */
+  http2: boolean | 'h2c';
   /** TLS settings for https services. */
   tls: TlsOptions | undefined;
 }
@@ -73,9 +81,32 @@ const CONNECT_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** Codes with which a peer's close of a kept-alive socket reaches a request sent on it (nodejs/undici#3492). */
+const IDLE_CLOSE_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * Socket errors raised on a socket that had already read a response (a reused, kept-alive connection). undici
+ * attaches the socket's byte counts to its own `SocketError` ("other side closed"), but a reset (`ECONNRESET`)
+ * or a write to a closed socket (`EPIPE`), the commonest forms of the idle-close race, reach the request as
+ * the socket's plain system error. The pools' connector gives each new socket a listener (once per
+ * connection, not per request) that notes, when an error happens on it, whether it had read anything before.
+ * A WeakSet, so nothing is added to an error another library might see, and nothing is kept.
+ */
+const reusedSocketErrors = new WeakSet<object>();
+
+function noteSocketError(this: Socket, err: Error): void {
+  if (this.bytesRead > 0) reusedSocketErrors.add(err);
+}
+
 /**
  * Maps an undici/system error to a {@link TransportError} with its phase. A failure to connect is
  * `retryable` (the request provably never reached the server).
+ *
+ * `idleClose` marks the idle-close race: a reused socket (one that had read an earlier response) that failed
+ * before any byte of this request's response with "other side closed", `ECONNRESET` or `EPIPE`. It is a fact
+ * about the connection, not a licence to resend: the server may have read the request before it closed. The
+ * retry filter resends it at once, free of budget, only when the request is idempotent (Go's net/http rule);
+ * for any other request the error stays `retryable: false`.
  */
 export function toTransportError(
   err: unknown,
@@ -92,13 +123,20 @@ export function toTransportError(
     return err;
   if ('code' in err && typeof err.code === 'string' && err.code.startsWith('MESH_')) return err;
   const code = (err as { code?: string }).code;
+  // undici refused the request's own arguments (a header, the body, a length): the caller's mistake, which
+  // the entry points' validation should have caught; never a transport failure of the endpoint.
+  if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH')
+    return new InvalidRequestError('request', err.message, 'a request undici accepts');
   const connect = code !== undefined && CONNECT_CODES.has(code);
   const phase: Phase = connect ? 'connect' : gotHeaders ? 'body' : 'headers';
-  // undici's SocketError carries the socket's byte counts: a socket that had read earlier responses and was
-  // closed by the peer before this one's headers is the idle-close race (the server closed it as idle).
+  // undici's SocketError carries the socket's byte counts; a system error on one of the pools' sockets was
+  // noted by the socket's own listener (above).
   const socket = (err as { socket?: { bytesRead?: number } }).socket;
   const idleClose =
-    !gotHeaders && code === 'UND_ERR_SOCKET' && socket !== undefined && (socket.bytesRead ?? 0) > 0;
+    !gotHeaders &&
+    code !== undefined &&
+    IDLE_CLOSE_CODES.has(code) &&
+    ((socket !== undefined && (socket.bytesRead ?? 0) > 0) || reusedSocketErrors.has(err));
   return new TransportError(
     `${err.message} (${code ?? err.name}) talking to ${endpoint} for service "${service}"`,
     {
@@ -109,6 +147,35 @@ export function toTransportError(
       cause: err,
       causeCode: code,
       idleClose,
+    },
+  );
+}
+
+/** NGHTTP2_REFUSED_STREAM: the server did not process the stream (RFC 9113 section 8.7). */
+const REFUSED_STREAM = 7;
+
+/**
+ * HTTP/2 streams the server provably did not process: refused (REFUSED_STREAM) or above the last stream id
+ * of a GOAWAY. undici replays such a stream once itself when its body can be sent again; when it gives up the
+ * error reaches the mesh, which retries it whatever the method (it is `unprocessed`, phase `send`).
+ */
+function toH2Unprocessed(err: unknown, service: string, endpoint: string): TransportError | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const e = err as { code?: string; http2ErrorCode?: number };
+  const refused = e.http2ErrorCode === REFUSED_STREAM;
+  const goaway =
+    (e.code === 'UND_ERR_INFO' || e.code === 'UND_ERR_SOCKET') && err.message.includes('"GOAWAY" frame');
+  if (!refused && !goaway) return undefined;
+  return new TransportError(
+    `${refused ? 'HTTP/2 stream refused (REFUSED_STREAM)' : err.message} by ${endpoint} for service "${service}": not processed`,
+    {
+      phase: 'send',
+      retryable: true,
+      service,
+      endpoint,
+      cause: err,
+      causeCode: refused ? 'REFUSED_STREAM' : 'GOAWAY',
+      unprocessed: true,
     },
   );
 }
@@ -127,6 +194,16 @@ export class PoolService implements Service {
   private https: Pool | undefined;
   private closed = false;
   private readonly hostHeader: string | undefined;
+  private readonly logger: Logger;
+  /** What the connections of each scheme negotiated (snapshots, spans). */
+  private readonly conn: { http: ConnectionState; https: ConnectionState } = {
+    http: { protocol: undefined, opened: 0, open: 0, tls: undefined },
+    https: { protocol: undefined, opened: 0, open: 0, tls: undefined },
+  };
+  /** Stops following the TLS material (files) of the service. */
+  private releaseTls: (() => void) | undefined;
+  /** https pools replaced by a certificate rotation, draining. */
+  private readonly retired = new Set<Pool>();
 
   constructor(
     /** `host:port` of the endpoint; the scheme comes from each request. */
@@ -136,8 +213,11 @@ export class PoolService implements Service {
     private readonly options: Readonly<TransportOptions>,
     /** The Host header: 'logical' sends the URL authority, undefined the endpoint address, any other string as is. */
     hostHeader: string | undefined,
+    logger: Logger = silentLogger,
+    private readonly clock?: Clock,
   ) {
     this.hostHeader = hostHeader;
+    this.logger = logger;
   }
 
   get status(): ServiceStatus {
@@ -149,9 +229,120 @@ export class PoolService implements Service {
     return { http: this.http?.stats, https: this.https?.stats };
   }
 
+  /**
+   * What this endpoint's connections negotiated, per scheme: the protocol (`h2` or `http/1.1`), connections
+   * opened and open, and for https the TLS version, cipher, server name, the server's certificate and the
+   * version of the client material in use. Undefined for a scheme never used.
+   */
+  get connections(): { http: ConnectionState | undefined; https: ConnectionState | undefined } {
+    return {
+      http: this.conn.http.opened > 0 ? this.conn.http : undefined,
+      https: this.conn.https.opened > 0 ? this.conn.https : undefined,
+    };
+  }
+
+  /**
+   * The HTTP version the last connection negotiated, as `network.protocol.version` spells it (`1.1`, `2`);
+   * undefined before any connection.
+   */
+  protocolVersion(protocol: 'http:' | 'https:'): string | undefined {
+    const p = (protocol === 'https:' ? this.conn.https : this.conn.http).protocol;
+    return p === undefined ? undefined : p === 'h2' ? '2' : '1.1';
+  }
+
+  /** The `transport` part of this endpoint's snapshot; undefined before its first connection. */
+  transportSnapshot(): EndpointTransportSnapshot | undefined {
+    const { http, https } = this.connections;
+    if (http === undefined && https === undefined) return undefined;
+    const one = (c: ConnectionState, secure: boolean): ConnectionSnapshot => {
+      const out: ConnectionSnapshot = { protocol: c.protocol ?? null, opened: c.opened, open: c.open };
+      const t = c.tls;
+      if (secure && t !== undefined) {
+        const material = this.options.tls === undefined ? undefined : tlsMaterialOf(this.options.tls);
+        const cc = material?.current.clientCertificate;
+        out.tls = {
+          version: t.version,
+          cipher: t.cipher ?? null,
+          servername: t.servername ?? null,
+          authorized: t.authorized,
+          authorizationError: t.authorizationError ?? null,
+          peerCertificate: t.peerCertificate ?? null,
+          materialVersion: material?.current.version ?? 0,
+          clientCertificate:
+            cc === undefined
+              ? null
+              : {
+                  subject: cc.subject,
+                  serialNumber: cc.serialNumber,
+                  validTo: cc.validTo,
+                  fingerprint256: cc.fingerprint256,
+                },
+          reloadError: material?.lastError?.message ?? null,
+        };
+      }
+      return out;
+    };
+    return {
+      ...(http !== undefined ? { http: one(http, false) } : {}),
+      ...(https !== undefined ? { https: one(https, true) } : {}),
+    };
+  }
+
   private createPool(protocol: 'http:' | 'https:'): Pool {
     const o = this.options;
-    const tls = protocol === 'https:' ? o.tls : undefined;
+    const secure = protocol === 'https:';
+    const tls = secure ? o.tls : undefined;
+    const material = tls === undefined ? undefined : tlsMaterialOf(tls);
+    if (material !== undefined && this.releaseTls === undefined)
+      this.releaseTls = material.acquire(this.rotate, this.logger, this.clock);
+    const m = material?.current;
+    const h2c = !secure && o.http2 === 'h2c';
+    const allowH2 = secure ? o.http2 !== false : h2c;
+    const base = buildConnector({
+      timeout: o.connectTimeoutMs,
+      allowH2,
+      ...(allowH2 ? { preferH2: true } : {}),
+      ...(h2c ? { useH2c: true } : {}),
+      ...(tls
+        ? {
+            servername: tls.servername,
+            ca: m!.ca,
+            cert: m!.cert,
+            key: m!.key,
+            rejectUnauthorized: tls.rejectUnauthorized,
+          }
+        : {}),
+    } as buildConnector.BuildOptions);
+    const state = secure ? this.conn.https : this.conn.http;
+    // Every https connection is observed (protocol, TLS state), with or without TLS options.
+    const tlsInfo = !secure
+      ? undefined
+      : {
+          servername: tls?.servername,
+          clientCert: m?.cert !== undefined,
+          materialVersion: m?.version ?? 0,
+        };
+    // undici prefers the name it derives from each request's Host header over the connector's: a configured
+    // servername must win, so it is put in the per-connection options.
+    const servername = tls?.servername;
+    const connect: buildConnector.connector = (o, callback) => {
+      const opts = servername === undefined ? o : { ...o, servername };
+      return base(opts, (err, socket) => {
+        if (err === null && socket !== null) {
+          const s = socket as Socket;
+          s.on('error', noteSocketError); // the idle-close race in its ECONNRESET / EPIPE forms
+          observeSocket(
+            s,
+            state,
+            tlsInfo === undefined
+              ? undefined
+              : { ...tlsInfo, servername: tlsInfo.servername ?? opts.servername ?? undefined },
+            h2c,
+          );
+        }
+        callback(err as Error & null, socket as Socket & null);
+      });
+    };
     const opts: Pool.Options = {
       connections: o.connections,
       keepAliveTimeout: o.keepAliveTimeoutMs,
@@ -159,22 +350,26 @@ export class PoolService implements Service {
       keepAliveTimeoutThreshold: o.keepAliveTimeoutThresholdMs,
       headersTimeout: 0,
       bodyTimeout: 0,
-      allowH2: o.http2,
-      connect: {
-        timeout: o.connectTimeoutMs,
-        ...(tls
-          ? {
-              servername: tls.servername,
-              ca: tls.ca,
-              cert: tls.cert,
-              key: tls.key,
-              rejectUnauthorized: tls.rejectUnauthorized,
-            }
-          : {}),
-      },
+      allowH2,
+      connect,
     };
     return new Pool(`${protocol}//${this.address}`, opts);
   }
+
+  /**
+   * The service's certificate files changed: the next request opens connections with the new material;
+   * the current pool drains (its requests finish, then its sockets close).
+   */
+  private readonly rotate = (): void => {
+    const old = this.https;
+    if (old === undefined || this.closed) return;
+    this.https = undefined;
+    this.retired.add(old);
+    old
+      .close()
+      .catch(() => {})
+      .finally(() => this.retired.delete(old));
+  };
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     if (this.closed) {
@@ -217,23 +412,60 @@ export class PoolService implements Service {
     });
   }
 
-  /** Maps an undici error before the headers (the call rejects) or after them (the body errors). */
+  /**
+   * Maps an undici error before the headers (the call rejects) or after them (`gotHeaders`: the body errors,
+   * phase `body`).
+   */
   private readonly mapError = (err: unknown, gotHeaders = false): unknown =>
-    toTransportError(err, this.service, this.endpoint, gotHeaders);
+    gotHeaders
+      ? this.h2cHint(toTransportError(err, this.service, this.endpoint, true))
+      : ((this.options.tls !== undefined || this.https !== undefined
+          ? toTlsError(err, this.service, this.endpoint, this.options.tls?.servername)
+          : undefined) ??
+        toH2Unprocessed(err, this.service, this.endpoint) ??
+        this.h2cHint(toTransportError(err, this.service, this.endpoint, false)));
+
+  /** With h2c, a protocol error most often means the endpoint does not speak HTTP/2 in cleartext: say so. */
+  private h2cHint(err: unknown): unknown {
+    if (
+      this.options.http2 !== 'h2c' ||
+      !(err instanceof TransportError) ||
+      err.causeCode !== 'ERR_HTTP2_ERROR' ||
+      this.conn.http.opened === 0
+    )
+      return err;
+    return new TransportError(
+      `${err.message}: with transport.http2 'h2c' the endpoint must speak HTTP/2 in cleartext (prior knowledge); is it an HTTP/1.1 server?`,
+      {
+        phase: err.phase,
+        retryable: err.retryable,
+        service: this.service,
+        endpoint: this.endpoint,
+        cause: err.cause,
+        causeCode: err.causeCode,
+      },
+    );
+  }
 
   /** Takes no new requests; resolves when in-flight requests have finished and the sockets are closed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.releaseTls?.();
     await Promise.all(
-      [this.http, this.https].map((p) => (p && !p.closed && !p.destroyed ? p.close() : undefined)),
+      [this.http, this.https, ...this.retired].map((p) =>
+        p && !p.closed && !p.destroyed ? p.close() : undefined,
+      ),
     );
   }
 
   /** Aborts in-flight requests and closes the sockets now. */
   async destroy(err?: Error): Promise<void> {
     this.closed = true;
+    this.releaseTls?.();
     await Promise.all(
-      [this.http, this.https].map((p) => (p && !p.destroyed ? p.destroy(err ?? null) : undefined)),
+      [this.http, this.https, ...this.retired].map((p) =>
+        p && !p.destroyed ? p.destroy(err ?? null) : undefined,
+      ),
     );
   }
 }

@@ -34,8 +34,10 @@ describe('factories', () => {
     expect(rr.newDistributor(env)).toBeInstanceOf(RoundRobinDistributor);
   });
 
-  test('Peak EWMA loads start from the seed at the clock time of creation, with the options given', () => {
-    const load = p2cPeakEwma({ defaultRttMs: 50, tauMs: 1_000 }).newLoad(env) as PeakEwmaLoad;
+  test('Peak EWMA loads start probing (cost 0) and take the options given', () => {
+    const load = p2cPeakEwma({ probeSamples: 1, tauMs: 1_000 }).newLoad(env) as PeakEwmaLoad;
+    expect(load.cost(5_000)).toBe(0);
+    load.observe(50, 5_000);
     expect(load.cost(5_000)).toBe(50);
     expect(load.cost(6_000)).toBeCloseTo(50 / Math.E, 9);
   });
@@ -51,7 +53,9 @@ describe('option validation', () => {
     ['tauMs 0', () => p2cPeakEwma({ tauMs: 0 }), 'balancer.tauMs', 0],
     ['tauMs NaN', () => p2cPeakEwma({ tauMs: NaN }), 'balancer.tauMs', NaN],
     ['tauMs string', () => p2cPeakEwma({ tauMs: '10s' as never }), 'balancer.tauMs', '10s'],
-    ['defaultRttMs negative', () => p2cPeakEwma({ defaultRttMs: -5 }), 'balancer.defaultRttMs', -5],
+    ['maxProbes 0', () => p2cPeakEwma({ maxProbes: 0 }), 'balancer.maxProbes', 0],
+    ['slowStartMs negative', () => p2cPeakEwma({ slowStartMs: -5 }), 'balancer.slowStartMs', -5],
+    ['removed defaultRttMs', () => p2cPeakEwma({ defaultRttMs: 30 } as never), 'balancer.defaultRttMs', 30],
     ['penalty 0', () => p2cPeakEwma({ penalty: 0 }), 'balancer.penalty', 0],
     ['maxEffort 0', () => p2cPeakEwma({ maxEffort: 0 }), 'balancer.maxEffort', 0],
     ['maxEffort 1.5', () => p2cLeastLoaded({ maxEffort: 1.5 }), 'balancer.maxEffort', 1.5],
@@ -88,7 +92,7 @@ describe('option validation', () => {
 
   test('good options and boundaries are accepted', () => {
     expect(() =>
-      p2cPeakEwma({ tauMs: 1, defaultRttMs: 0.5, penalty: 1, maxEffort: 1, panicThreshold: 0 }),
+      p2cPeakEwma({ tauMs: 1, maxProbes: 1, penalty: 1, maxEffort: 1, panicThreshold: 0, slowStartMs: 0 }),
     ).not.toThrow();
     expect(() => p2cLeastLoaded({ panicThreshold: 1, statusRefreshMs: 0, maxEffort: 64 })).not.toThrow();
     expect(() => roundRobin({})).not.toThrow();

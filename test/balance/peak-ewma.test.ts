@@ -1,47 +1,69 @@
-// Peak EWMA: the update rule, the seed RTT and the penalty, decay while idle, and property tests of the
-// estimate (bounds, peak sensitivity, monotone decay towards lower samples).
+// Peak EWMA: the update rule, probing (cost 0 until measured) and the penalty, decay while idle, and
+// property tests of the estimate (bounds, peak sensitivity, monotone decay towards lower samples). The rules
+// of a measured endpoint are checked on `classic()` loads: measured from the first sample and with decay per
+// time only (Finagle's and tower's rule); test/balance/fairness.test.ts covers probing, decay per sample,
+// re-probing and failures.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { PEAK_EWMA_DEFAULTS, PeakEwmaLoad } from '../../src/balance/index.js';
+import { PEAK_EWMA_DEFAULTS, PeakEwmaLoad, type PeakEwmaOptions } from '../../src/balance/index.js';
 import { ConfigError } from '../../src/core/errors.js';
 
 const TAU = PEAK_EWMA_DEFAULTS.tauMs;
 
+/** A load measured from its first sample, whose estimate decays with time only. */
+function classic(options: PeakEwmaOptions = {}, now = 0): PeakEwmaLoad {
+  return new PeakEwmaLoad({ probeSamples: 1, decaySamples: 1e20, ...options }, now);
+}
+
 describe('PeakEwmaLoad', () => {
-  test('reference defaults: tau 10 s (Finagle, tower), seed 30 ms (linkerd2-proxy)', () => {
-    expect(PEAK_EWMA_DEFAULTS).toEqual({ tauMs: 10_000, defaultRttMs: 30, penalty: 1e9 });
+  test('reference defaults: tau 10 s (Finagle, tower), one probe at a time (Finagle), slow start off', () => {
+    expect(PEAK_EWMA_DEFAULTS).toEqual({
+      tauMs: 10_000,
+      decaySamples: 10,
+      maxProbes: 1,
+      probeSamples: 3,
+      reprobeAfter: 20,
+      failureCostMs: 10,
+      penalty: 1e9,
+      slowStartMs: 0,
+      slowStartAggression: 1,
+      slowStartMinWeight: 0.1,
+    });
   });
 
-  test('no samples, nothing pending: the seed RTT, decaying from creation', () => {
+  test('no samples, nothing pending: cost 0 (Finagle), however old the endpoint', () => {
     const load = new PeakEwmaLoad({}, 1_000);
-    expect(load.cost(1_000)).toBe(30);
+    expect(load.cost(1_000)).toBe(0);
     expect(load.rttEstimate).toBeUndefined();
-    expect(load.cost(1_000 + TAU)).toBeCloseTo(30 / Math.E, 9);
+    expect(load.cost(1_000 + TAU)).toBe(0);
+    expect(load.probing).toBe(true);
+    expect(load.phase(1_000)).toBe('probing');
   });
 
-  test('no samples, requests pending: penalty + pending, so a new endpoint gets one probe at a time', () => {
+  test('no samples, maxProbes pending: penalty + pending, so a new endpoint gets one probe at a time', () => {
     const load = new PeakEwmaLoad({ penalty: 1e6 });
     load.start(0);
+    expect(load.probing).toBe(false);
     expect(load.cost(0)).toBe(1e6 + 1);
     load.start(0);
     expect(load.cost(0)).toBe(1e6 + 2);
     expect(load.weightedCost(0, 4)).toBe(1e6 + 2);
-    // A request that ends without a sample (cancelled) leaves the seed.
+    // Requests that end without an outcome (the classifier ignored them) leave it unmeasured.
     load.end(0);
     load.end(0);
-    expect(load.cost(0)).toBe(30);
+    expect(load.cost(0)).toBe(0);
   });
 
   test('a cancelled attempt is a lower bound: it raises the estimate, never lowers it', () => {
-    const load = new PeakEwmaLoad({}, 0);
+    const load = classic({}, 0);
     load.observe(1_000, 0); // the endpoint answered in 1 s
     load.observeCancelled(12, 10); // a backup won after 12 ms: says nothing about a faster endpoint
     expect(load.rttEstimate).toBe(1_000);
-    const slow = new PeakEwmaLoad({}, 0);
+    const slow = classic({}, 0);
     slow.observe(1_000, 0);
     slow.observeCancelled(1_500, 20); // cancelled after 1.5 s: at least that slow
     expect(slow.rttEstimate).toBe(1_500);
-    const fresh = new PeakEwmaLoad({}, 0);
+    const fresh = classic({}, 0);
     fresh.observeCancelled(40, 5); // no sample yet: the lower bound is the best there is
     expect(fresh.rttEstimate).toBe(40);
     fresh.observeCancelled(Number.NaN, 6);
@@ -50,7 +72,7 @@ describe('PeakEwmaLoad', () => {
   });
 
   test('cancellations in a row double the lower bound (up to 64 x) until the endpoint answers again', () => {
-    const load = new PeakEwmaLoad({}, 0);
+    const load = classic({}, 0);
     load.observe(10, 0);
     // Every race lost after 20 ms: 20, then 40, 80, 160, ...
     const seen: number[] = [];
@@ -70,7 +92,7 @@ describe('PeakEwmaLoad', () => {
     load.observeCancelled(20, 13); // below the estimate: ignored, as before
     expect(load.rttEstimate).toBeGreaterThan(1_900);
     // A healthy endpoint that loses a race now and then, answering in between, is judged by the elapsed time.
-    const healthy = new PeakEwmaLoad({}, 0);
+    const healthy = classic({}, 0);
     healthy.observe(10, 0);
     for (let t = 1; t <= 20; t += 2) {
       healthy.observeCancelled(15, t);
@@ -79,15 +101,22 @@ describe('PeakEwmaLoad', () => {
     expect(healthy.rttEstimate!).toBeLessThanOrEqual(15);
   });
 
-  test('the first sample replaces the seed, even a lower one', () => {
+  test('while probing, each outcome replaces the estimate: a slow first answer is forgotten at the next', () => {
     const load = new PeakEwmaLoad({}, 0);
-    load.observe(5, 10);
+    load.observe(200, 10);
+    expect(load.rttEstimate).toBe(200);
+    expect(load.cost(10)).toBe(0); // still probing, no probe in flight
+    load.observe(5, 20);
     expect(load.rttEstimate).toBe(5);
-    expect(load.cost(10)).toBe(5);
+    load.observe(6, 30);
+    expect(load.phase(30)).toBe('measured');
+    expect(load.cost(30)).toBe(6);
+    load.observe(50, 40); // measured now: a peak replaces the estimate
+    expect(load.rttEstimate).toBe(50);
   });
 
   test('cost = rtt * (pending + 1); weightedCost = rtt * (pending / weight + 1)', () => {
-    const load = new PeakEwmaLoad();
+    const load = classic();
     load.observe(20, 0);
     load.start(0);
     load.start(0);
@@ -100,7 +129,7 @@ describe('PeakEwmaLoad', () => {
   });
 
   test('a lower sample moves the estimate by 1 - exp(-dt/tau) of the way', () => {
-    const load = new PeakEwmaLoad();
+    const load = classic();
     load.observe(100, 0);
     load.observe(0, TAU);
     expect(load.rttEstimate).toBeCloseTo(100 / Math.E, 9);
@@ -110,7 +139,7 @@ describe('PeakEwmaLoad', () => {
   });
 
   test('while idle the cost decays towards 0 (an idle endpoint is tried again); reading it changes nothing', () => {
-    const load = new PeakEwmaLoad();
+    const load = classic();
     load.observe(100, 0);
     const c1 = load.cost(TAU);
     expect(c1).toBeCloseTo(100 / Math.E, 9);
@@ -120,7 +149,7 @@ describe('PeakEwmaLoad', () => {
   });
 
   test('bad samples are ignored; end() never goes below 0 pending', () => {
-    const load = new PeakEwmaLoad();
+    const load = classic();
     load.observe(10, 0);
     for (const bad of [NaN, -1, Infinity, -Infinity]) load.observe(bad, 5);
     expect(load.rttEstimate).toBe(10);
@@ -129,7 +158,7 @@ describe('PeakEwmaLoad', () => {
   });
 
   test('a clock that goes backwards does not inflate the estimate', () => {
-    const load = new PeakEwmaLoad();
+    const load = classic();
     load.observe(100, 1_000);
     load.observe(10, 0);
     expect(load.rttEstimate).toBe(100);
@@ -138,7 +167,8 @@ describe('PeakEwmaLoad', () => {
 
   test('options are validated', () => {
     expect(() => new PeakEwmaLoad({ tauMs: 0 })).toThrow(ConfigError);
-    expect(() => new PeakEwmaLoad({ defaultRttMs: -1 })).toThrow(/balancer\.defaultRttMs/);
+    expect(() => new PeakEwmaLoad({ maxProbes: 0 })).toThrow(/balancer\.maxProbes/);
+    expect(() => new PeakEwmaLoad({ slowStartMinWeight: 2 })).toThrow(/balancer\.slowStartMinWeight/);
     expect(() => new PeakEwmaLoad({ penalty: Infinity })).toThrow(/balancer\.penalty/);
   });
 });
@@ -157,7 +187,7 @@ describe('properties of the estimate', () => {
   test('stays within [min sample, max sample] whatever the timing', () => {
     fc.assert(
       fc.property(samplesArb, tauArb, (samples, tauMs) => {
-        const load = new PeakEwmaLoad({ tauMs });
+        const load = classic({ tauMs });
         let t = 0;
         let lo = Infinity;
         let hi = -Infinity;
@@ -183,7 +213,7 @@ describe('properties of the estimate', () => {
         fc.double({ min: 0, max: 10_000, noNaN: true }),
         tauArb,
         (samples, extra, tauMs) => {
-          const load = new PeakEwmaLoad({ tauMs });
+          const load = classic({ tauMs });
           let t = 0;
           for (const { rtt, dt } of samples) load.observe(rtt, (t += dt));
           const peak = load.rttEstimate! + extra + 1e-6;
@@ -203,7 +233,7 @@ describe('properties of the estimate', () => {
         tauArb,
         (peak, fraction, steps, tauMs) => {
           const low = peak * fraction;
-          const load = new PeakEwmaLoad({ tauMs });
+          const load = classic({ tauMs });
           load.observe(peak, 0);
           let t = 0;
           let previous = peak;
@@ -235,7 +265,7 @@ describe('properties of the estimate', () => {
         fc.array(fc.double({ min: 0, max: 50_000, noNaN: true }), { minLength: 1, maxLength: 20 }),
         tauArb,
         (rtt, pending, steps, tauMs) => {
-          const load = new PeakEwmaLoad({ tauMs });
+          const load = classic({ tauMs });
           load.observe(rtt, 0);
           for (let k = 0; k < pending; k++) load.start(0);
           let t = 0;

@@ -8,16 +8,13 @@ import { text } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createMesh,
-  Filter,
-  InlineFilter,
-  type CallContext,
   type Mesh,
   type MeshRequest,
   type MeshResponse,
   type Service,
-  type Stack,
   type StackModule,
 } from 'meshfetch';
+import { Filter, InlineFilter, type CallContext, type Stack } from 'meshfetch/extend';
 import { ParsedResponse } from '../../src/core/message.js';
 import { startServer, type TestServer } from '../support/servers.js';
 

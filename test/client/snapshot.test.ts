@@ -1,6 +1,7 @@
 // mesh.snapshot(): what it shows during and after a discovery change, and that it never holds a secret.
 import { afterEach, expect, it } from 'vitest';
 import { createMesh, staticDiscovery, type Mesh } from 'meshfetch';
+import { TestCa } from '../support/certs.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 const servers: TestServer[] = [];
@@ -15,7 +16,11 @@ it('shows services, discovery state and age, endpoints with status, in-flight, l
   const b = await startServer();
   servers.push(a, b);
   const d = staticDiscovery([a.address]);
-  mesh = createMesh({ services: { users: { discovery: d, transport: { tls: { key: 'SECRET-KEY' } } } } });
+  // A client key in the config (a real pair: a key alone is refused) must never show in a snapshot.
+  const ca = new TestCa();
+  const client = ca.leaf({ names: ['users-client'], client: true });
+  ca.dispose();
+  mesh = createMesh({ services: { users: { discovery: d, transport: { tls: { ...client } } } } });
   const res = await mesh.request('http://users/', { headers: { authorization: 'Bearer SECRET-TOKEN' } });
   const during = mesh.snapshot();
   expect(during.inflightCalls).toBe(1);
@@ -49,4 +54,5 @@ it('shows services, discovery state and age, endpoints with status, in-flight, l
   const json = JSON.stringify(after);
   expect(JSON.parse(json)).toEqual(after);
   expect(json).not.toContain('SECRET');
+  expect(json).not.toContain(client.key.split('\n')[1]!);
 });

@@ -1,17 +1,15 @@
 // The stack API: modules inserted, replaced and removed by role; order is "first sees the request first".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CallContext } from 'meshfetch';
+import type { CallContext } from 'meshfetch/extend';
 import {
   ConfigError,
   createMesh,
-  defaultStacks,
-  Filter,
-  Stack,
   type MeshRequest,
   type MeshResponse,
   type Service,
   type StackModule,
 } from 'meshfetch';
+import { defaultStacks, Filter, Stack } from 'meshfetch/extend';
 import { startServer, type TestServer } from '../support/servers.js';
 
 let s: TestServer;

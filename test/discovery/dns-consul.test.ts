@@ -5,13 +5,8 @@
 // bound, while calls keep succeeding.
 import { Resolver } from 'node:dns/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  consulDiscovery,
-  createMesh,
-  dnsDiscovery,
-  registerService,
-  type ServiceRegistration,
-} from 'meshfetch';
+import { consulDiscovery, createMesh, dnsDiscovery, registerService } from 'meshfetch';
+import { type ServiceRegistration } from 'meshfetch/extend';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { seededRng } from '../../src/core/rng.js';

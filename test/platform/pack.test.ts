@@ -69,6 +69,7 @@ const b = await mesh.fetch('http://svc/b');
 const c = await fetch('http://svc/c', { dispatcher: mesh.dispatcher });
 const out = [a.statusCode, (await a.body.json()).url, b.status, (await b.json()).url, c.status, (await c.json()).url];
 if (typeof FakeClock !== 'function') throw new Error('meshfetch/testing did not load');
+if (typeof Filter !== 'function') throw new Error('meshfetch/extend did not load');
 await mesh.close();
 console.log(JSON.stringify(out));
 `;
@@ -80,7 +81,9 @@ describe('the packed package', () => {
   it('loads with import from an ES module and sends calls', async () => {
     writeFileSync(
       join(dir, 'esm.mjs'),
-      program("import { createMesh } from 'meshfetch';\nimport { FakeClock } from 'meshfetch/testing';"),
+      program(
+        "import { createMesh } from 'meshfetch';\nimport { FakeClock } from 'meshfetch/testing';\nimport { Filter } from 'meshfetch/extend';",
+      ),
     );
     expect(JSON.parse(await node('esm.mjs', { ADDR: server.address }))).toEqual(EXPECTED);
   });
@@ -89,7 +92,7 @@ describe('the packed package', () => {
     writeFileSync(
       join(dir, 'cjs.cjs'),
       `(async () => {${program(
-        "const { createMesh } = require('meshfetch');\nconst { FakeClock } = require('meshfetch/testing');",
+        "const { createMesh } = require('meshfetch');\nconst { FakeClock } = require('meshfetch/testing');\nconst { Filter } = require('meshfetch/extend');",
       )}})().catch((e) => { console.error(e); process.exit(1); });`,
     );
     expect(JSON.parse(await node('cjs.cjs', { ADDR: server.address }))).toEqual(EXPECTED);

@@ -4,7 +4,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createMesh,
-  seededRng,
   systemClock,
   type BalancerName,
   type Clock,
@@ -12,6 +11,7 @@ import {
   type ServiceConfig,
   type StackModule,
 } from 'meshfetch';
+import { seededRng } from 'meshfetch/extend';
 import {
   FailureAccrualParam,
   failureAccrualModule,

@@ -4,16 +4,14 @@
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  CallContext,
   ConfigError,
   DeadlineExceededError,
-  Params,
-  silentLogger,
   type MeshRequest,
   type MeshResponse,
   type ModuleEnv,
   type Service,
 } from 'meshfetch';
+import { CallContext, Params, silentLogger } from 'meshfetch/extend';
 import { FakeClock, seededRng } from 'meshfetch/testing';
 import {
   bucketRotationStats,

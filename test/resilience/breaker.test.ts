@@ -5,7 +5,8 @@
 import { createHook } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMesh, Filter, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
+import { createMesh, systemClock, TransportError, type Mesh, type StackModule } from 'meshfetch';
+import { Filter } from 'meshfetch/extend';
 import {
   bucketRotationStats,
   CircuitBreakerFilter,
@@ -417,8 +418,9 @@ describe('circuit breaker fused with the destination below it', () => {
     const unfused = await run(false, s);
     expect(fused).toEqual(unfused);
     // And the counts are the expected ones, not merely equal: 3 successes, 2 failures (503), 404 a success,
-    // 429 and the caller's abort ignored; the service with no endpoint fails three times.
-    expect(fused[1]).toMatchObject({ service: 'nobody', failures: 3 });
+    // 429 and the caller's abort ignored; the service with no endpoint counts nothing (an empty endpoint set
+    // is the destination's state, not its failure).
+    expect(fused[1]).toMatchObject({ service: 'nobody', failures: 0 });
     expect(fused[2]).toMatchObject({ service: 'users', successes: 4, failures: 2, state: 'closed' });
   });
 });

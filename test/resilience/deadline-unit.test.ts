@@ -1,15 +1,8 @@
 // The deadline filter without a network: the budget it reports, and its timer queue entry.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import {
-  CallContext,
-  DeadlineExceededError,
-  DeadlineFilter,
-  silentLogger,
-  type MeshRequest,
-  type MeshResponse,
-  type Service,
-} from 'meshfetch';
+import { DeadlineExceededError, type MeshRequest, type MeshResponse, type Service } from 'meshfetch';
+import { CallContext, DeadlineFilter, silentLogger } from 'meshfetch/extend';
 import { FakeClock } from 'meshfetch/testing';
 import { timerQueue } from '../../src/core/timer-queue.js';
 import { meshRequest } from '../support/requests.js';

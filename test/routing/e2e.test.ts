@@ -6,7 +6,8 @@
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createMesh, meshHandler, seededRng, staticDiscovery, type Mesh } from 'meshfetch';
+import { createMesh, meshHandler, staticDiscovery, type Mesh } from 'meshfetch';
+import { seededRng } from 'meshfetch/extend';
 import { ConfigError } from '../../src/core/errors.js';
 import { InvalidOverrideError, NoRouteError } from '../../src/routing/errors.js';
 import { stickyIndex } from '../../src/routing/hash.js';

@@ -3,7 +3,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { afterEach, expect, it } from 'vitest';
 import {
-  CHANNEL_PREFIX,
   CHANNELS,
   createMesh,
   staticDiscovery,
@@ -11,6 +10,7 @@ import {
   type Mesh,
   type RequestEvent,
 } from 'meshfetch';
+import { CHANNEL_PREFIX } from 'meshfetch/extend';
 import { startServer, type TestServer } from '../support/servers.js';
 
 const servers: TestServer[] = [];

@@ -4,15 +4,8 @@
 import { afterEach, expect, it } from 'vitest';
 import type { Histogram } from '@opentelemetry/sdk-metrics';
 import { channel } from 'node:diagnostics_channel';
-import {
-  CHANNELS,
-  createMesh,
-  DURATION_BUCKETS,
-  meshInstruments,
-  METRICS,
-  staticDiscovery,
-  type Mesh,
-} from 'meshfetch';
+import { CHANNELS, createMesh, METRICS, staticDiscovery, type Mesh } from 'meshfetch';
+import { DURATION_BUCKETS, meshInstruments } from 'meshfetch/extend';
 import { startServer, type TestServer } from '../support/servers.js';
 import { histogramCount, points, setupOtel, sum, type TestOtel } from './otel-sdk.js';
 

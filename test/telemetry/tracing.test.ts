@@ -7,14 +7,12 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import {
   CircuitOpenError,
   createMesh,
-  Filter,
-  INSTRUMENTATION_VERSION,
-  type CallContext,
   type Mesh,
   type MeshRequest,
   type MeshResponse,
   type StackModule,
 } from 'meshfetch';
+import { Filter, INSTRUMENTATION_VERSION, type CallContext } from 'meshfetch/extend';
 import { readFileSync } from 'node:fs';
 import { startServer, type TestServer } from '../support/servers.js';
 import { meshSpans, setupOtel, type TestOtel } from './otel-sdk.js';

@@ -1,0 +1,145 @@
+/**
+ * Deadlines for pass-through calls (hosts that are not mesh services). The mesh's deadline module only runs
+ * in a service's stack, so without this a pass-through call with `callOptions({ deadlineMs })` had no limit
+ * at all: the header was stripped (it must never leak to a foreign host) and nothing applied it. DESIGN.md:
+ * "pass-through calls get the caller's deadline too, and undici's defaults otherwise".
+ *
+ * The budget is the caller's `mesh-deadline-ms`, tightened by the incoming request's deadline when the call is
+ * made inside a handler served with the server helper; the header is removed here. At the deadline the call
+ * is aborted with a {@link DeadlineExceededError} (phase `headers` before the response, `body` after it), as a
+ * mesh call is. Without a deadline nothing is added: undici's own headers and body timeouts (300 s each) hold.
+ */
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { DeadlineExceededError, InvalidRequestError } from '../core/errors.js';
+import { incomingContext } from '../core/incoming.js';
+import type { HeaderRecord } from '../core/message.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
+
+/** The deadline a pass-through call must meet. */
+export interface PassthroughDeadline {
+  /** Absolute, on the mesh clock. */
+  readonly at: number;
+  /** The budget it was set from (ms), for the error. */
+  readonly budgetMs: number;
+}
+
+/**
+ * Reads (and removes) the caller's deadline header and combines it with the incoming request's deadline.
+ * Throws {@link InvalidRequestError} for a malformed header, as a call to a mesh service does.
+ *
+ * @example
+ * ```ts
+ * const d = passthroughDeadline(headers, clock); // undefined: no deadline, undici's timeouts hold
+ * ```
+ */
+export function passthroughDeadline(headers: HeaderRecord, clock: Clock): PassthroughDeadline | undefined {
+  const raw = headers[DEADLINE_HEADER];
+  const incoming = incomingContext.getStore()?.deadline ?? Infinity;
+  if (raw === undefined && incoming === Infinity) return undefined;
+  const now = clock.now();
+  let at = incoming;
+  if (raw !== undefined) {
+    const ms = parseDeadlineHeader(raw);
+    if (ms === undefined || Array.isArray(raw))
+      throw new InvalidRequestError(`headers.${DEADLINE_HEADER}`, raw, 'an integer number of milliseconds');
+    delete headers[DEADLINE_HEADER];
+    if (now + ms < at) at = now + ms;
+  }
+  return { at, budgetMs: Math.max(0, at - now) };
+}
+
+/**
+ * A dispatch handler that aborts its request when the deadline passes, and otherwise hands every event to
+ * the handler it wraps.
+ *
+ * @example
+ * ```ts
+ * agent.dispatch(opts, new DeadlineHandler(handler, deadline, 'example.com', clock));
+ * ```
+ */
+export class DeadlineHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  private timer: TimerHandle | undefined;
+  private expired: Error | undefined = undefined;
+  private phase: 'headers' | 'body' = 'headers';
+
+  constructor(
+    private readonly inner: Dispatcher.DispatchHandler,
+    private readonly deadline: PassthroughDeadline,
+    private readonly host: string,
+    private readonly clock: Clock,
+  ) {
+    this.timer = clock.setTimeout(this.onDeadline, Math.max(0, deadline.at - clock.now()));
+  }
+
+  private readonly onDeadline = (): void => {
+    this.timer = undefined;
+    const err = new DeadlineExceededError(this.host, this.deadline.budgetMs, this.phase);
+    this.expired = err;
+    this.controller?.abort(err);
+  };
+
+  private done(): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.controller = controller;
+    if (this.expired !== undefined) {
+      controller.abort(this.expired);
+      return;
+    }
+    this.inner.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    socket: Duplex,
+  ): void {
+    this.done();
+    this.inner.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    if (statusCode >= 200) this.phase = 'body';
+    this.inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.inner.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(
+    controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[]>,
+  ): void {
+    this.done();
+    this.inner.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController | null, err: Error): void {
+    this.done();
+    this.inner.onResponseError?.(controller as Dispatcher.DispatchController, this.expired ?? err);
+  }
+
+  // The callbacks undici still forwards to a handler that has them (the built-in fetch's timing uses them).
+  onBodySent(chunk: Buffer): void {
+    (this.inner as { onBodySent?(c: Buffer): void }).onBodySent?.(chunk);
+  }
+  onRequestSent(): void {
+    (this.inner as { onRequestSent?(): void }).onRequestSent?.();
+  }
+  onResponseStarted(): void {
+    (this.inner as { onResponseStarted?(): void }).onResponseStarted?.();
+  }
+}

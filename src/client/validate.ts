@@ -1,0 +1,61 @@
+/**
+ * Request validation at the entry points. A request the caller got wrong (a header value with CR or LF, a
+ * header name that is not a token, a body of a type no transport can send, a bad method or URL) must fail
+ * before it enters a service's stack, with an {@link InvalidRequestError} naming the field: undici would
+ * otherwise reject it inside the pool, where its argument error looked like a transport failure of the
+ * endpoint, counted by failure accrual and the circuit breaker against a backend that never saw a byte
+ * (DESIGN.md: "a request the caller got wrong ... counts against nothing").
+ */
+import { InvalidRequestError } from '../core/errors.js';
+
+/** An RFC 9110 token: header names and methods. */
+export const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What no header value may contain (undici and fetch refuse them: header injection). */
+const BAD_VALUE_RE = /[\0\r\n]/;
+
+/**
+ * Throws an {@link InvalidRequestError} unless `name` and `value` can go on the wire as one header line.
+ *
+ * @example
+ * ```ts
+ * validateHeader('x-user', 'alice'); // ok
+ * validateHeader('x-user', 'a\r\nb'); // InvalidRequestError: headers.x-user
+ * ```
+ */
+export function validateHeader(name: string, value: string): void {
+  if (!TOKEN_RE.test(name))
+    throw new InvalidRequestError('headers', name, 'a header name that is an HTTP token');
+  if (BAD_VALUE_RE.test(value))
+    throw new InvalidRequestError(`headers.${name}`, value, 'a header value without NUL, CR or LF');
+}
+
+/**
+ * Throws an {@link InvalidRequestError} naming `body` unless it is something the transport sends: nothing, a
+ * string, bytes (`Uint8Array`/`Buffer`, any `ArrayBufferView`), a Node Readable, an (async) iterable of
+ * chunks, a `Blob` or a `FormData`.
+ *
+ * @example
+ * ```ts
+ * validateBody(JSON.stringify({ a: 1 })); // ok
+ * validateBody(42); // InvalidRequestError: body
+ * ```
+ */
+export function validateBody(body: unknown): void {
+  if (body === null || body === undefined || typeof body === 'string') return;
+  if (typeof body === 'object') {
+    if (ArrayBuffer.isView(body) || body instanceof Blob) return;
+    const b = body as Record<string | symbol, unknown>;
+    if (
+      typeof b.pipe === 'function' ||
+      typeof b[Symbol.asyncIterator] === 'function' ||
+      typeof b[Symbol.iterator] === 'function' ||
+      (typeof b.append === 'function' && typeof b.getAll === 'function')
+    )
+      return;
+  }
+  throw new InvalidRequestError(
+    'body',
+    body,
+    'a string, bytes (Uint8Array/Buffer), a Readable, an async iterable, a Blob or FormData',
+  );
+}
