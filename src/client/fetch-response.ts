@@ -12,10 +12,17 @@ export interface Now {
   now(): number;
 }
 
-/** The running Node's undici (its built-in fetch), as [major, minor]. */
-const UNDICI = (process.versions.undici ?? '0.0').split('.').map(Number) as [number, number];
+/** The running Node's undici (its built-in fetch), as [major, minor, patch]. */
+const UNDICI = (process.versions.undici ?? '0.0.0').split('.').map(Number) as [number, number, number];
 export const undiciAtLeast = (major: number, minor: number): boolean =>
   UNDICI[0] === major ? UNDICI[1]! >= minor : UNDICI[0] > major;
+
+/** fetch keeps an empty query's `?` on the wire (`/echo?`) from undici 7.24.4 and 8.0; before, it dropped it. */
+export const KEEP_EMPTY_QUERY =
+  undiciAtLeast(8, 0) || (UNDICI[0] === 7 && (UNDICI[1] > 24 || (UNDICI[1] === 24 && UNDICI[2] >= 4)));
+
+/** fetch reports the response status in its resource-timing entry from undici 7 (Node 22's leaves it out). */
+const REPORTS_STATUS = UNDICI[0] >= 7;
 
 /** fetch rejects an answer with more than 5 content codings (undici 6.23, 7.18 and 8). */
 const MAX_CODINGS =
@@ -54,7 +61,7 @@ type MarkResourceTiming = (
   global: object,
   cacheMode: string,
   bodyInfo: object,
-  responseStatus: number,
+  responseStatus: number | undefined,
 ) => void;
 
 /**
@@ -94,7 +101,7 @@ function markTiming(clock: Now, t: Timing, status: number, encoded: number, deco
     globalThis,
     '',
     { encodedBodySize: encoded, decodedBodySize: decoded },
-    status,
+    REPORTS_STATUS ? status : undefined,
   );
 }
 

@@ -41,7 +41,14 @@ import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../co
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
 import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
-import { FetchedResponse, newTiming, toResponse, undiciAtLeast, type Timing } from './fetch-response.js';
+import {
+  FetchedResponse,
+  KEEP_EMPTY_QUERY,
+  newTiming,
+  toResponse,
+  undiciAtLeast,
+  type Timing,
+} from './fetch-response.js';
 import { normalizeHeaders, type HeadersInput } from './headers.js';
 import type { Target } from './url.js';
 
@@ -351,9 +358,9 @@ function send(
     protocol: target.protocol,
     authority: target.host,
     service: target.hostname,
-    // fetch keeps an empty query's '?' (`/echo?`), which the URL's `search` drops.
+    // fetch keeps an empty query's '?' (`/echo?`), which the URL's `search` drops (undici 7.24.4 and later).
     path:
-      href.charCodeAt(href.length - 1) === 63 && target.path.indexOf('?') === -1
+      KEEP_EMPTY_QUERY && href.charCodeAt(href.length - 1) === 63 && target.path.indexOf('?') === -1
         ? `${target.path}?`
         : target.path,
     // A copy: the mesh adds and removes headers in place, and a redirect sends the caller's headers again.
