@@ -36,11 +36,12 @@
  * - a response body never read is released when the Response is garbage collected (as undici's fetch does).
  */
 import { MeshError } from '../core/errors.js';
-import { copySpelling, spelled } from '../core/header-case.js';
+import { copySpelling } from '../core/header-case.js';
 import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
 import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
+import { cancelBody, flatPairs, hasCredentials, isDisturbed, utf8Location } from './fetch-parts.js';
 import {
   FetchedResponse,
   KEEP_EMPTY_QUERY,
@@ -199,29 +200,6 @@ export function meshFetch(
   return send(host, target, hop, signal, redirect, 0, newTiming(now, target.href));
 }
 
-function hasCredentials(input: string | URL): boolean {
-  if (typeof input !== 'string') return input.username !== '' || input.password !== '';
-  if (input.indexOf('@') === -1) return false;
-  try {
-    const u = new URL(input);
-    return u.username !== '' || u.password !== '';
-  } catch {
-    return false;
-  }
-}
-
-/** Cancels a request body that is a stream (a ReadableStream, or an async iterator's `return`). */
-function cancelBody(body: RequestBody, reason: unknown): void {
-  if (body instanceof ReadableStream) {
-    if (!body.locked) body.cancel(reason).catch(noop);
-  } else if (body !== null && typeof body === 'object' && Symbol.asyncIterator in body) {
-    const it = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-    if (typeof it.return === 'function') it.return().catch(noop);
-  }
-}
-
-function noop(): void {}
-
 function defaultHop(): Hop {
   const headers: HeaderRecord = {};
   for (const [k, v] of DEFAULT_HEADERS) headers[k] = v;
@@ -323,15 +301,6 @@ function hopFromInit(init: RequestInit): Hop | undefined {
   return { method, headers, body, replayable, ownEncoding };
 }
 
-function isDisturbed(stream: ReadableStream): boolean {
-  // Node's stream/web marks a stream that was read from; `Response` refuses such a body, so does fetch.
-  try {
-    return new Response(stream).bodyUsed;
-  } catch {
-    return true;
-  }
-}
-
 function copyHeaders(h: HeaderRecord): HeaderRecord {
   const out: HeaderRecord = {};
   for (const k in h) {
@@ -398,18 +367,6 @@ function send(
       throw fetchError(err, signal);
     },
   );
-}
-
-/**
- * A `Location` value as fetch reads it: undici gives header values as latin1 strings, and fetch decodes one
- * that is not plain ASCII as UTF-8 (`/안녕` arrives as its UTF-8 bytes).
- */
-function utf8Location(location: string | string[]): string {
-  const v = typeof location === 'string' ? location : location[0]!;
-  for (let i = 0; i < v.length; i++) {
-    if (v.charCodeAt(i) > 0x7f) return Buffer.from(v, 'latin1').toString('utf8');
-  }
-  return v;
 }
 
 /** What a failed call rejects with: the abort reason, a mesh error as is, anything else as fetch's TypeError. */
@@ -515,16 +472,4 @@ function follow(
 function setRemaining(host: FetchHost, hop: Hop, headers: HeaderRecord): void {
   const at = hop.deadlineAt;
   if (at !== undefined) headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(at - host.now())));
-}
-
-/** The headers as pairs for the built-in fetch, names as the caller wrote them. */
-function flatPairs(h: HeaderRecord): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (const k in h) {
-    const name = spelled(h, k);
-    const v = h[k]!;
-    if (typeof v === 'string') out.push([name, v]);
-    else for (const x of v) out.push([name, x]);
-  }
-  return out;
 }
