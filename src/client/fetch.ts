@@ -38,7 +38,7 @@ import type {
 } from '../core/message.js';
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
-import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import { normalizeHeaders, type HeadersInput } from './headers.js';
 import type { Target } from './url.js';
 

@@ -6,7 +6,6 @@
  * would be expensive on Node 20; reading it is not.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { RouteOverrides } from '../routing/override.js';
 
 /**
  * What outgoing calls inherit from the request being served.
@@ -23,9 +22,11 @@ export interface IncomingContext {
   readonly signal?: AbortSignal | undefined;
   /**
    * The routing override (`mesh-dtab`) a trusted caller sent, applied to and forwarded with every mesh call made
-   * while serving the request (only by meshes created with `overrides: { enabled: true }`).
+   * while serving the request (only by meshes created with `overrides: { enabled: true }`). A `RouteOverrides`
+   * (src/routing/override.ts), which the router reads back; typed `unknown` here so that core imports nothing
+   * of the layers above it.
    */
-  readonly overrides?: RouteOverrides | undefined;
+  readonly overrides?: unknown;
 }
 
 /** The storage the server helper enters and the mesh reads. */
