@@ -3,7 +3,7 @@
  * AsyncLocalStorage. The server helper enters it once per incoming request; the mesh only reads it on
  * outgoing calls (a `getStore()`, cheap), so that every call the handler makes inherits the remaining deadline
  * (min(incoming, local)) and the incoming request's abort signal. Entering AsyncLocalStorage per outgoing call
- * would be expensive on Node 20; reading it is not.
+ * would be expensive; reading it is not.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 
