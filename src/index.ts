@@ -12,8 +12,8 @@ export { createMesh, Mesh } from './client/mesh.js';
 export type { MeshRequestOptions, MeshResponseData, CloseOptions } from './client/mesh.js';
 export { installGlobalDispatcher } from './client/global.js';
 export { meshInterceptor } from './client/interceptor.js';
-export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './client/call-options.js';
-export type { CallOptions } from './client/call-options.js';
+export { callOptions, DEADLINE_HEADER, IDEMPOTENT_HEADER, MESH_HEADERS } from './core/call-options.js';
+export type { CallOptions } from './core/call-options.js';
 export type { MeshConfig, ServiceConfig, ServiceDefaults, ResolvedServiceConfig } from './client/config.js';
 export type { BalancerName } from './client/balancers.js';
 export type { HeadersInput } from './client/headers.js';
@@ -91,7 +91,7 @@ export type {
   EndpointSnapshot,
   ConnectionSnapshot,
   EndpointTransportSnapshot,
-} from './telemetry/snapshot.js';
+} from './client/snapshot.js';
 export { METRICS } from './telemetry/metrics.js';
 export { CHANNELS } from './telemetry/events.js';
 export type {
@@ -125,13 +125,13 @@ export {
   remainingMs,
   incomingSignal,
   IncomingAbortedError,
-} from './resilience/server.js';
+} from './server/server.js';
 export type {
   MeshHandlerOptions,
   ParseDeadlineOptions,
   RunWithDeadlineOptions,
   DeadlineScope,
-} from './resilience/server.js';
+} from './server/server.js';
 export type {
   FailureAccrualOptions,
   ResolvedFailureAccrualOptions,

@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
-import { MAX_DEADLINE_MS } from './call-options.js';
+import { MAX_DEADLINE_MS } from '../core/call-options.js';
 import { optionPath } from '../core/option-path.js';
 import type { Logger } from '../core/logger.js';
 import type { Rng } from '../core/rng.js';

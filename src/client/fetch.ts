@@ -40,7 +40,7 @@ import { copySpelling } from '../core/header-case.js';
 import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../core/message.js';
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
-import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import { cancelBody, flatPairs, hasCredentials, isDisturbed, utf8Location } from './fetch-parts.js';
 import {
   FetchedResponse,

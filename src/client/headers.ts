@@ -5,7 +5,7 @@
 import { InvalidRequestError } from '../core/errors.js';
 import { noteSpelling } from '../core/header-case.js';
 import type { HeaderRecord } from '../core/message.js';
-import { MESH_HEADERS } from './call-options.js';
+import { MESH_HEADERS } from '../core/call-options.js';
 import { validateHeader } from './validate.js';
 
 /** Header shapes accepted by `mesh.request` and the dispatcher. */

@@ -42,11 +42,11 @@ import {
 } from '../routing/config.js';
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
-import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from '../telemetry/snapshot.js';
+import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from './snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import { otelRegistered } from '../telemetry/otel.js';
-import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from './call-options.js';
+import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import {
   resolveServiceConfig,
   validateMeshConfig,
@@ -58,7 +58,7 @@ import {
   type ServiceDefaults,
 } from './config.js';
 import { defaultStacks } from './default-stack.js';
-import type { Destination } from './destination.js';
+import type { Destination } from '../concrete/destination.js';
 import { MeshDispatcher } from './dispatcher.js';
 import { meshFetch, type FetchHost } from './fetch.js';
 import { parseTarget, UrlCache, type Target } from './url.js';

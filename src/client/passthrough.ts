@@ -15,7 +15,7 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import { DeadlineExceededError, InvalidRequestError } from '../core/errors.js';
 import { incomingContext } from '../core/incoming.js';
 import type { HeaderRecord } from '../core/message.js';
-import { DEADLINE_HEADER, parseDeadlineHeader } from './call-options.js';
+import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 
 /** The deadline a pass-through call must meet. */
 export interface PassthroughDeadline {

@@ -49,7 +49,7 @@ export function parseTarget(url: unknown): Target {
 
 /**
  * Parsed URL strings, so a service called with the same few URLs does not pay for WHATWG URL parsing on
- * every call (about 1 µs, bench/overhead's profile). Bounded: when full, it starts over.
+ * every call. Bounded: when full, it starts over.
  *
  * @example
  * ```ts

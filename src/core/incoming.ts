@@ -3,10 +3,9 @@
  * AsyncLocalStorage. The server helper enters it once per incoming request; the mesh only reads it on
  * outgoing calls (a `getStore()`, cheap), so that every call the handler makes inherits the remaining deadline
  * (min(incoming, local)) and the incoming request's abort signal. Entering AsyncLocalStorage per outgoing call
- * would be expensive on Node 20; reading it is not.
+ * would be expensive; reading it is not.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { RouteOverrides } from '../routing/override.js';
 
 /**
  * What outgoing calls inherit from the request being served.
@@ -23,9 +22,11 @@ export interface IncomingContext {
   readonly signal?: AbortSignal | undefined;
   /**
    * The routing override (`mesh-dtab`) a trusted caller sent, applied to and forwarded with every mesh call made
-   * while serving the request (only by meshes created with `overrides: { enabled: true }`).
+   * while serving the request (only by meshes created with `overrides: { enabled: true }`). A `RouteOverrides`
+   * (src/routing/override.ts), which the router reads back; typed `unknown` here so that core imports nothing
+   * of the layers above it.
    */
-  readonly overrides?: RouteOverrides | undefined;
+  readonly overrides?: unknown;
 }
 
 /** The storage the server helper enters and the mesh reads. */

@@ -23,7 +23,7 @@
  *   (another interval per breaker) are off.
  * - opossum keeps the window's counts when it closes, so the failures that opened it would open it again on
  *   the first failure after recovery; the window is reset on close, as Hystrix does (`resetStream`).
- * - In the closed state a call does not go through opossum's `fire` (about 3 µs of client CPU per call):
+ * - In the closed state a call does not go through opossum's `fire` (a promise, clock reads and event emissions per call):
  *   a success is counted straight into opossum's current bucket, and any other outcome is handed to `fire`
  *   already settled, so opossum's own code counts the failure and decides whether to open. Half-open trials
  *   go through `fire` as they are.
@@ -535,9 +535,8 @@ export class CircuitBreakerFilter extends Filter {
   }
 
   /**
-   * The closed state's path, without `fire` (which cost about 3 µs of client CPU per call on the wire,
-   * bench/overhead's `mesh-request-without:circuit-breaker`: its promise, three `Date.now()`, five event
-   * emissions). A success is counted straight into opossum's current bucket, as its `fire` and `success`
+   * The closed state's path, without `fire` (its promise, three `Date.now()` and five event emissions per
+   * call; docs/benchmarks.md measures what each module costs). A success is counted straight into opossum's current bucket, as its `fire` and `success`
    * listeners would (Status `increment`); an `ignored` outcome is not counted (opossum's path adds it and
    * this file takes it back out); anything else is handed to opossum's `fire` already settled, so opossum's
    * own code counts the failure and decides whether to open, before the caller sees the outcome.

@@ -13,7 +13,7 @@ import type { ModuleEnv, Stacks } from '../core/stack.js';
 import type { BalancerFactory } from '../balance/types.js';
 import type { Discovery } from '../discovery/types.js';
 import type { TransportOptions } from '../transport/pool.js';
-import { Destination } from '../client/destination.js';
+import { Destination } from '../concrete/destination.js';
 import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import type { ResolvedSubset } from './config.js';
 import type { SharedResolvers } from './subset.js';

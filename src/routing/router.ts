@@ -353,7 +353,7 @@ export class RulesRouter implements Service {
    */
   private inheritOverrides(req: MeshRequest): RouteOverrides | undefined {
     const h = req.headers[OVERRIDE_HEADER];
-    const inherited = incomingContext.getStore()?.overrides;
+    const inherited = incomingContext.getStore()?.overrides as RouteOverrides | undefined;
     if (h === undefined) {
       if (inherited === undefined || inherited.size === 0) return undefined;
       req.headers[OVERRIDE_HEADER] = inherited.text;

@@ -5,7 +5,7 @@
  * classifier, so the snapshot agrees with retries, accrual and the breaker on what a failure is; `ignored`
  * outcomes (the caller gave up, back-pressure) count as requests but neither way in the rate.
  */
-import { OutcomeWindow } from '../resilience/accrual.js';
+import { OutcomeWindow } from '../core/outcome-window.js';
 
 /** How far back the recent success rate looks (ms): Finagle's and failure accrual's 30 s. */
 export const RECENT_WINDOW_MS = 30_000;

@@ -35,7 +35,6 @@ import {
 } from './events.js';
 import { ATTR } from './attributes.js';
 import { activeMeter, meterGenerationNow } from './otel.js';
-import type { MeshSnapshot } from './snapshot.js';
 
 /**
  * The metric names, all but the semantic conventions' own under the `meshfetch.` prefix.
@@ -101,7 +100,25 @@ export const DURATION_BUCKETS: readonly number[] = Object.freeze([
  * ```
  */
 export interface SnapshotSource {
-  snapshot(): MeshSnapshot;
+  snapshot(): ObservedSnapshot;
+}
+
+/**
+ * The part of a mesh's snapshot (`mesh.snapshot()`, src/client/snapshot.ts) the observable instruments
+ * read. Declared here, so that telemetry depends on no upper layer: the mesh's snapshot has this shape.
+ */
+export interface ObservedSnapshot {
+  readonly services: ReadonlyArray<{
+    readonly name: string;
+    readonly endpoints: ReadonlyArray<{
+      readonly address: string;
+      readonly status: 'ready' | 'busy' | 'down';
+      readonly inflight: number;
+    }>;
+    readonly discovery: { readonly kind: string; readonly stale: boolean; readonly ageMs: number | null };
+    readonly breaker: string | null;
+    readonly retryBudget: number | null;
+  }>;
 }
 
 const sources = new Set<SnapshotSource>();
@@ -295,7 +312,7 @@ export class MeshInstruments {
 
   private readonly observe = (r: BatchObservableResult): void => {
     for (const source of sources) {
-      let snap: MeshSnapshot;
+      let snap: ObservedSnapshot;
       try {
         snap = source.snapshot();
       } catch {

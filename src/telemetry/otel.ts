@@ -51,8 +51,8 @@ const NOOP_METER: Meter = createNoopMeter();
  * Where `@opentelemetry/api` 1.x keeps what an SDK registered (api's internal/global-utils.ts: a symbol on
  * the global object named after the API's major version). Nothing registered there, or no `trace` /
  * `metrics` entry in it, means the API answers with its no-op: checked first, so a process without an SDK
- * pays one property read per call instead of the API's version-checked global lookups (about 0.7 µs per
- * call for the two span modules, bench/overhead's profile at concurrency 1).
+ * pays one property read per call instead of the API's version-checked global lookups on every call of the
+ * two span modules.
  */
 const API_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 

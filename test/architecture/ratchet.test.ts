@@ -12,7 +12,7 @@ import * as entry from 'meshfetch';
 
 const LIMITS = {
   filesInCycles: 2,
-  foldersInCycles: 8,
+  foldersInCycles: 0,
   mainEntryRuntimeExports: 48,
   filesOver500Lines: 9,
 };

@@ -10,7 +10,7 @@ import {
   InvalidRequestError,
   type CallOptions,
 } from 'meshfetch';
-import { MAX_DEADLINE_MS } from '../../src/client/call-options.js';
+import { MAX_DEADLINE_MS } from '../../src/core/call-options.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 let s: TestServer;

@@ -14,7 +14,7 @@ import {
 } from 'meshfetch';
 import type { BalancerFactory, BalancerNode, Distributor } from '../../src/balance/types.js';
 import type { Addr, Resolver } from '../../src/discovery/types.js';
-import { EndpointNode, type Destination } from '../../src/client/destination.js';
+import { EndpointNode, type Destination } from '../../src/concrete/destination.js';
 import { CHANNELS, type EndpointEvent } from '../../src/telemetry/events.js';
 import { startServer, type TestServer } from '../support/servers.js';
 

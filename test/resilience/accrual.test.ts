@@ -12,12 +12,12 @@ import { ConfigError, DeadlineExceededError, TransportError } from '../../src/co
 import { silentLogger } from '../../src/core/logger.js';
 import type { MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
+import { OutcomeWindow } from '../../src/core/outcome-window.js';
 import { seededRng, type Rng } from '../../src/core/rng.js';
 import type { Service, ServiceStatus } from '../../src/core/service.js';
 import {
   FAILURE_ACCRUAL_DEFAULTS,
   FailureAccrualParam,
-  OutcomeWindow,
   failureAccrualModule,
   failureAccrualOf,
   resolveFailureAccrualOptions,

@@ -15,7 +15,7 @@ import {
   parseIncomingDeadline,
   remainingMs,
   runWithDeadline,
-} from '../../src/resilience/server.js';
+} from '../../src/server/server.js';
 
 const headerValue = fc.oneof(
   fc.string(),

@@ -24,7 +24,7 @@ import {
   meshHandler,
   remainingMs,
   type MeshHandlerOptions,
-} from '../../src/resilience/server.js';
+} from '../../src/server/server.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => unknown;

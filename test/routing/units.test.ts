@@ -12,7 +12,7 @@ import { resolveRouting } from '../../src/routing/config.js';
 import { InvalidOverrideError } from '../../src/routing/errors.js';
 import { stableHash, stickyIndex, weightedIndex, type SplitOption } from '../../src/routing/hash.js';
 import { OVERRIDE_HEADER, parseOverrides, RouteOverrides } from '../../src/routing/override.js';
-import { MESH_HEADERS } from '../../src/client/call-options.js';
+import { MESH_HEADERS } from '../../src/core/call-options.js';
 import { stripMeshHeaders } from '../../src/client/headers.js';
 
 const split = (...w: number[]): SplitOption[] => w.map((weight, i) => ({ name: `d${i}`, weight }));

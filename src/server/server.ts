@@ -14,7 +14,7 @@
  * accumulates on long-lived keep-alive sockets.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../client/call-options.js';
+import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ConfigError, DeadlineExceededError, MeshError, type Phase } from '../core/errors.js';
 import { incomingContext, type IncomingContext } from '../core/incoming.js';

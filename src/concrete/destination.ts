@@ -48,7 +48,7 @@ import {
   type DiscoveryUpdateEvent,
   type EndpointEvent,
 } from '../telemetry/events.js';
-import { DEADLINE_HEADER } from './call-options.js';
+import { DEADLINE_HEADER } from '../core/call-options.js';
 import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
 
 export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };

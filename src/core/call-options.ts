@@ -6,7 +6,7 @@
  * `grpc-timeout`: relative, so clock skew between hosts does not matter). None of them ever reaches a host
  * that is not a mesh service.
  */
-import { ConfigError } from '../core/errors.js';
+import { ConfigError } from './errors.js';
 
 /** Remaining time budget in milliseconds (an integer). Set by callers; rewritten and forwarded by the mesh. */
 export const DEADLINE_HEADER = 'mesh-deadline-ms';
