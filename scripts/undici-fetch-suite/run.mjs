@@ -51,6 +51,14 @@ function parseArgs(argv) {
   return o;
 }
 
+function killGroup(pid) {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is gone already
+  }
+}
+
 function runFile(o, mode, file) {
   return new Promise((resolve) => {
     const child = spawn(
@@ -71,6 +79,9 @@ function runFile(o, mode, file) {
           MESHFETCH_SUITE_UNDICI: o.undici,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group: a test process that outlives the runner's (an HTTP/2 session left open)
+        // is ended with it.
+        detached: true,
       },
     );
     let out = '';
@@ -79,8 +90,9 @@ function runFile(o, mode, file) {
     let killed = false;
     const timer = setTimeout(() => {
       killed = true;
-      child.kill('SIGKILL');
+      killGroup(child.pid);
     }, o.timeout);
+    child.on('exit', () => killGroup(child.pid));
     child.on('close', () => {
       clearTimeout(timer);
       const tests = [];
