@@ -12,13 +12,14 @@
  * On this path a request body arrives as an async iterable even when the caller passed a string (that is how
  * fetch hands bodies to a dispatcher): anything that replays a body must buffer it.
  */
-import { Dispatcher } from 'undici';
+import { Dispatcher, type Agent } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
 import { whenBodyDone } from '../core/body-done.js';
 import { wireHeaders } from '../core/header-case.js';
 import { incomingContext } from '../core/incoming.js';
-import { CallSignal } from '../core/signal.js';
+import type { Clock } from '../core/clock.js';
+import { CallSignal, type CancelSignal } from '../core/signal.js';
 import {
   responseHeaders,
   type MeshRequest,
@@ -27,11 +28,22 @@ import {
 } from '../core/message.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { DeadlineHandler, passthroughDeadline } from './passthrough.js';
-import { validateBody } from './validate.js';
-import type { Mesh } from './mesh.js';
-import { validateMethod } from './mesh.js';
+import { validateBody, validateMethod } from './validate.js';
 
 type Handler = Dispatcher.DispatchHandler;
+
+/**
+ * What the dispatcher needs of the mesh (the `Mesh` is one): the logical service a hostname names, the Agent
+ * for hosts that are not services, and one call through a service's stack. Declared here so that the entry
+ * point depends on this interface, not on the mesh's class.
+ */
+export interface DispatchHost {
+  readonly clock: Clock;
+  readonly closed: boolean;
+  lookup(hostname: string): object | undefined;
+  passthrough(hostname: string): Agent;
+  invoke(svc: object, req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse>;
+}
 
 /** The callbacks of a handler written for undici 6 (Node 22's built-in fetch). */
 interface LegacyCallbacks {
@@ -193,7 +205,7 @@ function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
 export class MeshDispatcher extends Dispatcher {
   private isDestroyed = false;
   private readonly origins = new Map<string, Origin>();
-  constructor(private readonly mesh: Mesh) {
+  constructor(private readonly mesh: DispatchHost) {
     super();
   }
 

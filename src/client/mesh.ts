@@ -65,7 +65,7 @@ import { parseTarget, UrlCache, type Target } from './url.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { wireHeaders } from '../core/header-case.js';
 import { passthroughDeadline } from './passthrough.js';
-import { TOKEN_RE, validateBody } from './validate.js';
+import { validateBody, validateMethod } from './validate.js';
 
 /**
  * Options of {@link Mesh.request}, in undici's style.
@@ -771,22 +771,6 @@ export class Mesh implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** Validates an HTTP method token; returns it upper-cased for the standard ones. */
-export function validateMethod(method: unknown): string {
-  if (typeof method !== 'string' || !TOKEN_RE.test(method))
-    throw new InvalidRequestError('method', method, 'an HTTP method token');
-  const up = method.toUpperCase();
-  return up === 'GET' ||
-    up === 'POST' ||
-    up === 'PUT' ||
-    up === 'DELETE' ||
-    up === 'HEAD' ||
-    up === 'OPTIONS' ||
-    up === 'PATCH'
-    ? up
-    : method;
 }
 
 export { parseRawHeaders } from '../core/message.js';

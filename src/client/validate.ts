@@ -59,3 +59,19 @@ export function validateBody(body: unknown): void {
     'a string, bytes (Uint8Array/Buffer), a Readable, an async iterable, a Blob or FormData',
   );
 }
+
+/** Validates an HTTP method token; returns it upper-cased for the standard ones. */
+export function validateMethod(method: unknown): string {
+  if (typeof method !== 'string' || !TOKEN_RE.test(method))
+    throw new InvalidRequestError('method', method, 'an HTTP method token');
+  const up = method.toUpperCase();
+  return up === 'GET' ||
+    up === 'POST' ||
+    up === 'PUT' ||
+    up === 'DELETE' ||
+    up === 'HEAD' ||
+    up === 'OPTIONS' ||
+    up === 'PATCH'
+    ? up
+    : method;
+}
