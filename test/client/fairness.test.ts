@@ -5,7 +5,7 @@
 // clock (so every RTT is 0 unless a test advances it) and backoff 0 so that no retry waits on that clock.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, p2cPeakEwma, type Mesh } from '../../src/index.js';
-import { FakeClock } from '../../src/testing/index.js';
+import { FakeClock, seededRng } from '../../src/testing/index.js';
 import { startServer, type TestServer } from '../support/servers.js';
 
 let mesh: Mesh | undefined;
@@ -44,6 +44,7 @@ describe('failures cost, Retry-After holds an endpoint', () => {
     const healthy = await server(200);
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: {
         api: {
           endpoints: [limited.address, healthy.address],
@@ -76,6 +77,7 @@ describe('failures cost, Retry-After holds an endpoint', () => {
     const limited = await server(429, { 'retry-after': '5' });
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: { api: { endpoints: [limited.address], timeoutMs: 1_000, retries } },
     });
     await expect(get(mesh, 'http://api/')).rejects.toMatchObject({
@@ -89,6 +91,7 @@ describe('failures cost, Retry-After holds an endpoint', () => {
     const healthy = await server(200);
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: { api: { endpoints: [limited.address, healthy.address], retries } },
     });
     for (let i = 0; i < 10; i++) expect(await get(mesh, 'http://api/')).toBe(200);
@@ -105,9 +108,12 @@ describe('failures cost, Retry-After holds an endpoint', () => {
     const healthy = await server(200);
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: { api: { endpoints: [unavailable.address, healthy.address], retries } },
     });
     for (let i = 0; i < 10; i++) expect(await get(mesh, 'http://api/')).toBe(200);
+    // It was tried (and failed) at least once: its cost now carries the failure.
+    expect(unavailable.received.length).toBeGreaterThan(0);
     const [a, b] = endpointsOf(mesh, 'api');
     expect(a!.status).toBe('ready');
     expect(a!.cost).toBeGreaterThan(b!.cost);
@@ -126,6 +132,7 @@ describe('connect time', () => {
     servers.push(s);
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: { api: { endpoints: [s.address], transport: { keepAliveTimeoutMs: 4_000 } } },
     });
     /** One call that takes `ms` on the mesh clock. */
@@ -155,7 +162,7 @@ describe('the snapshot shows what the balancer knows', () => {
   it('a new endpoint is probing at cost 0, then measured', async () => {
     const clock = new FakeClock(0);
     const one = await server(200);
-    mesh = createMesh({ clock, services: { api: { endpoints: [one.address] } } });
+    mesh = createMesh({ clock, rng: seededRng(1), services: { api: { endpoints: [one.address] } } });
     const before = endpointsOf(mesh, 'api')[0]!;
     expect(before.loadState).toBe('probing');
     expect(before.cost).toBe(0);
@@ -170,6 +177,7 @@ describe('the snapshot shows what the balancer knows', () => {
     const one = await server(200);
     mesh = createMesh({
       clock,
+      rng: seededRng(1),
       services: { api: { endpoints: [one.address], balancer: p2cPeakEwma({ slowStartMs: 30_000 }) } },
     });
     for (let i = 0; i < 3; i++) await get(mesh, 'http://api/');
