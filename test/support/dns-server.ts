@@ -151,6 +151,23 @@ export async function startDnsServer(
 ): Promise<TestDnsServer> {
   const questions: DnsQuestion[] = [];
   const state = { handler };
+  // UDP on a free port, and TCP on the same port number when asked: that port can be taken for TCP by another
+  // socket, so a pair that does not fit is dropped and another port tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOn(handler, options, questions, state);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
+}
+
+async function startOn(
+  handler: DnsHandler,
+  options: { tcp?: boolean },
+  questions: DnsQuestion[],
+  state: { handler: DnsHandler },
+): Promise<TestDnsServer> {
   const udp: UdpSocket = createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
     let q: DnsQuestion;
@@ -191,10 +208,15 @@ export async function startDnsServer(
         }
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      tcp!.once('error', reject);
-      tcp!.listen(port, '127.0.0.1', () => resolve());
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp!.once('error', reject);
+        tcp!.listen(port, '127.0.0.1', () => resolve());
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
   }
   return {
     port,
