@@ -40,88 +40,13 @@ if works "$LOCAL_BIN"; then
   exit 0
 fi
 
-for tool in apt-get apt-cache dpkg ldd; do
-  command -v "$tool" >/dev/null 2>&1 || {
-    echo "dnsmasq: $tool not found; install dnsmasq yourself and set DNSMASQ_BIN" >&2
-    exit 1
-  }
-done
-
-# The stanza of a deb822 .sources file that serves the main Debian archive: type deb, component main, a
-# suite without a -security/-updates/-backports suffix. Prints "URI<TAB>suite<TAB>Signed-By".
-find_archive() {
-  awk '
-    function flush() {
-      if (uri != "" && types ~ /(^| )deb( |$)/ && comps ~ /(^| )main( |$)/ && suite != "" && uri !~ /security/) {
-        print uri "\t" suite "\t" signed; found = 1; exit
-      }
-      uri = ""; types = ""; comps = ""; signed = ""; suite = ""
-    }
-    BEGIN { IGNORECASE = 1 }
-    /^[ \t]*#/ { next }
-    /^[ \t]*$/ { flush(); next }
-    {
-      key = $1; sub(/:$/, "", key); key = tolower(key)
-      val = $0; sub(/^[^:]*:[ \t]*/, "", val)
-      if (key == "types") types = val
-      else if (key == "uris") { split(val, u, /[ \t]+/); uri = u[1] }
-      else if (key == "components") comps = val
-      else if (key == "signed-by") signed = val
-      else if (key == "suites") {
-        n = split(val, s, /[ \t]+/)
-        for (i = 1; i <= n; i++) if (suite == "" && s[i] != "" && s[i] !~ /-/ && s[i] !~ /\//) suite = s[i]
-      }
-    }
-    END { if (!found) flush() }
-  ' "$1"
-}
-
-ARCHIVE=""
-for f in "$SOURCES_DIR"/*.sources; do
-  [ -f "$f" ] || continue
-  ARCHIVE="$(find_archive "$f")"
-  [ -n "$ARCHIVE" ] && break
-done
-if [ -z "$ARCHIVE" ]; then
-  echo "dnsmasq: no deb822 stanza for the main Debian archive in $SOURCES_DIR/*.sources;" >&2
-  echo "         install dnsmasq yourself and set DNSMASQ_BIN=/path/to/dnsmasq" >&2
-  exit 1
-fi
-IFS=$'\t' read -r URI SUITE SIGNED_BY <<<"$ARCHIVE"
-SUITE="${DNSMASQ_DEBIAN_SUITE:-$SUITE}"
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-chmod 755 "$TMP"
-mkdir -p "$TMP/lists/partial" "$TMP/cache/archives/partial" "$TMP/download"
-{
-  echo "Types: deb"
-  echo "URIs: $URI"
-  echo "Suites: $SUITE"
-  echo "Components: main"
-  [ -n "$SIGNED_BY" ] && echo "Signed-By: $SIGNED_BY"
-} >"$TMP/dnsmasq.sources"
-
-APT_OPTS=(
-  -q
-  -o "Dir::Etc::sourcelist=$TMP/dnsmasq.sources"
-  -o "Dir::Etc::sourceparts=-"
-  -o "Dir::State::Lists=$TMP/lists"
-  -o "Dir::Cache=$TMP/cache"
-  -o "Dir::Cache::pkgcache="
-  -o "Dir::Cache::srcpkgcache="
-  -o "APT::Get::List-Cleanup=0"
-  -o "Debug::NoLocking=1"
-)
-# apt drops to the _apt user to download; our private folders belong to root, so stay root for them.
-if [ "$(id -u)" = 0 ]; then APT_OPTS+=(-o "APT::Sandbox::User=root"); fi
-
-echo "dnsmasq: fetching the $SUITE package index (private apt state in $TMP)"
-DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" update >"$TMP/update.log" 2>&1 || {
-  cat "$TMP/update.log" >&2
-  echo "dnsmasq: apt-get update failed" >&2
+command -v ldd >/dev/null 2>&1 || {
+  echo "dnsmasq: ldd not found; install dnsmasq yourself and set DNSMASQ_BIN" >&2
   exit 1
 }
+# shellcheck source=lib/private-apt.sh
+. "$ROOT/scripts/lib/private-apt.sh"
+private_apt_init dnsmasq "$SOURCES_DIR" "${DNSMASQ_DEBIAN_SUITE:-}"
 
 # dnsmasq-base and every library package it depends on, recursively (libc6 and the like are downloaded but
 # only unpacked when ldd says a library is missing, which on a Debian machine of the same suite they never are).
