@@ -1,7 +1,9 @@
 // meshfetch/testing's mock service: the test answers each call by hand, in any order.
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { type MeshRequest, type MeshResponse } from 'meshfetch';
 import { CallContext, Filter, silentLogger } from 'meshfetch/extend';
+import { CallSignal } from '../../src/core/signal.js';
 import { mockResponse, mockService } from 'meshfetch/testing';
 
 const req = (path: string): MeshRequest => ({
@@ -14,8 +16,8 @@ const req = (path: string): MeshRequest => ({
   body: null,
 });
 
-function ctx(): CallContext {
-  return new CallContext('svc', undefined, Infinity, undefined, 0, silentLogger);
+function ctx(signal?: CallSignal): CallContext {
+  return new CallContext('svc', signal, Infinity, undefined, 0, silentLogger);
 }
 
 /** A filter under test: adds a header, and reports 'busy' whenever its inner service does. */
@@ -68,5 +70,61 @@ describe('mockService', () => {
     await filter.close();
     expect(handle.closed).toBe(true);
     await expect(service.call(req('/x'), ctx())).rejects.toThrow(/after close/);
+  });
+
+  it('onCall answers calls as they arrive; a call it leaves unsettled waits for nextCall', async () => {
+    const { service, handle } = mockService();
+    handle.onCall = (call) => {
+      call.ctx.endpoint = 'a:1';
+      if (call.request.path !== '/hold') call.respond(mockResponse(503));
+    };
+    const c = ctx();
+    expect((await service.call(req('/now'), c)).statusCode).toBe(503);
+    expect(c.endpoint).toBe('a:1');
+    const held = service.call(req('/hold'), ctx());
+    const call = await handle.nextCall();
+    expect(call.request.path).toBe('/hold'); // the answered call was not handed out
+    expect(handle.calls.map((x) => x.request.path)).toEqual(['/now', '/hold']);
+    expect(handle.pending).toBe(1);
+    call.respond(mockResponse(200));
+    expect((await held).statusCode).toBe(200);
+    handle.onCall = () => {
+      throw new Error('sync');
+    };
+    expect(() => service.call(req('/throws'), ctx())).toThrow('sync');
+    expect(handle.pending).toBe(0);
+    expect(handle.calls).toHaveLength(3);
+  });
+
+  it("rejects a pending call with its signal's reason when the signal aborts, and stops listening when settled", async () => {
+    const { service, handle } = mockService();
+    const signal = new CallSignal();
+    const pending = service.call(req('/a'), ctx(signal)).catch((e: unknown) => e);
+    const call = await handle.nextCall();
+    const reason = new Error('gave up');
+    signal.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(call.aborted).toBe(true);
+    expect(call.settled).toBe(true);
+    expect(signal.listenerCount).toBe(0);
+    // An already aborted signal rejects at once; an answered call leaves no listener.
+    await expect(service.call(req('/b'), ctx(signal))).rejects.toBe(reason);
+    const live = new CallSignal();
+    const answered = service.call(req('/c'), ctx(live));
+    expect(live.listenerCount).toBe(1);
+    handle.calls[2]!.respond(mockResponse(200));
+    await answered;
+    expect(live.listenerCount).toBe(0);
+    expect(handle.calls[2]!.aborted).toBe(false);
+  });
+
+  it('mockResponse takes a stream as the body, which ends when the test ends it', async () => {
+    const body = new PassThrough();
+    const res = mockResponse(200, {}, body);
+    expect(res.body).toBe(body);
+    body.end('late');
+    let text = '';
+    for await (const chunk of res.body) text += String(chunk);
+    expect(text).toBe('late');
   });
 });
