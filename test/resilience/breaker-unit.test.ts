@@ -1,8 +1,7 @@
 // The circuit breaker without a network: option validation, the stack module's contract, the shared bucket
 // rotation on the mesh clock (FakeClock), counting by the shared classifier, and state-change subscriptions.
 // The end-to-end behaviour against real servers is in breaker.test.ts.
-import { Readable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConfigError,
   DeadlineExceededError,
@@ -12,7 +11,7 @@ import {
   type Service,
 } from 'meshfetch';
 import { CallContext, Params, silentLogger } from 'meshfetch/extend';
-import { FakeClock, seededRng } from 'meshfetch/testing';
+import { FakeClock, mockResponse, mockService, seededRng, type MockHandle } from 'meshfetch/testing';
 import {
   bucketRotationStats,
   circuitBreakerModule,
@@ -33,26 +32,20 @@ import {
 } from '../../src/resilience/classifier.js';
 import { meshRequest } from '../support/requests.js';
 
-/** A leaf whose next outcome the test sets: a status code, or an error to throw. */
-class Leaf implements Service {
-  calls = 0;
-  outcome: number | Error = 200;
-  closed = 0;
-  status: Service['status'] = 'ready';
-  async call(): Promise<MeshResponse> {
-    this.calls++;
-    const o = this.outcome;
-    if (o instanceof Error) throw o;
-    return {
-      statusCode: o,
-      statusText: '',
-      rawHeaders: [],
-      body: Readable.from([Buffer.from(`status ${o}`)]),
-    };
-  }
-  async close(): Promise<void> {
-    this.closed++;
-  }
+/** A mock leaf that answers every call with `outcome` (a status code, or an error to fail with). */
+function mockLeaf(outcome: number | Error = 200): {
+  leaf: Service;
+  handle: MockHandle<MeshRequest, MeshResponse>;
+} {
+  const { service, handle } = mockService();
+  answer(handle, outcome);
+  return { leaf: service, handle };
+}
+
+/** Sets the outcome of the leaf's calls from now on. */
+function answer(handle: MockHandle<MeshRequest, MeshResponse>, o: number | Error): void {
+  handle.onCall = (call) =>
+    o instanceof Error ? call.fail(o) : call.respond(mockResponse(o, {}, `status ${o}`));
 }
 
 const req: MeshRequest = meshRequest();
@@ -163,7 +156,7 @@ describe('resolveCircuitBreakerOptions', () => {
 describe('the circuit-breaker module', () => {
   it('wraps a concrete stack, and returns next unchanged when the param is false', () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf } = mockLeaf();
     expect(circuitBreakerModule.role).toBe('circuit-breaker');
     expect(circuitBreakerModule.params).toContain(CircuitBreakerParam);
     const f = circuitBreakerModule.make(leaf, env(clock));
@@ -179,9 +172,9 @@ describe('the circuit-breaker module', () => {
   it('a service param overrides the module options; bad params are a ConfigError naming the service', () => {
     const clock = new FakeClock();
     const m = createCircuitBreakerModule({ volumeThreshold: 3 });
-    const a = m.make(new Leaf(), env(clock)) as CircuitBreakerFilter;
+    const a = m.make(mockLeaf().leaf, env(clock)) as CircuitBreakerFilter;
     const b = m.make(
-      new Leaf(),
+      mockLeaf().leaf,
       env(
         clock,
         Params.empty.with(CircuitBreakerParam, { ...defaultCircuitBreakerOptions, volumeThreshold: 7 }),
@@ -191,7 +184,7 @@ describe('the circuit-breaker module', () => {
     expect(a.options.volumeThreshold).toBe(3);
     expect(b.options.volumeThreshold).toBe(7);
     const bad = { ...defaultCircuitBreakerOptions, windowBuckets: 0 };
-    expect(() => m.make(new Leaf(), env(clock, Params.empty.with(CircuitBreakerParam, bad)))).toThrow(
+    expect(() => m.make(mockLeaf().leaf, env(clock, Params.empty.with(CircuitBreakerParam, bad)))).toThrow(
       expect.objectContaining({ path: 'services.users.circuitBreaker.windowBuckets' }),
     );
   });
@@ -199,7 +192,7 @@ describe('the circuit-breaker module', () => {
   it('refuses to be built anywhere but the concrete stack', () => {
     const clock = new FakeClock();
     for (const level of ['logical', 'endpoint'] as const) {
-      expect(() => circuitBreakerModule.make(new Leaf(), env(clock, Params.empty, level))).toThrow(
+      expect(() => circuitBreakerModule.make(mockLeaf().leaf, env(clock, Params.empty, level))).toThrow(
         ConfigError,
       );
     }
@@ -210,13 +203,13 @@ describe('the circuit-breaker module', () => {
     // This service says 409 is a failure.
     const classifier: Classifier = (i) =>
       i.res?.statusCode === 409 ? Classified.failure : defaultClassifier(i);
-    const leaf = new Leaf();
+    const { leaf, handle } = mockLeaf();
     const f = createCircuitBreakerModule({ volumeThreshold: 4 }).make(
       leaf,
       env(clock, Params.empty.with(ClassifierParam, classifier)),
     ) as CircuitBreakerFilter;
     open.push(f);
-    leaf.outcome = 409;
+    answer(handle, 409);
     for (let i = 0; i < 4; i++) expect(await hit(f)).toBe(409);
     expect(f.state).toBe('open');
     expect(await hit(f)).toBeInstanceOf(CircuitOpenError);
@@ -226,51 +219,51 @@ describe('the circuit-breaker module', () => {
 describe('counting', () => {
   it('counts exactly what the classifier says: 5xx fail, 4xx succeed, 429 / aborts / deadlines are ignored', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 1000 });
     for (const o of [503, 502, 500, 200, 404, 400, 429]) {
-      leaf.outcome = o;
+      answer(handle, o);
       expect(await hit(f)).toBe(o);
     }
     const abort = new DOMException('aborted', 'AbortError');
-    leaf.outcome = abort;
+    answer(handle, abort);
     expect(await hit(f)).toBe(abort);
     const late = new DeadlineExceededError('users', 100, 'headers');
-    leaf.outcome = late;
+    answer(handle, late);
     expect(await hit(f)).toBe(late);
     const refused = new Error('connect ECONNREFUSED');
-    leaf.outcome = refused;
+    answer(handle, refused);
     expect(await hit(f)).toBe(refused); // the original error, not a wrapper
     expect(f.snapshot()).toMatchObject({ requests: 7, failures: 4, successes: 3, ignored: 3, rejected: 0 });
   });
 
   it('a throwing classifier neither loses the response nor breaks the call', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, {}, () => {
       throw new Error('classifier bug');
     });
-    leaf.outcome = 503;
+    answer(handle, 503);
     expect(await hit(f)).toBe(503);
     const err = new Error('boom');
-    leaf.outcome = err;
+    answer(handle, err);
     expect(await hit(f)).toBe(err);
     expect(f.snapshot()).toMatchObject({ successes: 1, failures: 1 });
   });
 
   it('opens at more than errorThresholdPercentage once the volume is reached, not before', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 10, errorThresholdPercentage: 50 });
     // 5 successes then failures: at the 10th request the rate is 50 % (not above), at the 11th 6/11.
     for (let i = 0; i < 5; i++) await hit(f);
-    leaf.outcome = 503;
+    answer(handle, 503);
     for (let i = 0; i < 5; i++) await hit(f);
     expect(f.state).toBe('closed');
     await hit(f);
     expect(f.state).toBe('open');
     expect(f.status).toBe('down');
-    const calls = leaf.calls;
+    const calls = handle.calls.length;
     const e = await hit(f);
     expect(e).toBeInstanceOf(CircuitOpenError);
     expect(e).toMatchObject({
@@ -281,13 +274,13 @@ describe('counting', () => {
       destination: 'primary',
       state: 'open',
     });
-    expect(leaf.calls).toBe(calls);
+    expect(handle.calls.length).toBe(calls);
     expect(f.snapshot()).toMatchObject({ state: 'open', rejected: 1, opened: 1, failures: 6, successes: 5 });
   });
 
   it('closed: a success is counted without opossum’s fire; a failure goes through it and opens the breaker', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 4, errorThresholdPercentage: 50 });
     const realFire = f.opossum.fire.bind(f.opossum);
     let fired = 0;
@@ -298,7 +291,7 @@ describe('counting', () => {
     for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(200);
     expect(fired).toBe(0);
     expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 3, successes: 3, failures: 0 });
-    leaf.outcome = 500;
+    answer(handle, 500);
     for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(500);
     // 3 failures of 6 is 50 %, not above it: still closed; opossum saw the three failures.
     expect(fired).toBe(3);
@@ -310,7 +303,7 @@ describe('counting', () => {
 
   it('keeps no per-call latency samples in opossum’s window', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 10_000, windowMs: 1_000 });
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 50; i++) await hit(f);
@@ -328,8 +321,7 @@ describe('counting', () => {
 describe('the shared bucket rotation (mesh clock)', () => {
   it('slides the window: failures older than windowMs no longer count', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
-    leaf.outcome = 503;
+    const { leaf } = mockLeaf(503);
     const f = breaker(leaf, clock, { volumeThreshold: 4, windowMs: 1_000, windowBuckets: 10 });
     for (let i = 0; i < 3; i++) await hit(f);
     clock.advance(500);
@@ -344,12 +336,12 @@ describe('the shared bucket rotation (mesh clock)', () => {
 
   it('runs one timer for every breaker with the same bucket length, and none once they are closed', async () => {
     const clock = new FakeClock();
-    const a = breaker(new Leaf(), clock);
-    const b = breaker(new Leaf(), clock);
-    const c = breaker(new Leaf(), clock);
+    const a = breaker(mockLeaf().leaf, clock);
+    const b = breaker(mockLeaf().leaf, clock);
+    const c = breaker(mockLeaf().leaf, clock);
     expect(clock.pendingTimers).toBe(1);
     expect(bucketRotationStats(clock)).toEqual({ timers: 1, breakers: 3 });
-    const d = breaker(new Leaf(), clock, { windowMs: 30_000 });
+    const d = breaker(mockLeaf().leaf, clock, { windowMs: 30_000 });
     expect(bucketRotationStats(clock)).toEqual({ timers: 2, breakers: 4 });
     clock.advance(60_000); // many rotations; still one timer per bucket length
     expect(clock.pendingTimers).toBe(2);
@@ -357,7 +349,7 @@ describe('the shared bucket rotation (mesh clock)', () => {
     expect(clock.pendingTimers).toBe(0);
     expect(bucketRotationStats(clock)).toEqual({ timers: 0, breakers: 0 });
     // A breaker made afterwards starts the rotation again.
-    breaker(new Leaf(), clock);
+    breaker(mockLeaf().leaf, clock);
     expect(bucketRotationStats(clock)).toEqual({ timers: 1, breakers: 1 });
   });
 });
@@ -366,8 +358,7 @@ describe('state changes', () => {
   it('are delivered to subscribers until they unsubscribe; a listener that throws harms nothing', async () => {
     const clock = new FakeClock();
     clock.advance(1234);
-    const leaf = new Leaf();
-    leaf.outcome = 503;
+    const { leaf } = mockLeaf(503);
     const f = breaker(leaf, clock, { volumeThreshold: 2, resetTimeoutMs: 60_000 });
     const seen: CircuitStateChange[] = [];
     f.onStateChange(() => {
@@ -392,13 +383,14 @@ describe('state changes', () => {
 
   it('close() shuts opossum down and closes what is below; calls then fail with MeshClosedError', async () => {
     const clock = new FakeClock();
-    const leaf = new Leaf();
+    const { leaf } = mockLeaf();
+    const closeBelow = vi.spyOn(leaf, 'close');
     const f = breaker(leaf, clock);
     await f.close();
     await f.close();
     expect(f.opossum.isShutdown).toBe(true);
     expect(f.status).toBe('down');
-    expect(leaf.closed).toBe(2);
+    expect(closeBelow).toHaveBeenCalledTimes(2);
     expect(await hit(f)).toMatchObject({ code: 'MESH_CLOSED' });
   });
 });

@@ -1,26 +1,13 @@
-// The deadline filter without a network: the budget it reports, and its timer queue entry.
-import { Readable } from 'node:stream';
+// The deadline filter without a network: the budget it reports, and its timer queue entry. Below it, a mock
+// service whose calls the test answers, and which gives up, as a transport does, when a call's signal aborts.
 import { describe, expect, it } from 'vitest';
-import { DeadlineExceededError, type MeshRequest, type MeshResponse, type Service } from 'meshfetch';
+import { DeadlineExceededError, type MeshRequest } from 'meshfetch';
 import { CallContext, DeadlineFilter, silentLogger } from 'meshfetch/extend';
-import { FakeClock } from 'meshfetch/testing';
+import { FakeClock, mockResponse, mockService } from 'meshfetch/testing';
 import { timerQueue } from '../../src/core/timer-queue.js';
 import { meshRequest } from '../support/requests.js';
 
 const req: MeshRequest = meshRequest();
-
-/** Answers when the test says so; gives up, as a transport does, when the call's signal aborts. */
-class Gate implements Service {
-  status: Service['status'] = 'ready';
-  release!: (res: MeshResponse) => void;
-  call(_req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return new Promise((resolve, reject) => {
-      this.release = resolve;
-      ctx.signal?.addEventListener('abort', () => reject(ctx.signal!.reason));
-    });
-  }
-  async close(): Promise<void> {}
-}
 
 describe('DeadlineFilter', () => {
   it('reports the budget the caller set, exactly, whatever the floating-point start time', async () => {
@@ -28,8 +15,8 @@ describe('DeadlineFilter', () => {
     const start = 32717.009745566083;
     expect(start + 100 - start).not.toBe(100);
     const clock = new FakeClock(start);
-    const gate = new Gate();
-    const f = new DeadlineFilter(gate, clock);
+    const { service } = mockService();
+    const f = new DeadlineFilter(service, clock);
     const ctx = new CallContext('users', undefined, start + 100, undefined, start, silentLogger);
     const p = f.call(req, ctx).catch((e: unknown) => e);
     expect(timerQueue(clock).size).toBe(1);
@@ -42,30 +29,24 @@ describe('DeadlineFilter', () => {
 
   it('below a module that waited, reads the clock: a deadline that passed meanwhile fails before sending', async () => {
     const clock = new FakeClock(0);
-    const gate = new Gate();
-    let sent = 0;
-    const counting: Service = {
-      status: 'ready',
-      call: (r, c) => (sent++, gate.call(r, c)),
-      close: async () => {},
-    };
-    const f = new DeadlineFilter(counting, clock);
+    const { service, handle } = mockService();
+    const f = new DeadlineFilter(service, clock);
     const ctx = new CallContext('users', undefined, 100, undefined, 0, silentLogger);
     clock.advance(150); // whatever sat above the filter held the call past its deadline
     const err = await f.call(req, ctx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeadlineExceededError);
     expect(err).toMatchObject({ budgetMs: 100, phase: 'route' });
-    expect(sent).toBe(0);
+    expect(handle.calls).toHaveLength(0);
     expect(timerQueue(clock).size).toBe(0);
   });
 
   it('leaves the queue when the body is done', async () => {
     const clock = new FakeClock();
-    const gate = new Gate();
-    const f = new DeadlineFilter(gate, clock);
+    const { service, handle } = mockService();
+    const f = new DeadlineFilter(service, clock);
     const ctx = new CallContext('users', undefined, 1_000, undefined, 0, silentLogger);
     const p = f.call(req, ctx);
-    gate.release({ statusCode: 200, statusText: 'OK', rawHeaders: [], body: Readable.from(['x']) });
+    (await handle.nextCall()).respond(mockResponse(200, {}, 'x'));
     const res = await p;
     expect(timerQueue(clock).size).toBe(1); // the body is not read yet: the deadline still covers it
     for await (const _ of res.body) void _;
