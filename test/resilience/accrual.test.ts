@@ -1,4 +1,4 @@
-// Failure accrual, deterministic: a fake endpoint whose outcomes the test scripts, the fake clock and fixed or
+// Failure accrual, deterministic: a mock endpoint whose outcomes the test scripts, the fake clock and fixed or
 // seeded randomness. Triggers (consecutive failures, success rate over a sliding window), what is ignored,
 // the equal-jittered backoff, probing one at a time (also through a real P2C distributor), options.
 import { PassThrough, Readable } from 'node:stream';
@@ -10,11 +10,10 @@ import type { BalancerNode } from '../../src/balance/types.js';
 import { CallContext } from '../../src/core/context.js';
 import { ConfigError, DeadlineExceededError, TransportError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { MeshResponse } from '../../src/core/message.js';
+import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
 import { OutcomeWindow } from '../../src/core/outcome-window.js';
 import { seededRng, type Rng } from '../../src/core/rng.js';
-import type { Service, ServiceStatus } from '../../src/core/service.js';
 import {
   FAILURE_ACCRUAL_DEFAULTS,
   FailureAccrualParam,
@@ -32,32 +31,22 @@ import {
   type Classifier,
 } from '../../src/resilience/classifier.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { mockService, type MockHandle } from '../../src/testing/mock.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { meshRequest } from '../support/requests.js';
 
 type Outcome = MeshResponse | Error | 'hold';
 
-interface Held {
-  resolve(res: MeshResponse): void;
-  reject(err: unknown): void;
-}
+type Endpoint = MockHandle<MeshRequest, MeshResponse>;
 
-/** An endpoint whose next outcome the test sets; `hold` keeps the call pending until the test settles it. */
-class FakeEndpoint implements Service {
-  status: ServiceStatus = 'ready';
-  calls = 0;
-  next: () => Outcome = () => res(200);
-  held: Held[] = [];
-  closed = false;
-  call(): Promise<MeshResponse> {
-    this.calls++;
-    const o = this.next();
-    if (o === 'hold') return new Promise((resolve, reject) => this.held.push({ resolve, reject }));
-    return o instanceof Error ? Promise.reject(o) : Promise.resolve(o);
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-  }
+/** Answers each call with what `next` gives; `hold` leaves it pending, for the test to settle (`nextCall`). */
+function answer(ep: Endpoint, next: () => Outcome): void {
+  ep.onCall = (call) => {
+    const o = next();
+    if (o === 'hold') return;
+    if (o instanceof Error) call.fail(o);
+    else call.respond(o);
+  };
 }
 
 function res(
@@ -85,7 +74,7 @@ const fixed = (v: number): Rng => ({ next: () => v });
 
 interface Setup {
   clock: FakeClock;
-  ep: FakeEndpoint;
+  ep: Endpoint;
   f: FailureAccrualFilter;
   transitions: AccrualTransition[];
   /** Sends one call with the given outcome; resolves to the response or the error. */
@@ -100,13 +89,14 @@ function setup(
   logger = silentLogger,
 ): Setup {
   const clock = new FakeClock();
-  const ep = new FakeEndpoint();
+  const { service, handle: ep } = mockService();
+  answer(ep, () => res(200));
   let params = Params.empty.with(
     FailureAccrualParam,
     resolveFailureAccrualOptions(options, 'failureAccrual'),
   );
   if (classifier) params = params.with(ClassifierParam, classifier);
-  const svc = failureAccrualModule.make(ep, {
+  const svc = failureAccrualModule.make(service, {
     level: 'endpoint',
     service: 'users',
     destination: 'primary',
@@ -121,7 +111,7 @@ function setup(
   const transitions: AccrualTransition[] = [];
   f.onTransition((t) => transitions.push(t));
   const send = (o: Outcome | (() => Outcome), signal?: AbortSignal): Promise<MeshResponse | unknown> => {
-    ep.next = typeof o === 'function' ? o : () => o;
+    answer(ep, typeof o === 'function' ? o : () => o);
     return f.call(request(), context(signal)).then(
       (r) => {
         r.body.resume();
@@ -390,7 +380,7 @@ describe('failure accrual: probing', () => {
     const probe = t.send('hold');
     expect(t.f.status).toBe('busy');
     expect(t.f.snapshot()).toMatchObject({ state: 'probing', probeInFlight: true });
-    t.ep.held.shift()!.resolve(res(200));
+    (await t.ep.nextCall()).respond(res(200));
     await probe;
     expect(t.f.status).toBe('ready');
     expect(t.f.accrualState).toBe('ready');
@@ -409,7 +399,7 @@ describe('failure accrual: probing', () => {
     const t = await probing();
     const probe = t.send('hold');
     expect(t.f.status).toBe('busy');
-    t.ep.held.shift()!.reject(new DOMException('aborted', 'AbortError'));
+    (await t.ep.nextCall()).fail(new DOMException('aborted', 'AbortError'));
     await probe;
     expect(t.f.status).toBe('ready');
     expect(t.f.accrualState).toBe('probing');
@@ -432,7 +422,7 @@ describe('failure accrual: probing', () => {
     await t.send(s503); // panic-mode traffic that fails: still broken
     expect(t.f.accrualState).toBe('busy');
     // The probe's late answer belongs to the period that ended: it changes nothing.
-    t.ep.held.shift()!.resolve(res(200));
+    (await t.ep.nextCall()).respond(res(200));
     await probe;
     expect(t.f.accrualState).toBe('busy');
     expect(t.f.snapshot().busyForMs).toBe(5_000);
@@ -453,7 +443,7 @@ describe('failure accrual: probing', () => {
     await t.sendN(5, s503);
     t.clock.advance(2_500);
     expect(t.f.accrualState).toBe('probing');
-    for (const h of t.ep.held.splice(0)) h.reject(transportError());
+    for (const call of t.ep.calls) if (!call.settled) call.fail(transportError());
     await Promise.all(early);
     expect(t.f.accrualState).toBe('probing');
     expect(t.f.status).toBe('ready');
@@ -462,10 +452,10 @@ describe('failure accrual: probing', () => {
   it('P2C sends exactly one probe to a probing endpoint, however many picks come in a burst', async () => {
     const clock = new FakeClock();
     const rng = seededRng(7);
-    const eps = Array.from({ length: 4 }, () => new FakeEndpoint());
+    const eps = Array.from({ length: 4 }, () => mockService());
     const filters = eps.map((ep, i) =>
       failureAccrualOf(
-        failureAccrualModule.make(ep, {
+        failureAccrualModule.make(ep.service, {
           level: 'endpoint',
           service: 'users',
           endpoint: `n${i}`,
@@ -485,13 +475,13 @@ describe('failure accrual: probing', () => {
       },
     }));
     // Node 0 fails five times, sits out its backoff, and is probing with no load: the cheapest node.
-    eps[0]!.next = s503;
+    answer(eps[0]!.handle, s503);
     for (let i = 0; i < 5; i++) await filters[0]!.call(request(), context()).then((r) => r.body.resume());
     clock.advance(5_000);
     expect(filters[0]!.status).toBe('ready');
     const p2c = new P2CDistributor<BalancerNode>({ clock, rng });
     p2c.update(nodes);
-    for (const ep of eps) ep.next = () => 'hold';
+    for (const ep of eps) ep.handle.onCall = undefined; // every call waits
     const counts = [0, 0, 0, 0];
     for (let i = 0; i < 1_000; i++) {
       const node = p2c.pick()!;
@@ -501,7 +491,7 @@ describe('failure accrual: probing', () => {
       void filters[k]!.call(request(), context());
     }
     expect(counts[0]).toBe(1);
-    expect(eps[0]!.calls).toBe(6);
+    expect(eps[0]!.handle.calls).toHaveLength(6);
     expect(counts[1]! + counts[2]! + counts[3]!).toBe(999);
     expect(p2c.panicking).toBe(false);
   });
@@ -512,7 +502,7 @@ describe('failure accrual: pass-through', () => {
     const t = setup();
     const body = new PassThrough();
     const r = res(200, ['x-a', '1'], body);
-    t.ep.next = () => r;
+    answer(t.ep, () => r);
     const got = await t.f.call(request(), context());
     expect(got).toBe(r);
     expect(got.body).toBe(body);
@@ -576,7 +566,7 @@ describe('failure accrual: options', () => {
   });
 
   it('false leaves the module out of the stack', () => {
-    const ep = new FakeEndpoint();
+    const { service: ep } = mockService();
     const made = failureAccrualModule.make(ep, {
       level: 'endpoint',
       service: 'users',
