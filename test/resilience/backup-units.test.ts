@@ -1,10 +1,10 @@
 // Deterministic tests of backup requests: the windowed latency estimator, the race (which attempt wins, what
-// is cancelled, what is copied back, which listeners remain) over a scripted service on a FakeClock, the
+// is cancelled, what is copied back, which listeners remain) over a mock service on a FakeClock, the
 // shared retry budget, and the config errors.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createMesh } from 'meshfetch';
-import { FakeClock, seededRng } from 'meshfetch/testing';
+import { FakeClock, mockResponse, mockService, seededRng } from 'meshfetch/testing';
 import { CallContext, ChildSignal } from '../../src/core/context.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
@@ -26,8 +26,10 @@ import { defaultClassifier } from '../../src/resilience/classifier.js';
 import { RETRY_DEFAULTS, RetryFilter, RetryParam, retryModule } from '../../src/resilience/retry.js';
 
 // ---------------------------------------------------------------------------------------------------------
-// A scripted service: every call waits until the test settles it; an abort of the attempt's signal rejects
-// it with the signal's reason, as undici does.
+// A mock service below the filter (mockService): every call waits until the test settles it; an abort of the
+// attempt's signal rejects it with the signal's reason, as undici does. As a call arrives it is given an
+// endpoint, handed out in turn and skipping tried ones (like a balancer with `ctx.tried`), and its body is
+// read, as a transport sends it. `Pending` is the test's view of a call.
 
 interface Pending {
   req: MeshRequest;
@@ -35,46 +37,33 @@ interface Pending {
   bodyBytes: Promise<Buffer>;
   ok(status?: number, body?: string): MeshResponse;
   fail(err: Error): void;
-  aborted: boolean;
+  readonly aborted: boolean;
 }
 
-class Scripted implements Service {
-  readonly calls: Pending[] = [];
-  readonly status = 'ready' as const;
-  /** Endpoints handed out in turn, skipping tried ones (like a balancer with `ctx.tried`). */
-  constructor(private readonly endpoints = ['a:1', 'b:2', 'c:3']) {}
-  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const ep = this.endpoints.find((e) => !ctx.tried?.has(e)) ?? this.endpoints[0]!;
-    ctx.endpoint = ep;
+function scripted(endpoints = ['a:1', 'b:2', 'c:3']): { service: Service; calls: Pending[] } {
+  const { service, handle } = mockService();
+  const calls: Pending[] = [];
+  handle.onCall = (call) => {
+    const { request: req, ctx } = call;
+    ctx.endpoint = endpoints.find((e) => !ctx.tried?.has(e)) ?? endpoints[0]!;
     req.headers.host = 'svc';
-    req.headers['mesh-deadline-ms'] = String(this.calls.length);
-    return new Promise<MeshResponse>((resolve, reject) => {
-      const signal = ctx.signal;
-      const p: Pending = {
-        req,
-        ctx,
-        aborted: false,
-        bodyBytes: readBody(req.body),
-        ok: (status = 200, body = 'ok') => {
-          const res: MeshResponse = {
-            statusCode: status,
-            statusText: '',
-            rawHeaders: [],
-            body: Readable.from([Buffer.from(body)]),
-          };
-          resolve(res);
-          return res;
-        },
-        fail: (err) => reject(err),
-      };
-      signal?.addEventListener('abort', () => {
-        p.aborted = true;
-        reject(signal.reason);
-      });
-      this.calls.push(p);
+    req.headers['mesh-deadline-ms'] = String(calls.length);
+    calls.push({
+      req,
+      ctx,
+      bodyBytes: readBody(req.body),
+      ok: (status = 200, body = 'ok') => {
+        const res = mockResponse(status, {}, body);
+        call.respond(res);
+        return res;
+      },
+      fail: (err) => call.fail(err),
+      get aborted() {
+        return call.aborted;
+      },
     });
-  }
-  async close(): Promise<void> {}
+  };
+  return { service, calls };
 }
 
 async function readBody(body: MeshRequest['body']): Promise<Buffer> {
@@ -108,9 +97,9 @@ const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 function setup(options: Partial<BackupRequestOptions> = {}) {
   const clock = new FakeClock();
-  const next = new Scripted();
+  const next = scripted();
   const filter = new BackupRequestFilter(
-    next,
+    next.service,
     { ...BACKUP_REQUEST_DEFAULTS, ...options },
     defaultClassifier,
     clock,
@@ -454,7 +443,7 @@ describe('BackupRequestFilter: one budget per logical service', () => {
     const clock = new FakeClock();
     const params = Params.empty.with(BackupRequestParam, BACKUP_REQUEST_DEFAULTS);
     const built = Stack.of('logical', [retryModule, backupRequestsModule]).build(
-      new Scripted(),
+      scripted().service,
       env(params, clock),
     );
     expect(built).toBeInstanceOf(RetryFilter);
@@ -467,8 +456,11 @@ describe('BackupRequestFilter: one budget per logical service', () => {
   it('has a budget of its own with the same defaults when retries are off', async () => {
     const clock = new FakeClock();
     const params = Params.empty.with(BackupRequestParam, BACKUP_REQUEST_DEFAULTS).with(RetryParam, false);
-    const next = new Scripted();
-    const built = Stack.of('logical', [retryModule, backupRequestsModule]).build(next, env(params, clock));
+    const next = scripted();
+    const built = Stack.of('logical', [retryModule, backupRequestsModule]).build(
+      next.service,
+      env(params, clock),
+    );
     expect(built).toBeInstanceOf(BackupRequestFilter);
     const backup = built as BackupRequestFilter;
     expect(backup.retryBudget.balance).toBe(100); // 10/s x 10 s
@@ -482,7 +474,7 @@ describe('BackupRequestFilter: one budget per logical service', () => {
 
   it('is off unless configured', () => {
     const clock = new FakeClock();
-    const next = new Scripted();
+    const { service: next } = scripted();
     expect(backupRequestsModule.make(next, env(Params.empty, clock))).toBe(next);
     expect(RETRY_DEFAULTS.maxReplayBytes).toBeGreaterThan(0);
   });
