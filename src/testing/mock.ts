@@ -90,9 +90,10 @@ class Call<Req, Res> implements MockCall<Req, Res> {
     if (signal.aborted) this.onAbort();
     else signal.addEventListener('abort', this.onAbort);
   }
-  /** Marks the call settled without settling its promise, which nobody holds (`onCall` threw). */
+  /** Marks the call settled; nobody holds its promise (`onCall` threw), so a rejection of it is not reported. */
   drop(): void {
     if (!this.settled) this.settle();
+    this.promise.catch(() => {});
   }
   private settle(): void {
     if (this.settled) throw new Error('mockService: this call was already settled');

@@ -92,8 +92,13 @@ describe('mockService', () => {
       throw new Error('sync');
     };
     expect(() => service.call(req('/throws'), ctx())).toThrow('sync');
+    handle.onCall = (c) => {
+      c.fail(new Error('failed, then threw')); // a rejection nobody can see: not reported as unhandled
+      throw new Error('sync again');
+    };
+    expect(() => service.call(req('/fails-and-throws'), ctx())).toThrow('sync again');
     expect(handle.pending).toBe(0);
-    expect(handle.calls).toHaveLength(3);
+    expect(handle.calls).toHaveLength(4);
   });
 
   it("rejects a pending call with its signal's reason when the signal aborts, and stops listening when settled", async () => {
