@@ -16,16 +16,14 @@
  * After any error the next query is non-blocking (index 0): the agent may be a restarted one whose index is
  * lower than ours, and a blocking query with an index from the future would hang for the whole `wait`.
  */
-import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rng } from '../../core/rng.js';
-import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
+import type { Addr, DiscoveryContext, Resolver, Subscription } from '../types.js';
+import { DiscoveryWatch } from '../watch.js';
 import { ConsulApi, ConsulRequestError } from './client.js';
-import { parseHealthEntries, reconcileEndpoints, type SkippedInstance } from './entries.js';
-import { NO_CHANGES } from '../reconcile.js';
+import { parseHealthEntries, type SkippedInstance } from './entries.js';
 import { backoffDelay, nextIndex, parseIndex, TokenBucket } from './loop.js';
 import type { ResolvedConsulOptions } from './options.js';
-import { publishDiscoveryError } from '../../telemetry/events.js';
 
 /**
  * Counters of one resolver's loop.
@@ -77,8 +75,6 @@ export interface ConsulResolverSnapshot {
   readonly stats: Readonly<ConsulResolverStats>;
 }
 
-const PENDING: Addr = Object.freeze({ state: 'pending' });
-
 /**
  * A live view of one Consul service. Made by {@link ConsulDiscovery.resolve}; the mesh closes it.
  *
@@ -95,12 +91,10 @@ export class ConsulResolver implements Resolver {
   readonly #opts: ResolvedConsulOptions;
   readonly #logical: string;
   readonly #service: string;
-  readonly #clock: Clock;
   readonly #rng: Rng;
   readonly #log: Logger;
-  readonly #fields: Record<string, unknown>;
+  readonly #watch: DiscoveryWatch;
   readonly #bucket: TokenBucket;
-  readonly #listeners = new Set<(addr: Addr) => void>();
   readonly #stats: ConsulResolverStats = {
     queries: 0,
     errors: 0,
@@ -108,41 +102,35 @@ export class ConsulResolver implements Resolver {
     indexResets: 0,
     catalogChecks: 0,
   };
-  #addr: Addr = PENDING;
   #skipped: readonly SkippedInstance[] = Object.freeze([]);
-  #skippedKey = '';
   #index = 0n;
-  #consecutiveErrors = 0;
-  #lastError: Error | undefined;
-  #lastSuccessAt: number | undefined;
-  #closed = false;
   /** Whether the agent has ACLs on (asked only without a token, after an empty answer); undefined: not known. */
   #acl: boolean | undefined;
-  #timer: TimerHandle | undefined;
-  #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
 
   constructor(ctx: DiscoveryContext, options: ResolvedConsulOptions, token: string | undefined) {
     this.#opts = options;
     this.#logical = ctx.service;
     this.#service = options.service ?? ctx.service;
-    this.#clock = ctx.clock;
     this.#rng = ctx.rng;
     this.#log = ctx.logger;
     this.#api = new ConsulApi(options.address, token, ctx.clock);
     this.#bucket = new TokenBucket(ctx.clock, options.minIntervalMs, options.burst);
-    this.#fields = {
+    const fields = {
       service: this.#logical,
       consulService: this.#service,
       datacenter: options.datacenter,
       agent: options.address.url,
     };
+    this.#watch = new DiscoveryWatch(ctx, 'consul', fields, () => {
+      this.#stats.updates++;
+    });
     this.#loop = this.#run();
   }
 
   /** The current state. */
   get addr(): Addr {
-    return this.#addr;
+    return this.#watch.addr;
   }
 
   /** Instances of the last answer that were skipped (unusable address or port, duplicate address). */
@@ -152,7 +140,7 @@ export class ConsulResolver implements Resolver {
 
   /** The last error of the loop (message safe to show), or undefined after a good answer. */
   get lastError(): Error | undefined {
-    return this.#lastError;
+    return this.#watch.lastError;
   }
 
   /**
@@ -160,18 +148,16 @@ export class ConsulResolver implements Resolver {
    * answers this stays below `waitMs`; while it is down (stale) it grows with the outage.
    */
   get ageMs(): number | undefined {
-    if (this.#addr.state !== 'bound') return undefined;
-    return this.#clock.now() - (this.#lastSuccessAt ?? this.#addr.updatedAt);
+    return this.#watch.ageMs;
   }
 
   subscribe(listener: (addr: Addr) => void): Subscription {
-    this.#listeners.add(listener);
-    return { unsubscribe: () => void this.#listeners.delete(listener) };
+    return this.#watch.subscribe(listener);
   }
 
   /** A JSON-safe view for diagnostics. */
   snapshot(): ConsulResolverSnapshot {
-    const a = this.#addr;
+    const a = this.#watch.addr;
     return {
       kind: 'consul',
       service: this.#logical,
@@ -185,8 +171,8 @@ export class ConsulResolver implements Resolver {
       updatedAt: a.state === 'bound' ? a.updatedAt : undefined,
       ageMs: this.ageMs,
       index: this.#index.toString(),
-      consecutiveErrors: this.#consecutiveErrors,
-      lastError: this.#lastError?.message,
+      consecutiveErrors: this.#watch.consecutiveErrors,
+      lastError: this.#watch.lastError?.message,
       skipped: this.#skipped,
       stats: { ...this.#stats },
     };
@@ -198,35 +184,27 @@ export class ConsulResolver implements Resolver {
 
   /** Stops the loop, cancels the request in flight and its timers, closes the sockets. Idempotent. */
   async close(): Promise<void> {
-    if (this.#closed) return this.#loop;
-    this.#closed = true;
-    this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#wake?.();
-    this.#wake = undefined;
+    if (this.#watch.closed) return this.#loop;
+    this.#watch.close();
     await this.#api.close();
     await this.#loop;
-    this.#listeners.clear();
+    this.#watch.clearListeners();
   }
 
   async #run(): Promise<void> {
-    while (!this.#closed) {
+    const w = this.#watch;
+    while (!w.closed) {
       try {
         await this.#throttle();
-        if (this.#closed) return;
+        if (w.closed) return;
         await this.#queryOnce();
       } catch (err) {
-        if (this.#closed) return;
+        if (w.closed) return;
         this.#onError(err);
         // The next query reads the current state at once (see the file comment).
         this.#index = 0n;
-        await this.#sleep(
-          backoffDelay(
-            this.#consecutiveErrors - 1,
-            this.#opts.backoffBaseMs,
-            this.#opts.backoffMaxMs,
-            this.#rng,
-          ),
+        await w.sleep(
+          backoffDelay(w.consecutiveErrors - 1, this.#opts.backoffBaseMs, this.#opts.backoffMaxMs, this.#rng),
         );
       }
     }
@@ -235,21 +213,9 @@ export class ConsulResolver implements Resolver {
   async #throttle(): Promise<void> {
     for (;;) {
       const waitMs = this.#bucket.take();
-      if (waitMs === 0 || this.#closed) return;
-      await this.#sleep(waitMs);
+      if (waitMs === 0 || this.#watch.closed) return;
+      await this.#watch.sleep(waitMs);
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-      this.#timer = this.#clock.setTimeout(() => {
-        this.#timer = undefined;
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-    });
   }
 
   #queryOptions(): Record<string, string | boolean | readonly string[]> {
@@ -279,7 +245,7 @@ export class ConsulResolver implements Resolver {
       blocking ? this.#opts.timeoutMs : Math.min(this.#opts.requestTimeoutMs, this.#opts.timeoutMs),
       this.#opts.maxResponseBytes,
     );
-    if (this.#closed) return;
+    if (this.#watch.closed) return;
     const body = answer.body;
     if (!Array.isArray(body)) {
       throw new ConsulRequestError(
@@ -291,18 +257,18 @@ export class ConsulResolver implements Resolver {
     if (next.reset !== 'none') {
       this.#stats.indexResets++;
       this.#log.debug(
-        { ...this.#fields, reset: next.reset, previous: this.#index.toString() },
+        { ...this.#watch.fields, reset: next.reset, previous: this.#index.toString() },
         'consul index reset',
       );
     }
     const parsed = parseHealthEntries(body, { passingOnly: this.#opts.passingOnly });
     // An empty answer is ambiguous (unknown service, unreadable service, or nothing passing): ask the catalog.
     const exists = body.length > 0 ? true : await this.#catalogHasService();
-    if (this.#closed) return;
+    if (this.#watch.closed) return;
     // Without a token, an agent with ACLs on (default deny) hides every service: it is not "absent", the
     // resolver cannot see it. Tell that apart (unless this resolver saw the service before, when the
     // anonymous token could read it and its absence is real).
-    if (!exists && !this.#api.hasToken && this.#addr.state !== 'bound' && (await this.#aclsOn())) {
+    if (!exists && !this.#api.hasToken && this.#watch.addr.state !== 'bound' && (await this.#aclsOn())) {
       const where = this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : '';
       throw new ConsulRequestError(
         'acl',
@@ -312,11 +278,9 @@ export class ConsulResolver implements Resolver {
       );
     }
     this.#index = next.index;
-    this.#lastSuccessAt = this.#clock.now();
-    this.#consecutiveErrors = 0;
-    this.#lastError = undefined;
+    const at = this.#watch.answered();
     this.#reportSkipped(parsed.skipped);
-    if (exists) this.#publishBound(parsed.endpoints, this.#lastSuccessAt);
+    if (exists) this.#watch.bind(parsed.endpoints, at);
     else this.#publishNegative();
   }
 
@@ -368,35 +332,6 @@ export class ConsulResolver implements Resolver {
     return this.#acl;
   }
 
-  #publishBound(list: readonly Endpoint[], at: number): void {
-    const a = this.#addr;
-    const previous = a.state === 'bound' ? a.endpoints : [];
-    const r = reconcileEndpoints(previous, list);
-    if (a.state === 'bound' && !a.stale && !r.changed) return;
-    if (a.state === 'bound' && a.stale) {
-      this.#log.info(
-        { ...this.#fields, endpoints: r.endpoints.length },
-        'consul answers again; endpoint set is fresh',
-      );
-    }
-    if (r.changed || a.state !== 'bound') {
-      this.#log.debug(
-        {
-          ...this.#fields,
-          endpoints: r.endpoints.length,
-          added: r.added,
-          removed: r.removed,
-          updated: r.updated,
-        },
-        'consul endpoint set changed',
-      );
-    }
-    // The diff is relative to our previous bound Addr (stale or not): consumers apply just that. After
-    // pending, negative or failed there is none: a full replacement.
-    const changes = a.state === 'bound' ? r.changes : undefined;
-    this.#set({ state: 'bound', endpoints: r.endpoints, stale: false, updatedAt: at, changes });
-  }
-
   #publishNegative(): void {
     const where = this.#opts.datacenter ? ` in datacenter "${this.#opts.datacenter}"` : '';
     const reason =
@@ -404,10 +339,7 @@ export class ConsulResolver implements Resolver {
       (this.#api.hasToken
         ? ` (or the ACL token cannot see it: with ACLs on, a service the token has no service:read on looks absent)`
         : '');
-    const a = this.#addr;
-    if (a.state === 'negative' && a.reason === reason) return;
-    this.#log.info({ ...this.#fields }, 'consul: no such service');
-    this.#set({ state: 'negative', reason });
+    this.#watch.absent(reason, 'consul: no such service');
   }
 
   #onError(err: unknown): void {
@@ -418,42 +350,14 @@ export class ConsulResolver implements Resolver {
             'malformed',
             this.#api.scrub(`unexpected error in the Consul loop: ${String((err as Error)?.message ?? err)}`),
           );
-    this.#consecutiveErrors++;
     this.#stats.errors++;
     const message = this.#explain(e);
     const safe = message === e.message ? e : new ConsulRequestError(e.kind, message, e.statusCode);
-    this.#lastError = safe;
-    publishDiscoveryError({
-      service: this.#logical,
-      kind: 'consul',
-      errorKind: e.kind,
-      message, // scrubbed: never the token
-      consecutiveErrors: this.#consecutiveErrors,
-      stale: this.#addr.state === 'bound',
-      at: this.#clock.now(),
-    });
-    const fields = {
-      ...this.#fields,
-      kind: e.kind,
-      status: e.statusCode,
-      attempt: this.#consecutiveErrors,
-      error: message,
-    };
-    if (this.#consecutiveErrors === 1 || this.#consecutiveErrors % 20 === 0)
-      this.#log.warn(fields, 'consul query failed');
-    else this.#log.debug(fields, 'consul query failed');
-    const a = this.#addr;
-    if (a.state === 'bound') {
-      if (!a.stale) {
-        // Same set as the previous bound Addr: nothing changed (not the previous Addr's own changes).
-        this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt, changes: NO_CHANGES });
-      }
-    } else if (a.state === 'pending' || a.state === 'failed') {
-      if (a.state === 'failed' && a.error.message === message) return;
-      // The mesh wraps this in a DiscoveryError naming the service when a call meets it.
-      this.#set({ state: 'failed', error: safe });
-    }
-    // negative: keep the last answer (a known absence is still the best information).
+    // The message is scrubbed: never the token.
+    this.#watch.failed(
+      { error: safe, kind: e.kind, fields: { status: e.statusCode } },
+      'consul query failed',
+    );
   }
 
   #explain(e: ConsulRequestError): string {
@@ -467,24 +371,12 @@ export class ConsulResolver implements Resolver {
 
   #reportSkipped(skipped: SkippedInstance[]): void {
     const key = skipped.map((s) => `${s.serviceId}|${s.node}|${s.reason}`).join('\n');
-    if (key === this.#skippedKey) return;
-    this.#skippedKey = key;
-    this.#skipped = Object.freeze(skipped.map((s) => Object.freeze(s)));
-    if (skipped.length > 0) {
-      this.#log.warn({ ...this.#fields, skipped }, `consul: skipped ${skipped.length} unusable instance(s)`);
-    }
-  }
-
-  #set(addr: Addr): void {
-    this.#addr = addr;
-    this.#stats.updates++;
-    for (const l of [...this.#listeners]) {
-      try {
-        l(addr);
-      } catch (err) {
-        this.#log.error({ ...this.#fields, error: String(err) }, 'a discovery listener threw');
-      }
-    }
+    const frozen = this.#watch.skipped(
+      skipped,
+      key,
+      `consul: skipped ${skipped.length} unusable instance(s)`,
+    );
+    if (frozen !== undefined) this.#skipped = frozen;
   }
 }
 

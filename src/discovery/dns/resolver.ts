@@ -26,14 +26,12 @@
  */
 import { Resolver as NodeResolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import type { Rng } from '../../core/rng.js';
 import type { Addr, DiscoveryContext, Endpoint, Resolver, Subscription } from '../types.js';
-import { NO_CHANGES, reconcileEndpoints } from '../reconcile.js';
 import { endpointId } from '../endpoint.js';
 import { backoffDelay } from '../consul/loop.js';
-import { publishDiscoveryError } from '../../telemetry/events.js';
+import { DiscoveryWatch } from '../watch.js';
 import type { DnsAddressType, ResolvedDnsOptions } from './options.js';
 import type { DnsResolverSnapshot, DnsResolverStats, SkippedTarget } from './snapshot.js';
 import {
@@ -49,7 +47,6 @@ import {
   validSrv,
 } from './records.js';
 
-const PENDING: Addr = Object.freeze({ state: 'pending' });
 /** SRV targets looked up at once: enough for hundreds of pods in a few round trips, few enough for any server. */
 const TARGET_CONCURRENCY = 16;
 
@@ -90,12 +87,10 @@ export class DnsResolver implements Resolver {
   readonly #opts: ResolvedDnsOptions;
   readonly #logical: string;
   readonly #name: string;
-  readonly #clock: Clock;
   readonly #rng: Rng;
   readonly #log: Logger;
-  readonly #fields: Record<string, unknown>;
   readonly #dns: NodeResolver;
-  readonly #listeners = new Set<(addr: Addr) => void>();
+  readonly #watch: DiscoveryWatch;
   readonly #stats: DnsResolverStats = {
     lookups: 0,
     queries: 0,
@@ -105,38 +100,31 @@ export class DnsResolver implements Resolver {
     nodata: 0,
     targetErrors: 0,
   };
-  #addr: Addr = PENDING;
   /** The current set by address (A / AAAA) or id (SRV), for the next refresh's {@link EndpointBuilder}. */
   #slots: Map<string, EndpointSlot> = new Map();
   #generation = 0;
   #targets: Map<string, TargetAddresses> = new Map();
   #skipped: readonly SkippedTarget[] = Object.freeze([]);
-  #skippedKey = '';
   #refreshMs: number | undefined;
-  #consecutiveErrors = 0;
-  #lastError: Error | undefined;
-  #lastSuccessAt: number | undefined;
-  #closed = false;
-  #timer: TimerHandle | undefined;
-  #wake: (() => void) | undefined;
   readonly #loop: Promise<void>;
 
   constructor(ctx: DiscoveryContext, options: ResolvedDnsOptions, name: string) {
     this.#opts = options;
     this.#logical = ctx.service;
     this.#name = name;
-    this.#clock = ctx.clock;
     this.#rng = ctx.rng;
     this.#log = ctx.logger;
     this.#dns = new NodeResolver({ timeout: options.timeoutMs, tries: options.tries });
     if (options.servers !== undefined) this.#dns.setServers([...options.servers]);
-    this.#fields = { service: this.#logical, name, type: options.type };
+    this.#watch = new DiscoveryWatch(ctx, 'dns', { service: this.#logical, name, type: options.type }, () => {
+      this.#stats.updates++;
+    });
     this.#loop = this.#run();
   }
 
   /** The current state. */
   get addr(): Addr {
-    return this.#addr;
+    return this.#watch.addr;
   }
 
   /** SRV targets of the last refresh that gave no endpoint (no such name, no address records). */
@@ -146,23 +134,21 @@ export class DnsResolver implements Resolver {
 
   /** The last error of the loop, or undefined after a good answer. */
   get lastError(): Error | undefined {
-    return this.#lastError;
+    return this.#watch.lastError;
   }
 
   /** How long ago DNS last confirmed the current set (ms; undefined unless bound). */
   get ageMs(): number | undefined {
-    if (this.#addr.state !== 'bound') return undefined;
-    return this.#clock.now() - (this.#lastSuccessAt ?? this.#addr.updatedAt);
+    return this.#watch.ageMs;
   }
 
   subscribe(listener: (addr: Addr) => void): Subscription {
-    this.#listeners.add(listener);
-    return { unsubscribe: () => void this.#listeners.delete(listener) };
+    return this.#watch.subscribe(listener);
   }
 
   /** A JSON-safe view for diagnostics. */
   snapshot(): DnsResolverSnapshot {
-    const a = this.#addr;
+    const a = this.#watch.addr;
     return {
       kind: 'dns',
       service: this.#logical,
@@ -175,8 +161,8 @@ export class DnsResolver implements Resolver {
       updatedAt: a.state === 'bound' ? a.updatedAt : undefined,
       ageMs: this.ageMs,
       refreshMs: this.#refreshMs,
-      consecutiveErrors: this.#consecutiveErrors,
-      lastError: this.#lastError?.message,
+      consecutiveErrors: this.#watch.consecutiveErrors,
+      lastError: this.#watch.lastError?.message,
       skipped: this.#skipped,
       stats: { ...this.#stats },
     };
@@ -188,50 +174,34 @@ export class DnsResolver implements Resolver {
 
   /** Stops the loop, cancels the queries in flight and the timer. Idempotent. */
   async close(): Promise<void> {
-    if (this.#closed) return this.#loop;
-    this.#closed = true;
-    this.#clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#wake?.();
-    this.#wake = undefined;
+    if (this.#watch.closed) return this.#loop;
+    this.#watch.close();
     this.#dns.cancel();
     await this.#loop;
-    this.#listeners.clear();
+    this.#watch.clearListeners();
   }
 
   async #run(): Promise<void> {
-    while (!this.#closed) {
+    const w = this.#watch;
+    while (!w.closed) {
       let delay: number;
       try {
         this.#stats.lookups++;
         const answer = this.#opts.type === 'SRV' ? await this.#lookupSrv() : await this.#lookupAddresses();
-        if (this.#closed) return;
+        if (w.closed) return;
         delay = this.#onAnswer(answer);
       } catch (err) {
-        if (this.#closed) return;
+        if (w.closed) return;
         this.#onError(err);
         delay = backoffDelay(
-          this.#consecutiveErrors - 1,
+          w.consecutiveErrors - 1,
           this.#opts.backoffBaseMs,
           this.#opts.backoffMaxMs,
           this.#rng,
         );
       }
-      await this.#sleep(delay);
+      await w.sleep(delay);
     }
-  }
-
-  /** A background timer: unref'd by the clock, so a refresh never keeps a process alive. */
-  #sleep(ms: number): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-      this.#timer = this.#clock.setTimeout(() => {
-        this.#timer = undefined;
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-    });
   }
 
   /** One address lookup: records, a negative answer, or a thrown {@link DnsQueryError}. */
@@ -335,7 +305,7 @@ export class DnsResolver implements Resolver {
     const next: Map<string, TargetAddresses> = new Map();
     let i = 0;
     const worker = async (): Promise<void> => {
-      while (i < names.length && !this.#closed) {
+      while (i < names.length && !this.#watch.closed) {
         const name = names[i++]!;
         if (isIP(name) !== 0) {
           const t = { addresses: [name], ttl: undefined };
@@ -358,7 +328,10 @@ export class DnsResolver implements Resolver {
           this.#stats.targetErrors++;
           const previous = this.#targets.get(name);
           const message = err instanceof Error ? err.message : String(err);
-          this.#log.debug({ ...this.#fields, target: name, error: message }, 'dns: SRV target lookup failed');
+          this.#log.debug(
+            { ...this.#watch.fields, target: name, error: message },
+            'dns: SRV target lookup failed',
+          );
           if (previous !== undefined) {
             out.set(name, previous);
             next.set(name, previous);
@@ -373,62 +346,31 @@ export class DnsResolver implements Resolver {
 
   #onAnswer(answer: Answer): number {
     const o = this.#opts;
-    this.#lastSuccessAt = this.#clock.now();
-    if (this.#consecutiveErrors > 0 && this.#addr.state === 'bound') {
-      this.#log.info({ ...this.#fields }, 'dns answers again; endpoint set is fresh');
-    }
-    this.#consecutiveErrors = 0;
-    this.#lastError = undefined;
+    const at = this.#watch.answered();
     if (answer.kind === 'nxdomain') {
       this.#stats.nxdomain++;
       this.#refreshMs = o.minTtlMs;
       this.#slots = new Map();
       this.#targets = new Map();
-      this.#publishNegative();
+      this.#watch.absent(
+        `the DNS name "${this.#name}" does not exist (NXDOMAIN)`,
+        'dns: no such name (NXDOMAIN)',
+      );
       return o.minTtlMs;
     }
     if (answer.nodata) this.#stats.nodata++;
     this.#refreshMs = answer.refreshMs;
-    this.#publishBound(answer.endpoints, answer.unchanged, this.#lastSuccessAt);
-    return answer.refreshMs;
-  }
-
-  #publishBound(list: Endpoint[], unchanged: boolean, at: number): void {
-    const a = this.#addr;
-    const previous = a.state === 'bound' ? a.endpoints : [];
     // The builder reused a previous Endpoint object for every record and missed none: nothing changed (the
     // common refresh: O(records) of lookups in a map, no diff, nothing published).
-    if (a.state === 'bound' && !a.stale && unchanged) return;
-    const r = reconcileEndpoints(previous, list);
-    if (a.state === 'bound' && !a.stale && !r.changed) return;
-    // The slots of the new set (O(set), on a change only).
-    const fixedPort = this.#opts.type !== 'SRV';
-    const slots = new Map<string, EndpointSlot>();
-    r.endpoints.forEach((e, index) => slots.set(slotKey(e, fixedPort), { endpoint: e, seen: 0, index }));
-    this.#slots = slots;
-    if (r.changed || a.state !== 'bound') {
-      this.#log.debug(
-        {
-          ...this.#fields,
-          endpoints: r.endpoints.length,
-          added: r.added,
-          removed: r.removed,
-          updated: r.updated,
-        },
-        'dns endpoint set changed',
-      );
+    const r = this.#watch.bind(answer.endpoints, at, answer.unchanged);
+    if (r !== undefined) {
+      // The slots of the new set (O(set), on a change only).
+      const fixedPort = o.type !== 'SRV';
+      const slots = new Map<string, EndpointSlot>();
+      r.endpoints.forEach((e, index) => slots.set(slotKey(e, fixedPort), { endpoint: e, seen: 0, index }));
+      this.#slots = slots;
     }
-    // The diff is relative to our previous bound Addr (stale or not); after pending, negative or failed: none.
-    const changes = a.state === 'bound' ? r.changes : undefined;
-    this.#set({ state: 'bound', endpoints: r.endpoints, stale: false, updatedAt: at, changes });
-  }
-
-  #publishNegative(): void {
-    const reason = `the DNS name "${this.#name}" does not exist (NXDOMAIN)`;
-    const a = this.#addr;
-    if (a.state === 'negative' && a.reason === reason) return;
-    this.#log.info({ ...this.#fields }, 'dns: no such name (NXDOMAIN)');
-    this.#set({ state: 'negative', reason });
+    return answer.refreshMs;
   }
 
   #onError(err: unknown): void {
@@ -440,60 +382,13 @@ export class DnsResolver implements Resolver {
             'EUNKNOWN',
             `unexpected error in the DNS loop: ${String((err as Error)?.message ?? err)}`,
           );
-    this.#consecutiveErrors++;
     this.#stats.errors++;
-    this.#lastError = e;
-    publishDiscoveryError({
-      service: this.#logical,
-      kind: 'dns',
-      errorKind: e.kind,
-      message: e.message,
-      consecutiveErrors: this.#consecutiveErrors,
-      stale: this.#addr.state === 'bound',
-      at: this.#clock.now(),
-    });
-    const fields = {
-      ...this.#fields,
-      kind: e.kind,
-      code: e.code,
-      attempt: this.#consecutiveErrors,
-      error: e.message,
-    };
-    if (this.#consecutiveErrors === 1 || this.#consecutiveErrors % 20 === 0)
-      this.#log.warn(fields, 'dns lookup failed');
-    else this.#log.debug(fields, 'dns lookup failed');
-    const a = this.#addr;
-    if (a.state === 'bound') {
-      // Same set as the previous bound Addr: nothing changed; updatedAt is the last good answer's time.
-      if (!a.stale)
-        this.#set({ ...a, stale: true, updatedAt: this.#lastSuccessAt ?? a.updatedAt, changes: NO_CHANGES });
-    } else if (a.state === 'pending' || a.state === 'failed') {
-      if (a.state === 'failed' && a.error.message === e.message) return;
-      // The mesh wraps this in a DiscoveryError naming the service when a call meets it.
-      this.#set({ state: 'failed', error: e });
-    }
-    // negative: keep the last answer (a known absence is still the best information).
+    this.#watch.failed({ error: e, kind: e.kind, fields: { code: e.code } }, 'dns lookup failed');
   }
 
   #reportSkipped(skipped: SkippedTarget[]): void {
     const key = skipped.map((s) => `${s.target}|${s.port}|${s.reason}`).join('\n');
-    if (key === this.#skippedKey) return;
-    this.#skippedKey = key;
-    this.#skipped = Object.freeze(skipped.map((s) => Object.freeze(s)));
-    if (skipped.length > 0) {
-      this.#log.warn({ ...this.#fields, skipped }, `dns: ${skipped.length} SRV target(s) gave no endpoint`);
-    }
-  }
-
-  #set(addr: Addr): void {
-    this.#addr = addr;
-    this.#stats.updates++;
-    for (const l of [...this.#listeners]) {
-      try {
-        l(addr);
-      } catch (err) {
-        this.#log.error({ ...this.#fields, error: String(err) }, 'a discovery listener threw');
-      }
-    }
+    const frozen = this.#watch.skipped(skipped, key, `dns: ${skipped.length} SRV target(s) gave no endpoint`);
+    if (frozen !== undefined) this.#skipped = frozen;
   }
 }
