@@ -35,6 +35,7 @@ import { ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, type RetryBudgetSpender } from './budget.js';
 import { ClassifierParam, type Classifier } from './classifier.js';
 import { drain, isIdempotent, RETRY_DEFAULTS, RetryParam } from './retry.js';
+import { BackupRequestsSection, exposing } from '../telemetry/snapshot.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Options
@@ -558,7 +559,7 @@ export const backupRequestsModule: StackModule = {
     if (opts === false) return next;
     const retries = env.params.get(RetryParam);
     const maxReplay = retries === false ? RETRY_DEFAULTS.maxReplayBytes : retries.maxReplayBytes;
-    return new BackupRequestFilter(
+    const filter = new BackupRequestFilter(
       next,
       opts,
       env.params.get(ClassifierParam),
@@ -566,5 +567,6 @@ export const backupRequestsModule: StackModule = {
       env.logger,
       maxReplay,
     );
+    return exposing(env, BackupRequestsSection, filter, (f) => f.snapshot());
   },
 };

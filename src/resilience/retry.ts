@@ -37,6 +37,7 @@ import { isStaticBody, ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { errorType } from '../telemetry/attributes.js';
+import { exposing, RetryBudgetSection } from '../telemetry/snapshot.js';
 
 /** Retry settings of a service. */
 export interface RetryOptions {
@@ -441,6 +442,14 @@ export const retryModule: StackModule = {
   make: (next, env) => {
     const opts = env.params.get(RetryParam);
     if (opts === false) return next;
-    return new RetryFilter(next, opts, env.params.get(ClassifierParam), env.clock, env.rng, env.logger);
+    const filter = new RetryFilter(
+      next,
+      opts,
+      env.params.get(ClassifierParam),
+      env.clock,
+      env.rng,
+      env.logger,
+    );
+    return exposing(env, RetryBudgetSection, filter, (f) => f.budget.balance);
   },
 };
