@@ -28,6 +28,7 @@ import {
 } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
 import { inlineTop, type InlineFilter, type Service } from '../core/service.js';
+import { withRetryBudget } from '../resilience/retry.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import {
   resolveDestinations,
@@ -270,7 +271,8 @@ export class Mesh implements AsyncDisposable {
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
-      params: config.params,
+      // One retry budget per logical service, read by every module that spends it.
+      params: withRetryBudget(config.params, this.clock),
       clock: this.clock,
       rng: this.rng,
       logger: this.logger,
