@@ -14,15 +14,7 @@ import type { Clock } from '../core/clock.js';
 import type { Addr } from '../discovery/types.js';
 import type { EndpointNode } from '../concrete/endpoint-node.js';
 import type { RoutingSnapshot, RulesRouter } from '../routing/router.js';
-import {
-  endpointSections,
-  serviceSections,
-  type AccrualView,
-  type AdmissionView,
-  type BackupRequestsView,
-  type BreakerStateView,
-  type SnapshotSections,
-} from '../telemetry/snapshot.js';
+import { endpointSections, serviceSections, type SnapshotSections } from '../telemetry/snapshot.js';
 import type { EndpointTransportSnapshot } from '../transport/tls.js';
 import type { ResolvedServiceConfig } from './config.js';
 
@@ -57,7 +49,7 @@ export interface EndpointSnapshot {
   /** Recent success rate (last 30 s; `ignored` outcomes excluded); null with no outcome in the window. */
   successRate: number | null;
   /** Failure accrual's view: `ready`, `busy` (marked failing) or `probing`; recent success rate. */
-  accrual?: AccrualView;
+  accrual?: { state: 'ready' | 'busy' | 'probing'; successRate: number | null; consecutiveFailures: number };
   tags: string[];
   meta: Record<string, string>;
   /**
@@ -86,11 +78,11 @@ export interface ServiceSnapshot {
    * Backup requests: the delay after which one is sent (ms; null while too few latency samples), and how many
    * were sent, won (their answer was returned) or not sent for want of budget; null when they are off.
    */
-  backupRequests: Readonly<BackupRequestsView> | null;
+  backupRequests: { delayMs: number | null; sent: number; won: number; budgetExhausted: number } | null;
   /** The circuit breaker's state; null when it is off. */
-  breaker: BreakerStateView | null;
+  breaker: 'closed' | 'open' | 'half-open' | null;
   /** Calls in flight against the admission bound; null when it is off. */
-  admission: Readonly<AdmissionView> | null;
+  admission: { inFlight: number; limit: number; rejected: number } | null;
   /** Routing: the rules, each concrete destination (with its availability and breaker), those draining. */
   routing?: RoutingSnapshot;
   endpoints: EndpointSnapshot[];

@@ -40,15 +40,14 @@ export interface AccrualView {
 /** Logical level: retries the service's budget allows right now (the `retries` module). */
 export const RetryBudgetSection: Section<number> = defineSection<number>('retryBudget');
 /** Logical level: backup requests' delay and counters (the `backup-requests` module). */
-export const BackupRequestsSection: Section<Readonly<BackupRequestsView>> =
-  defineSection<Readonly<BackupRequestsView>>('backupRequests');
+export const BackupRequestsSection: Section<BackupRequestsView> =
+  defineSection<BackupRequestsView>('backupRequests');
 /** Concrete level: the destination's breaker state (the `circuit-breaker` module). */
 export const BreakerSection: Section<BreakerStateView> = defineSection<BreakerStateView>('breaker');
 /** Concrete level: calls in flight against the admission bound (the `admission` module). */
-export const AdmissionSection: Section<Readonly<AdmissionView>> =
-  defineSection<Readonly<AdmissionView>>('admission');
+export const AdmissionSection: Section<AdmissionView> = defineSection<AdmissionView>('admission');
 /** Endpoint level: failure accrual's view of the endpoint (the `failure-accrual` module). */
-export const AccrualSection: Section<Readonly<AccrualView>> = defineSection<Readonly<AccrualView>>('accrual');
+export const AccrualSection: Section<AccrualView> = defineSection<AccrualView>('accrual');
 
 /**
  * The sections of one built stack: the sink its modules register into, read when a snapshot is taken.
@@ -93,9 +92,9 @@ export function exposing<F, T>(env: ModuleEnv, section: Section<T>, filter: F, r
 /** The fields of a service's snapshot that its modules expose, in the snapshot's order. */
 export interface ServiceSectionsView {
   retryBudget: number | null;
-  backupRequests: Readonly<BackupRequestsView> | null;
+  backupRequests: BackupRequestsView | null;
   breaker: BreakerStateView | null;
-  admission: Readonly<AdmissionView> | null;
+  admission: AdmissionView | null;
 }
 
 /**
