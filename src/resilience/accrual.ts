@@ -45,6 +45,7 @@ import { settledCall, Filter, type Service, type ServiceStatus } from '../core/s
 import type { StackModule } from '../core/stack.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
+import { AccrualSection, exposing } from '../telemetry/snapshot.js';
 
 /**
  * Options of failure accrual, as a service's config gives them. Every field is optional; a missing one takes
@@ -641,7 +642,7 @@ export const failureAccrualModule: StackModule = {
   make(next, env) {
     const options = env.params.get(FailureAccrualParam);
     if (options === false) return next;
-    return new FailureAccrualFilter(next, {
+    const filter = new FailureAccrualFilter(next, {
       options,
       classifier: env.params.get(ClassifierParam),
       clock: env.clock,
@@ -650,6 +651,7 @@ export const failureAccrualModule: StackModule = {
       service: env.service,
       endpoint: env.endpoint,
     });
+    return exposing(env, AccrualSection, filter, (f) => f.snapshot());
   },
 };
 

@@ -22,8 +22,7 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
 import type { Service, ServiceStatus } from '../core/service.js';
-import { CircuitBreakerFilter } from '../resilience/breaker.js';
-import { findFilter } from '../core/service.js';
+import { BreakerSection } from '../telemetry/snapshot.js';
 import { ConcreteDestination, type ConcreteFactoryOptions, type ConcreteSource } from './concrete.js';
 import {
   discoveryInDatacenter,
@@ -507,7 +506,7 @@ export class RulesRouter implements Service {
         state: addr.state,
         endpoints: addr.state === 'bound' ? addr.endpoints.length : 0,
         availability: d.availability,
-        breaker: findFilter(d.stack, CircuitBreakerFilter)?.state ?? null,
+        breaker: d.sections.read(BreakerSection) ?? null,
         inflight: d.inflightCalls,
       };
     };
