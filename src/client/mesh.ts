@@ -13,21 +13,19 @@ import { callMapped } from '../core/inline.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
-import { findFilter, type Service } from '../core/service.js';
+import { findFilter } from '../core/service.js';
 import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { AdmissionFilter } from '../resilience/admission.js';
 import { BackupRequestFilter } from '../resilience/backup.js';
 import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import { RetryFilter } from '../resilience/retry.js';
-import type { ModuleEnv, StackModule, Stacks } from '../core/stack.js';
+import type { StackModule, Stacks } from '../core/stack.js';
 import {
   resolveDestinations,
   resolveRoutes,
   type DestinationConfig,
   type RouteRule,
 } from '../routing/config.js';
-import { RulesRouter } from '../routing/router.js';
-import { SharedResolvers } from '../routing/subset.js';
 import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from './snapshot.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import {
@@ -41,11 +39,11 @@ import {
   type ServiceDefaults,
 } from './config.js';
 import { defaultStacks } from './default-stack.js';
-import type { Destination } from '../concrete/destination.js';
 import { MeshDispatcher } from './dispatcher.js';
 import { meshFetch, type FetchHost } from './fetch.js';
 import { parseTarget, UrlCache } from './url.js';
 import { normalizeHeaders } from './headers.js';
+import { buildLogicalService, type LogicalService } from './logical-service.js';
 import { passthroughRequest } from './passthrough.js';
 import { validateBody, validateMethod } from './validate.js';
 import {
@@ -66,32 +64,6 @@ export type GlobalFetchDispatcher = RequestInit extends { dispatcher?: infer D }
 export interface CloseOptions {
   /** How long in-flight calls may take to finish before they are aborted (ms). Default 10000. */
   gracePeriodMs?: number;
-}
-
-/** A logical service with its built stack. */
-export class LogicalService {
-  constructor(
-    readonly config: ResolvedServiceConfig,
-    /** The logical stack, the mesh's end of a call first (./call.ts). */
-    readonly stack: Service,
-    /** The leaf of the logical stack: rules, splits, overrides and failover over the concrete destinations. */
-    readonly router: RulesRouter,
-  ) {}
-  get name(): string {
-    return this.config.name;
-  }
-  /** The default concrete destination (`primary`, else the first rule's): its balancer and endpoints. */
-  get destination(): Destination {
-    return this.router.defaultDestination.destination;
-  }
-  /** The default destination's concrete stack (admission, breaker, balancer). */
-  get concrete(): Service {
-    return this.router.defaultDestination.stack;
-  }
-  async close(force: boolean): Promise<void> {
-    await this.router.closeAll(force);
-    await this.stack.close();
-  }
 }
 
 /**
@@ -213,45 +185,14 @@ export class Mesh implements AsyncDisposable {
   }
 
   private build(config: ResolvedServiceConfig): LogicalService {
-    if (config.transport.tls?.rejectUnauthorized === false) {
-      // Once per service: the setting is a config fact, not a per-connection event.
-      this.logger.warn(
-        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
-        'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
-      );
-    }
-    const base: ModuleEnv = {
-      level: 'logical',
-      service: config.name,
-      params: config.params,
-      clock: this.clock,
-      rng: this.rng,
-      logger: this.logger,
-    };
-    // One discovery watch per source, shared by the destinations that take subsets of it.
-    const resolvers = new SharedResolvers({
-      service: config.name,
-      clock: this.clock,
-      rng: this.rng,
-      logger: this.logger,
-    });
-    const router = new RulesRouter({
-      service: config.name,
-      routing: config.routing,
-      factory: {
-        stacks: this.stacks,
-        env: base,
-        balancer: config.balancer,
-        transport: config.transport,
-        hostHeader: config.hostHeader,
-        resolvers,
-      },
+    return buildLogicalService(config, {
+      stacks: this.stacks,
+      entry: this.entry,
       overrides: this.overridesEnabled,
+      clock: this.clock,
       rng: this.rng,
       logger: this.logger,
     });
-    const stack = this.stacks.logical.prepend(this.entry).build(router, base);
-    return new LogicalService(config, stack, router);
   }
 
   /**
@@ -324,21 +265,6 @@ export class Mesh implements AsyncDisposable {
     return svc.stack.call(req, ctx);
   }
 
-  /** The same, for `mesh.request`: the response mapped in the stack's own reaction (one promise hop fewer). */
-  private invokeData(
-    svc: LogicalService,
-    req: MeshRequest,
-    signal: CancelSignal | undefined,
-  ): Promise<MeshResponseData> {
-    let ctx: CallContext;
-    try {
-      ctx = this.context(svc, req, signal);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return callMapped(svc.stack, req, ctx, toResponseData);
-  }
-
   /** Reads the per-call headers and the incoming context into a new CallContext (./call.ts). */
   private context(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): CallContext {
     if (this.closing) throw new MeshClosedError();
@@ -394,6 +320,7 @@ export class Mesh implements AsyncDisposable {
   request(url: string | URL, options: MeshRequestOptions = NO_OPTIONS): Promise<MeshResponseData> {
     let svc: LogicalService | undefined;
     let req: MeshRequest;
+    let ctx: CallContext;
     try {
       const u = typeof url === 'string' ? this.urls.get(url) : parseTarget(url);
       const method = options.method === undefined ? 'GET' : validateMethod(options.method);
@@ -411,11 +338,12 @@ export class Mesh implements AsyncDisposable {
         headers,
         body: options.body ?? null,
       };
+      ctx = this.context(svc, req, options.signal);
     } catch (err) {
       return Promise.reject(err);
     }
-    // No async frame: one `then` on the call (this is the hot path of the library).
-    return this.invokeData(svc, req, options.signal);
+    // No async frame: the response is mapped in the stack's own reaction (this is the hot path of the library).
+    return callMapped(svc.stack, req, ctx, toResponseData);
   }
 
   /**
@@ -549,8 +477,6 @@ export class Mesh implements AsyncDisposable {
     return this.close();
   }
 }
-
-export { parseRawHeaders } from '../core/message.js';
 
 function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
   return t === undefined ? {} : { transport: t };
