@@ -311,7 +311,10 @@ export class Mesh implements AsyncDisposable {
    * const user = await body.json();
    * ```
    */
-  request(url: string | URL, options: MeshRequestOptions = NO_OPTIONS): Promise<MeshResponseData> {
+  readonly request = (
+    url: string | URL,
+    options: MeshRequestOptions = NO_OPTIONS,
+  ): Promise<MeshResponseData> => {
     let svc: LogicalService | undefined;
     let req: MeshRequest;
     let ctx: CallContext;
@@ -338,7 +341,7 @@ export class Mesh implements AsyncDisposable {
     }
     // No async frame: the response is mapped in the stack's own reaction (this is the hot path of the library).
     return callMapped(svc.stack, req, ctx, toResponseData);
-  }
+  };
 
   /**
    * Stops new calls (they reject with {@link MeshClosedError}), lets in-flight calls finish within the grace
@@ -363,7 +366,9 @@ export class Mesh implements AsyncDisposable {
     try {
       await this.drainAndClose(grace);
     } finally {
-      this.calls.hold.dispose();
+      // Calls aborted by the drain may still be settling (a retry's backoff, a body's error): each keeps its
+      // own hold until then, and the hold's handle goes once the last one lets go.
+      this.calls.hold.disposeWhenIdle();
     }
   }
 

@@ -135,4 +135,3 @@ export abstract class InlineFilter extends Filter {
     );
   }
 }
-
