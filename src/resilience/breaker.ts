@@ -450,8 +450,6 @@ export class CircuitBreakerFilter extends Filter {
   private readonly listeners = new Set<(change: CircuitStateChange) => void>();
   private current: CircuitState = 'closed';
   private shut = false;
-  /** The destination below settles the closed state's outcomes (see fuseWithBelow). */
-  private fused = false;
   /** Set by the error filter for an `ignored` outcome, read by the `success` listener that opossum runs next. */
   private ignoringPending = false;
   private rejectedCount = 0;
@@ -542,14 +540,6 @@ export class CircuitBreakerFilter extends Filter {
    * own code counts the failure and decides whether to open, before the caller sees the outcome.
    */
   private closedCall(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    // Fused with the destination below (it runs closedResponse / closedError in its own reaction).
-    if (this.fused) {
-      try {
-        return this.next.call(req, ctx);
-      } catch (err) {
-        return this.closedError(req, ctx, err);
-      }
-    }
     const pending = settledCall(this.next, req, ctx);
     return pending.then(
       (res) => this.closedResponse(req, ctx, res),
@@ -557,18 +547,8 @@ export class CircuitBreakerFilter extends Filter {
     );
   }
 
-  /**
-   * @internal Called once, when the service below is the destination and it will hand every outcome of a call
-   * that met the closed state (`ctx.breakerState === 'closed'`) to {@link CircuitBreakerFilter.closedResponse}
-   * or {@link CircuitBreakerFilter.closedError} itself, at the end of its own reaction (routing/concrete.ts):
-   * the same work in the same order, one promise hop and two closures fewer per call.
-   */
-  fuseWithBelow(): void {
-    this.fused = true;
-  }
-
-  /** @internal The closed state's handling of a response (see {@link CircuitBreakerFilter.fuseWithBelow}). */
-  closedResponse(
+  /** The closed state's handling of a response. */
+  private closedResponse(
     req: MeshRequest,
     ctx: CallContext,
     res: MeshResponse,
@@ -597,8 +577,8 @@ export class CircuitBreakerFilter extends Filter {
       .then(undefined, this.unwrap);
   }
 
-  /** @internal The closed state's handling of a failure (see {@link CircuitBreakerFilter.fuseWithBelow}). */
-  closedError(req: MeshRequest, ctx: CallContext, err: unknown): Promise<never> {
+  /** The closed state's handling of a failure. */
+  private closedError(req: MeshRequest, ctx: CallContext, err: unknown): Promise<never> {
     if (!this.opossum.closed) return Promise.reject(err);
     // opossum's error filter classifies it, as it would have on the slow path.
     return this.opossum.fire(req, ctx, Promise.reject(err)).then(undefined, this.unwrap) as Promise<never>;
