@@ -278,7 +278,7 @@ describe('counting', () => {
     expect(f.snapshot()).toMatchObject({ state: 'open', rejected: 1, opened: 1, failures: 6, successes: 5 });
   });
 
-  it('closed: a success is counted without opossum’s fire; a failure goes through it and opens the breaker', async () => {
+  it('closed: outcomes are counted without opossum’s fire; the failure past the threshold opens opossum', async () => {
     const clock = new FakeClock();
     const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 4, errorThresholdPercentage: 50 });
@@ -293,10 +293,11 @@ describe('counting', () => {
     expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 3, successes: 3, failures: 0 });
     answer(handle, 500);
     for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(500);
-    // 3 failures of 6 is 50 %, not above it: still closed; opossum saw the three failures.
-    expect(fired).toBe(3);
+    // 3 failures of 6 is 50 %, not above it: still closed; counted by the breaker, not through opossum.
+    expect(fired).toBe(0);
     expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 6, successes: 3, failures: 3 });
-    expect(await hit(f)).toBe(500); // 4 of 7 > 50 %: opossum opens it, before the caller has the response
+    expect(await hit(f)).toBe(500); // 4 of 7 > 50 %: opossum is opened, before the caller has the response
+    expect(f.opossum.opened).toBe(true);
     expect(f.state).toBe('open');
     expect(await hit(f)).toBeInstanceOf(CircuitOpenError);
   });
