@@ -355,6 +355,53 @@ describe('the shared bucket rotation (mesh clock)', () => {
   });
 });
 
+describe('the half-open trial', () => {
+  /** Resolves at the breaker's next transition to `to` (opossum's reset timer runs on real time). */
+  function next(f: CircuitBreakerFilter, to: CircuitStateChange['to']): Promise<CircuitStateChange> {
+    return new Promise((resolve) => {
+      const sub = f.onStateChange((c) => {
+        if (c.to !== to) return;
+        sub.unsubscribe();
+        resolve(c);
+      });
+    });
+  }
+
+  it('closes on an error the classifier calls a success, and the caller still gets that error', async () => {
+    const clock = new FakeClock();
+    const benign = new Error('benign');
+    const classifier: Classifier = (i) => (i.error === benign ? Classified.success : defaultClassifier(i));
+    const { leaf, handle } = mockLeaf(503);
+    const f = breaker(leaf, clock, { volumeThreshold: 2, resetTimeoutMs: 1 }, classifier);
+    const halfOpen = next(f, 'half-open');
+    await hit(f);
+    await hit(f);
+    expect(f.state).toBe('open');
+    await halfOpen;
+    answer(handle, benign);
+    const closed = next(f, 'closed');
+    expect(await hit(f)).toBe(benign);
+    await closed;
+    expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 0, failures: 0, opened: 1 });
+  });
+
+  it('counts a closed-state call that ends after the breaker opened, without deciding anything', async () => {
+    const clock = new FakeClock();
+    const { leaf, handle } = mockLeaf(503);
+    handle.onCall = undefined;
+    const f = breaker(leaf, clock, { volumeThreshold: 2, resetTimeoutMs: 60_000 });
+    const late = f.call(req, ctx());
+    const lateCall = await handle.nextCall();
+    handle.onCall = (call) => call.respond(mockResponse(503, {}, 'status 503'));
+    await hit(f);
+    await hit(f);
+    expect(f.state).toBe('open');
+    lateCall.respond(mockResponse(200, {}, 'late'));
+    expect((await late).statusCode).toBe(200);
+    expect(f.snapshot()).toMatchObject({ state: 'open', requests: 3, successes: 1, failures: 2, opened: 1 });
+  });
+});
+
 describe('state changes', () => {
   it('are delivered to subscribers until they unsubscribe; a listener that throws harms nothing', async () => {
     const clock = new FakeClock();
