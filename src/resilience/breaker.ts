@@ -236,6 +236,7 @@ export class CircuitBreakerFilter extends InlineFilter {
         errorFilter: (err: unknown, _req?: MeshRequest, ctx?: CallContext) =>
           ctx !== undefined &&
           ctx.classifiedOutcome === err &&
+          ctx.classifiedBy === this.classifier &&
           (ctx.classification as Classification).kind === 'success',
       },
     ));
