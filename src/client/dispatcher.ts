@@ -109,7 +109,7 @@ class LegacyHandler implements Handler {
   }
   onResponseEnd(controller: Dispatcher.DispatchController): void {
     const t = controller.rawTrailers;
-    this.h.onComplete?.(Array.isArray(t) ? (t as Buffer[]) : []);
+    this.h.onComplete?.(Array.isArray(t) ? (t as Buffer[]) : NO_RAW_TRAILERS);
   }
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     this.h.onError?.(err);
@@ -127,9 +127,18 @@ class LegacyHandler implements Handler {
 
 function rawOf(controller: Dispatcher.DispatchController, headers: Record<string, unknown>): Buffer[] {
   const raw = controller.rawHeaders;
+  // The mesh's own controller holds Buffers already (deliver): handed over as they are, not copied.
+  if (controller instanceof Controller && raw !== undefined) return raw as Buffer[];
   if (Array.isArray(raw)) return raw.map((x) => (typeof x === 'string' ? latin1(x) : x));
   return toBuffers((raw ?? headers) as ResponseHeaderRecord);
 }
+
+/** The trailers of a mesh response (the mesh does not carry trailers), and their raw lines. */
+const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_RAW_TRAILERS: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+
+/** The context handed to `onRequestStart` (undici's is per-dispatch data a dispatcher may fill; the mesh has none). */
+const NO_CONTEXT: object = Object.freeze({});
 
 class AbortedByCaller extends Error {
   override name = 'AbortError';
@@ -165,6 +174,14 @@ class Controller implements Dispatcher.DispatchController {
   resume(): void {
     this._paused = false;
     this.body?.resume();
+  }
+  /**
+   * The response is over: the handler keeps this controller (fetch keeps its abort for as long as the
+   * fetch lives), so it lets go of the body and the header lines, and the call's objects with them.
+   */
+  release(): void {
+    this.body = undefined;
+    this.rawHeaders = undefined;
   }
 }
 
@@ -293,7 +310,7 @@ export class MeshDispatcher extends Dispatcher {
       fail(handler, controller, err as Error);
       return true;
     }
-    handler.onRequestStart?.(controller, {});
+    handler.onRequestStart?.(controller, NO_CONTEXT);
     if (ac.aborted) {
       fail(handler, controller, ac.reason as Error);
       return true;
@@ -397,6 +414,7 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller): v
   const onError = (err: Error): void => {
     if (done) return;
     done = true;
+    controller.release();
     fail(handler, controller, err);
   };
   body.on('error', onError);
@@ -422,15 +440,17 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller): v
   }
   if (!controller.paused && body.readableLength === 0 && (body as { complete?: boolean }).complete === true) {
     done = true;
-    handler.onResponseEnd?.(controller, {});
+    handler.onResponseEnd?.(controller, NO_TRAILERS);
     body.read(); // lets the body end and close (its done hooks run)
+    controller.release();
     return;
   }
   body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
   body.on('end', () => {
     if (done) return;
     done = true;
-    handler.onResponseEnd?.(controller, {});
+    handler.onResponseEnd?.(controller, NO_TRAILERS);
+    controller.release();
   });
   if (controller.paused) body.pause();
 }
