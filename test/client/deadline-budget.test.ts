@@ -127,9 +127,12 @@ describe('the built-in fetch with mesh.dispatcher: one deadline for the whole re
       dispatcher: mesh.dispatcher,
       headers: callOptions({ deadlineMs: 1_000 }),
     }).catch((e: unknown) => e);
-    expect((err as TypeError).cause).toBeInstanceOf(DeadlineExceededError);
-    // 1 s in all, not 300 ms then a fresh second.
-    expect(performance.now() - t0).toBeLessThan(1_250);
+    const cause = (err as TypeError).cause as DeadlineExceededError;
+    expect(cause).toBeInstanceOf(DeadlineExceededError);
+    // The outside hop had what remained after the 300 ms redirect, not a fresh second.
+    expect(cause.budgetMs).toBeLessThanOrEqual(750);
+    // 1 s in all, not 300 ms then a fresh second (a generous bound for a loaded machine).
+    expect(performance.now() - t0).toBeLessThan(2_000);
     expect(outside.received[0]?.headers['mesh-deadline-ms']).toBeUndefined();
   });
 
