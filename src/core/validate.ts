@@ -411,7 +411,7 @@ export function toggle<T>(
       if (input === true) return defaults;
       if (input === undefined) return opts.whenAbsent === 'on' ? defaults : false;
       if (!isPlainObject(input)) throw new ConfigError(path, input, opts.expected);
-      return spec.resolve(input, path);
+      return Object.keys(input).length === 0 ? defaults : spec.resolve(input, path);
     },
   };
 }
