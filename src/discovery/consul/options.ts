@@ -15,6 +15,7 @@ import {
   optional,
   string,
 } from '../../core/validate.js';
+import { discoveryBackoff } from '../backoff-options.js';
 import { defaultAgentAddress, parseAgentAddress, type AgentAddress } from './client.js';
 
 /**
@@ -151,19 +152,7 @@ const consulOptions = object(
     requestTimeoutMs: number({ min: 1, max: 600_000, default: 10_000 }),
     minIntervalMs: number({ min: 0, max: 600_000, default: 250 }),
     burst: number({ min: 1, max: 1_000, default: 3 }),
-    backoff: object(
-      {
-        baseMs: number({ min: 1, max: 600_000, default: 250 }),
-        maxMs: optional(number({ min: 1, max: 3_600_000 })),
-      },
-      {
-        expected: 'an object { baseMs, maxMs }',
-        check(b, path) {
-          if (b.maxMs !== undefined && b.maxMs < b.baseMs)
-            throw new ConfigError(optionPath(path, 'maxMs'), b.maxMs, `a number >= baseMs (${b.baseMs})`);
-        },
-      },
-    ),
+    backoff: discoveryBackoff,
     maxResponseBytes: number({
       min: 1024,
       max: MAX_RESPONSE_BYTES_LIMIT,
@@ -206,7 +195,7 @@ export function resolveConsulOptions(
       timeoutMs: timeoutMs ?? Math.ceil(o.waitMs + o.waitMs / 16 + 2_000),
       burst: Math.floor(burst),
       backoffBaseMs: backoff.baseMs,
-      backoffMaxMs: backoff.maxMs ?? Math.max(10_000, backoff.baseMs),
+      backoffMaxMs: backoff.maxMs,
     }),
   };
 }
