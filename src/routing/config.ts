@@ -15,7 +15,9 @@ import type { Discovery } from '../discovery/types.js';
 import type { SplitOption } from './hash.js';
 import { subsetSelector, type ResolvedSubset, type SubsetSelector } from './subset.js';
 
-export { inSubset, resolveSubset, subsetOf, type ResolvedSubset, type SubsetSelector } from './subset.js';
+export { inSubset, resolveSubset, type ResolvedSubset, type SubsetSelector } from './subset.js';
+/** @internal */
+export { subsetOf } from './subset.js';
 
 /**
  * A named concrete destination: a discovery source (its own, or the service's) and optionally a subset of its
