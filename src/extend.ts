@@ -38,7 +38,7 @@ export { CHANNEL_PREFIX, publishDiscoveryError } from './telemetry/events.js';
 export { EndpointStats, RECENT_WINDOW_MS } from './telemetry/endpoint-stats.js';
 export { Classified, ClassifierParam } from './resilience/classifier.js';
 export { RetryFilter, retryModule, RetryParam, isIdempotent } from './resilience/retry.js';
-export { RetryBudget, shareRetryBudget } from './resilience/budget.js';
+export { RetryBudget, RetryBudgetParam, shareRetryBudget } from './resilience/budget.js';
 export { BackupRequestFilter, backupRequestsModule, BackupRequestParam } from './resilience/backup.js';
 export {
   AttemptTimeoutFilter,

@@ -5,8 +5,9 @@
  * Sources:
  * - Envoy `upstream/edf_scheduler.h` and `load_balancer_impl.cc` (`RoundRobinLoadBalancer`): with unequal
  *   weights, an earliest-deadline-first schedule where an endpoint of weight w is due again 1/w after it was
- *   picked (O(log n) per pick with a binary heap; smooth weighted round robin would be O(n)); with equal
- *   weights, a plain rotation; a random starting point so that many clients do not march in step.
+ *   picked (O(log n) per pick with a binary heap; smooth weighted round robin would be O(n); the schedule is
+ *   in edf.ts); with equal weights, a plain rotation (here); a random starting point so that many clients do
+ *   not march in step.
  * - Envoy's `healthy_panic_threshold` (default 50 %) for panic mode, as in P2C.
  *
  * Statuses: the schedule runs over the eligible endpoints only, i.e. the ready ones (all of them in panic
@@ -24,6 +25,7 @@ import { NodeIndex } from './node-index.js';
 import { StatusTracker, statusRank } from './status.js';
 import type { BalancerEnv, BalancerFactory, BalancerNode, Distributor } from './types.js';
 import { WeightBook } from './weights.js';
+import { EdfSchedule } from './edf.js';
 
 /**
  * Options of {@link RoundRobinDistributor} and the `roundRobin` factory.
@@ -149,16 +151,8 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
   private ringLen = 0;
   private cursor = -1;
 
-  // Unequal weights: a binary min-heap of eligible indices keyed by (deadline, seq).
-  private heap = new Int32Array(0);
-  private heapLen = 0;
-  /** Node index -> position in `heap`, or -1. */
-  private heapPos = new Int32Array(0);
-  private deadline = new Float64Array(0);
-  private seq = new Float64Array(0);
-  private counter = 0;
-  /** True when every node has a deadline (the heap was built since the last full update). */
-  private phased = false;
+  /** Unequal weights: the earliest-deadline-first heap of eligible indices (edf.ts). */
+  private readonly edf = new EdfSchedule(this.weights);
 
   /**
    * @param env the clock (for the status refresh) and the rng (for the random starting point); default to the
@@ -181,7 +175,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     this.index.invalidate();
     this.weights.reset(this.nodes);
     this.tracker.scan(this.nodes, this.clock.now());
-    this.phased = false;
+    this.edf.phased = false;
     this.rebuild(true);
   }
 
@@ -217,11 +211,11 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       if (this.weights.loose) this.weights.recount();
       if (changed || this.dirty) this.rebuild(false);
     }
-    let size = this.weighted ? this.heapLen : this.ringLen;
+    let size = this.weighted ? this.edf.size : this.ringLen;
     if (size === 0) {
       // Removals emptied the schedule between refreshes: make a new one over what is left.
       this.rebuild(false);
-      size = this.weighted ? this.heapLen : this.ringLen;
+      size = this.weighted ? this.edf.size : this.ringLen;
     }
     const effort = Math.min(size, this.maxEffort);
     const avoiding = avoid !== undefined && avoid.size > 0 ? avoid : undefined;
@@ -263,7 +257,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     const n = this.nodes.length;
     const tracker = this.tracker;
     // Read before the heap is emptied below: where nodes that come back join.
-    const now = this.weighted ? this.virtualNow() : 0;
+    const now = this.weighted ? this.edf.now() : 0;
     this.dirty = false;
     this.mode = this.modeFor();
     this.weighted = !this.weights.equal;
@@ -271,12 +265,11 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     const oldCursor = this.cursor;
     this.ringNext.fill(-1, 0, n);
     this.ringPrev.fill(-1, 0, n);
-    this.heapPos.fill(-1, 0, n);
+    this.edf.clear(n);
     this.ringLen = 0;
     this.cursor = -1;
-    this.heapLen = 0;
     if (!this.weighted) {
-      this.phased = false;
+      this.edf.phased = false;
       // Linked in index order; the rotation goes on from where it was (the first eligible node at or after the
       // old cursor), or from a random point when fresh.
       let first = -1;
@@ -303,34 +296,15 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       }
       return;
     }
-    // EDF: node i is next due at deadline[i]; a pick moves it 1/w later. A random phase in [0, 1/w) per node
+    // EDF: node i is next due at its deadline; a pick moves it 1/w later. A random phase in [0, 1/w) per node
     // desynchronises clients without changing the long-run shares. Nodes kept across a rebuild keep their
-    // deadline so that a status change does not reset the schedule.
-    const weights = this.weights;
-    if (fresh || !this.phased) {
-      for (let i = 0; i < n; i++) {
-        this.deadline[i] = this.rng.next() / weights.at(i);
-        this.seq[i] = i;
-      }
-      this.counter = n;
-      this.phased = true;
-    } else {
-      // Nodes coming back join at the current virtual time, not in the past (they would otherwise be picked
-      // again and again until they caught up).
-      for (let i = 0; i < n; i++)
-        if (this.eligible(tracker.cached(i)) && this.deadline[i]! < now) this.deadline[i] = now;
-    }
-    for (let i = 0; i < n; i++) {
-      if (!this.eligible(tracker.cached(i))) continue;
-      this.heap[this.heapLen] = i;
-      this.heapPos[i] = this.heapLen++;
-    }
-    for (let k = (this.heapLen >> 1) - 1; k >= 0; k--) this.siftDown(k);
-  }
-
-  /** The schedule's current virtual time: the deadline of the next node due (0 when none is scheduled). */
-  private virtualNow(): number {
-    return this.heapLen > 0 ? this.deadline[this.heap[0]!]! : 0;
+    // deadline so that a status change does not reset the schedule; nodes coming back join at the current
+    // virtual time.
+    const edf = this.edf;
+    if (fresh || !edf.phased) edf.rephase(n, this.rng);
+    else for (let i = 0; i < n; i++) if (this.eligible(tracker.cached(i))) edf.catchUp(i, now);
+    for (let i = 0; i < n; i++) if (this.eligible(tracker.cached(i))) edf.push(i);
+    edf.heapify();
   }
 
   /** Adds `node`, or replaces the node with its id (new data, e.g. a weight): O(1) amortised, O(log n) heap. */
@@ -349,19 +323,13 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     this.reserve(i + 1);
     this.ringNext[i] = -1;
     this.ringPrev[i] = -1;
-    this.heapPos[i] = -1;
-    if (this.weighted && this.phased) {
-      // Joins at the current virtual time with a random phase, as a fresh schedule would place it.
-      this.deadline[i] = this.virtualNow() + this.rng.next() / this.weights.at(i);
-      this.seq[i] = this.counter++;
-    }
+    this.edf.detach(i);
+    // Joins at the current virtual time with a random phase, as a fresh schedule would place it.
+    if (this.weighted && this.edf.phased) this.edf.join(i, this.rng);
     if (!this.eligible(this.tracker.cached(i))) return;
     if (this.weighted) {
-      if (!this.phased) return; // the rebuild that apply() makes places it
-      const k = this.heapLen++;
-      this.heap[k] = i;
-      this.heapPos[i] = k;
-      this.siftUp(k);
+      if (!this.edf.phased) return; // the rebuild that apply() makes places it
+      this.edf.insert(i);
     } else {
       this.ringInsert(i);
     }
@@ -372,13 +340,12 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     const i = this.index.get(id);
     if (i === undefined) return;
     if (this.ringNext[i]! >= 0) this.ringRemove(i);
-    if (this.heapPos[i]! >= 0) this.heapRemove(i);
+    if (this.edf.has(i)) this.edf.remove(i);
     const last = this.nodes.length - 1;
     this.index.swapRemove(this.nodes, i);
     if (i !== last) {
       // The last node moved into slot i: move its schedule data with it.
-      this.deadline[i] = this.deadline[last]!;
-      this.seq[i] = this.seq[last]!;
+      this.edf.move(last, i);
       const rn = (this.ringNext[i] = this.ringNext[last]!);
       const rp = (this.ringPrev[i] = this.ringPrev[last]!);
       if (rn >= 0) {
@@ -387,8 +354,6 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
         this.ringNext[rp === last ? i : rp] = i;
         if (this.cursor === last) this.cursor = i;
       }
-      const hp = (this.heapPos[i] = this.heapPos[last]!);
-      if (hp >= 0) this.heap[hp] = i;
     }
     this.weights.swapRemove(i);
     this.tracker.swapRemove(i);
@@ -424,19 +389,6 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     if (this.cursor === i) this.cursor = next;
   }
 
-  /** Takes node `i` out of the heap in O(log n). */
-  private heapRemove(i: number): void {
-    const p = this.heapPos[i]!;
-    this.heapPos[i] = -1;
-    const lastPos = --this.heapLen;
-    if (p === lastPos) return;
-    const tail = this.heap[lastPos]!;
-    this.heap[p] = tail;
-    this.heapPos[tail] = p;
-    this.siftDown(p);
-    this.siftUp(this.heapPos[tail]!);
-  }
-
   /** The next node index of the schedule (O(1) rotation or O(log n) heap step). */
   private next(): number {
     if (!this.weighted) {
@@ -444,51 +396,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
       this.cursor = this.ringNext[index]!;
       return index;
     }
-    const top = this.heap[0]!;
-    this.deadline[top] = this.deadline[top]! + 1 / this.weights.at(top);
-    this.seq[top] = this.counter++;
-    this.siftDown(0);
-    return top;
-  }
-
-  private before(a: number, b: number): boolean {
-    const da = this.deadline[a]!;
-    const db = this.deadline[b]!;
-    return da < db || (da === db && this.seq[a]! < this.seq[b]!);
-  }
-
-  private siftDown(k: number): void {
-    const heap = this.heap;
-    const pos = this.heapPos;
-    const len = this.heapLen;
-    const item = heap[k]!;
-    for (;;) {
-      const left = 2 * k + 1;
-      if (left >= len) break;
-      const right = left + 1;
-      const child = right < len && this.before(heap[right]!, heap[left]!) ? right : left;
-      if (!this.before(heap[child]!, item)) break;
-      heap[k] = heap[child]!;
-      pos[heap[k]!] = k;
-      k = child;
-    }
-    heap[k] = item;
-    pos[item] = k;
-  }
-
-  private siftUp(k: number): void {
-    const heap = this.heap;
-    const pos = this.heapPos;
-    const item = heap[k]!;
-    while (k > 0) {
-      const parent = (k - 1) >> 1;
-      if (!this.before(item, heap[parent]!)) break;
-      heap[k] = heap[parent]!;
-      pos[heap[k]!] = k;
-      k = parent;
-    }
-    heap[k] = item;
-    pos[item] = k;
+    return this.edf.next();
   }
 
   /** Grows the per-node arrays to hold at least `n` nodes (doubling: appends are O(1) amortised). */
@@ -502,10 +410,7 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     };
     this.ringNext = grow(this.ringNext, (c) => new Int32Array(c));
     this.ringPrev = grow(this.ringPrev, (c) => new Int32Array(c));
-    this.heap = grow(this.heap, (c) => new Int32Array(c));
-    this.heapPos = grow(this.heapPos, (c) => new Int32Array(c));
-    this.deadline = grow(this.deadline, (c) => new Float64Array(c));
-    this.seq = grow(this.seq, (c) => new Float64Array(c));
+    this.edf.reserve(n);
   }
 }
 

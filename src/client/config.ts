@@ -35,7 +35,7 @@ import {
   FailureAccrualParam,
   resolveFailureAccrualOptions,
   type FailureAccrualOptions,
-} from '../resilience/accrual.js';
+} from '../resilience/accrual-options.js';
 import { AdmissionParam, resolveAdmissionOptions, type AdmissionOptions } from '../resilience/admission.js';
 import {
   CircuitBreakerParam,

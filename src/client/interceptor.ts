@@ -26,7 +26,7 @@ function hostnameOf(origin: Dispatcher.DispatchOptions['origin']): string | unde
  *
  * @example
  * ```ts
- * import { Agent } from 'undici';
+ * import { Agent, fetch } from 'undici'; // the built-in fetch of Node 22 and 24 cannot drive an undici 8 Agent
  * import { createMesh, meshInterceptor } from 'meshfetch';
  *
  * const mesh = createMesh({ services: { users: { endpoints: ['127.0.0.1:8081'] } } });

@@ -27,12 +27,8 @@ import {
   type RequestBody,
 } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
-import { findFilter, inlineTop, type InlineFilter, type Service } from '../core/service.js';
-import { FailureAccrualFilter } from '../resilience/accrual.js';
-import { AdmissionFilter } from '../resilience/admission.js';
-import { BackupRequestFilter } from '../resilience/backup.js';
-import { CircuitBreakerFilter } from '../resilience/breaker.js';
-import { RetryFilter } from '../resilience/retry.js';
+import { inlineTop, type InlineFilter, type Service } from '../core/service.js';
+import { withRetryBudget } from '../resilience/retry.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import {
   resolveDestinations,
@@ -42,10 +38,11 @@ import {
 } from '../routing/config.js';
 import { RulesRouter } from '../routing/router.js';
 import { SharedResolvers } from '../routing/subset.js';
-import type { EndpointSnapshot, MeshSnapshot, ServiceSnapshot } from './snapshot.js';
+import { takeSnapshot, type MeshSnapshot } from './snapshot.js';
 import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
 import { otelRegistered } from '../telemetry/otel.js';
+import { SnapshotSections } from '../telemetry/snapshot.js';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import {
   resolveServiceConfig,
@@ -114,6 +111,8 @@ export class LogicalService {
     readonly stack: Service,
     /** The leaf of the logical stack: rules, splits, overrides and failover over the concrete destinations. */
     readonly router: RulesRouter,
+    /** What the modules of its logical stack expose to snapshots (retry budget, backup requests). */
+    readonly sections: SnapshotSections,
   ) {
     const top = inlineTop(stack);
     this.inline = top.inline;
@@ -268,13 +267,16 @@ export class Mesh implements AsyncDisposable {
         'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
       );
     }
+    const sections = new SnapshotSections();
     const base: ModuleEnv = {
       level: 'logical',
       service: config.name,
-      params: config.params,
+      // One retry budget per logical service, read by every module that spends it.
+      params: withRetryBudget(config.params, this.clock),
       clock: this.clock,
       rng: this.rng,
       logger: this.logger,
+      sections,
     };
     // One discovery watch per source, shared by the destinations that take subsets of it.
     const resolvers = new SharedResolvers({
@@ -299,7 +301,7 @@ export class Mesh implements AsyncDisposable {
       logger: this.logger,
     });
     const stack = this.stacks.logical.build(router, base);
-    return new LogicalService(config, stack, router);
+    return new LogicalService(config, stack, router, sections);
   }
 
   /**
@@ -711,60 +713,10 @@ export class Mesh implements AsyncDisposable {
    * ```
    */
   snapshot(): MeshSnapshot {
-    const now = this.clock.now();
-    const services: ServiceSnapshot[] = [];
-    for (const svc of this.services.values()) {
-      const addr = svc.destination.addr;
-      services.push({
-        name: svc.name,
-        balancer: svc.config.balancer.kind,
-        timeoutMs: svc.config.timeoutMs === Infinity ? null : svc.config.timeoutMs,
-        discovery: {
-          kind: svc.config.discovery.kind,
-          state: addr.state,
-          stale: addr.state === 'bound' && addr.stale,
-          ageMs: addr.state === 'bound' ? Math.max(0, now - addr.updatedAt) : null,
-          ...(addr.state === 'failed'
-            ? { error: addr.error.message }
-            : addr.state === 'negative'
-              ? { error: addr.reason }
-              : {}),
-        },
-        retryBudget: findFilter(svc.stack, RetryFilter)?.budget.balance ?? null,
-        backupRequests: findFilter(svc.stack, BackupRequestFilter)?.snapshot() ?? null,
-        breaker: findFilter(svc.concrete, CircuitBreakerFilter)?.state ?? null,
-        admission: findFilter(svc.concrete, AdmissionFilter)?.snapshot() ?? null,
-        routing: svc.router.snapshot(),
-        endpoints: svc.destination.endpoints().map((n) => {
-          const load = n.load as { rtt?: (now: number) => number };
-          const accrual = findFilter(n.service, FailureAccrualFilter)?.snapshot();
-          return {
-            address: n.id,
-            weight: n.weight,
-            ...(n.priority !== 0 ? { priority: n.priority } : {}),
-            status: n.status,
-            inflight: n.load.pending,
-            ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
-            cost: n.load.cost(now),
-            ...(n.load.phase !== undefined ? { loadState: n.load.phase(now) } : {}),
-            ...n.stats.snapshot(now),
-            ...transportOf(n.leaf.transportSnapshot()),
-            ...(accrual
-              ? {
-                  accrual: {
-                    state: accrual.state,
-                    successRate: accrual.successRate,
-                    consecutiveFailures: accrual.consecutiveFailures,
-                  },
-                }
-              : {}),
-            tags: [...n.endpoint.tags],
-            meta: { ...n.endpoint.meta },
-          };
-        }),
-      });
-    }
-    return { takenAt: this.clock.wallNow(), closed: this.closed, inflightCalls: this.inflight, services };
+    return takeSnapshot(this.services.values(), this.clock, {
+      closed: this.closed,
+      inflightCalls: this.inflight,
+    });
   }
 
   /** `await using mesh = createMesh(...)` closes it at the end of the scope. */
@@ -774,10 +726,6 @@ export class Mesh implements AsyncDisposable {
 }
 
 export { parseRawHeaders } from '../core/message.js';
-
-function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
-  return t === undefined ? {} : { transport: t };
-}
 
 /** The options of a `mesh.request` given none: one shared object, not one per call. */
 const NO_OPTIONS: MeshRequestOptions = Object.freeze({});

@@ -4,10 +4,19 @@
  * status, requests in flight, latency estimate, request and failure counts and recent success rate. Built
  * on demand from live state (nothing is recorded per call for it). It never contains a secret: discovery
  * sources expose only their kind and state, never their options.
+ *
+ * The types, and {@link takeSnapshot}, which assembles them: what the modules expose comes from the sections
+ * they registered when their stacks were built (src/telemetry/snapshot.ts); discovery, routing and each
+ * endpoint's balancer and transport view are read here from the service's router and destination. It lives
+ * in client, not telemetry, because it reads those levels (telemetry sits below them).
  */
+import type { Clock } from '../core/clock.js';
 import type { Addr } from '../discovery/types.js';
-import type { RoutingSnapshot } from '../routing/router.js';
+import type { EndpointNode } from '../concrete/endpoint-node.js';
+import type { RoutingSnapshot, RulesRouter } from '../routing/router.js';
+import { endpointSections, serviceSections, type SnapshotSections } from '../telemetry/snapshot.js';
 import type { EndpointTransportSnapshot } from '../transport/tls.js';
+import type { ResolvedServiceConfig } from './config.js';
 
 export type { ConnectionSnapshot, EndpointTransportSnapshot } from '../transport/tls.js';
 
@@ -92,4 +101,80 @@ export interface MeshSnapshot {
   closed: boolean;
   inflightCalls: number;
   services: ServiceSnapshot[];
+}
+
+/** What a snapshot reads of one logical service (the mesh's `LogicalService`). */
+export interface SnapshotSource {
+  readonly name: string;
+  readonly config: ResolvedServiceConfig;
+  /** The sections its logical stack's modules registered. */
+  readonly sections: SnapshotSections;
+  /** Its router: the routing view, and the default destination (discovery, endpoints, concrete sections). */
+  readonly router: RulesRouter;
+}
+
+/**
+ * Assembles a {@link MeshSnapshot} from live state (what `mesh.snapshot()` returns).
+ *
+ * @example
+ * ```ts
+ * takeSnapshot(services.values(), clock, { closed: false, inflightCalls: 0 });
+ * ```
+ */
+export function takeSnapshot(
+  services: Iterable<SnapshotSource>,
+  clock: Clock,
+  mesh: { readonly closed: boolean; readonly inflightCalls: number },
+): MeshSnapshot {
+  const now = clock.now();
+  const out: ServiceSnapshot[] = [];
+  for (const svc of services) out.push(serviceSnapshot(svc, now));
+  return { takenAt: clock.wallNow(), closed: mesh.closed, inflightCalls: mesh.inflightCalls, services: out };
+}
+
+function serviceSnapshot(svc: SnapshotSource, now: number): ServiceSnapshot {
+  const concrete = svc.router.defaultDestination;
+  const addr = concrete.destination.addr;
+  return {
+    name: svc.name,
+    balancer: svc.config.balancer.kind,
+    timeoutMs: svc.config.timeoutMs === Infinity ? null : svc.config.timeoutMs,
+    discovery: {
+      kind: svc.config.discovery.kind,
+      state: addr.state,
+      stale: addr.state === 'bound' && addr.stale,
+      ageMs: addr.state === 'bound' ? Math.max(0, now - addr.updatedAt) : null,
+      ...(addr.state === 'failed'
+        ? { error: addr.error.message }
+        : addr.state === 'negative'
+          ? { error: addr.reason }
+          : {}),
+    },
+    ...serviceSections(svc.sections, concrete.sections),
+    routing: svc.router.snapshot(),
+    endpoints: concrete.destination.endpoints().map((n) => endpointSnapshot(n, now)),
+  };
+}
+
+function endpointSnapshot(n: EndpointNode, now: number): EndpointSnapshot {
+  const load = n.load as { rtt?: (now: number) => number };
+  return {
+    address: n.id,
+    weight: n.weight,
+    ...(n.priority !== 0 ? { priority: n.priority } : {}),
+    status: n.status,
+    inflight: n.load.pending,
+    ...(typeof load.rtt === 'function' ? { latencyMs: load.rtt(now) } : {}),
+    cost: n.load.cost(now),
+    ...(n.load.phase !== undefined ? { loadState: n.load.phase(now) } : {}),
+    ...n.stats.snapshot(now),
+    ...transportOf(n.leaf.transportSnapshot()),
+    ...endpointSections(n.sections),
+    tags: [...n.endpoint.tags],
+    meta: { ...n.endpoint.meta },
+  };
+}
+
+function transportOf(t: EndpointSnapshot['transport']): { transport?: EndpointSnapshot['transport'] } {
+  return t === undefined ? {} : { transport: t };
 }

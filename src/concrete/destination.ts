@@ -50,6 +50,7 @@ import {
 } from '../telemetry/events.js';
 import { DEADLINE_HEADER } from '../core/call-options.js';
 import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
+import { SnapshotSections } from '../telemetry/snapshot.js';
 
 export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
 
@@ -269,10 +270,11 @@ export class Destination implements Service {
     const id = endpointId(ep.host, ep.port);
     const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
     const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host, o.env.logger, o.env.clock);
-    const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id };
+    const sections = new SnapshotSections();
+    const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id, sections };
     const service = o.endpointStack.build(leaf, env);
     const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });
-    return new EndpointNode(ep, load, leaf, service, o.env.clock);
+    return new EndpointNode(ep, load, leaf, service, o.env.clock, sections);
   }
 
   /** Waits for discovery's first answer, bounded by the call's signal (its deadline). */

@@ -11,6 +11,7 @@ import type { Endpoint } from '../discovery/types.js';
 import type { PoolService } from '../transport/pool.js';
 import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { EndpointStats } from '../telemetry/endpoint-stats.js';
+import { SnapshotSections } from '../telemetry/snapshot.js';
 
 /** One endpoint of a destination, as the balancer sees it. */
 export class EndpointNode implements BalancerNode {
@@ -29,6 +30,8 @@ export class EndpointNode implements BalancerNode {
   readonly entry: Service;
   /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
   readonly stats = new EndpointStats();
+  /** What the modules of its endpoint stack expose to snapshots (failure accrual). */
+  readonly sections: SnapshotSections;
   /**
    * Until when (clock ms) the endpoint is out of the draw because it answered with a `Retry-After`; 0 when it
    * is not. While held its status reads `busy`, so every balancer prefers the other endpoints and still
@@ -38,7 +41,14 @@ export class EndpointNode implements BalancerNode {
   /** When an attempt here was last sent or settled (clock ms); -Infinity before the first. */
   lastActive = -Infinity;
   private readonly clock: Clock;
-  constructor(endpoint: Endpoint, load: LoadMetric, leaf: PoolService, service: Service, clock: Clock) {
+  constructor(
+    endpoint: Endpoint,
+    load: LoadMetric,
+    leaf: PoolService,
+    service: Service,
+    clock: Clock,
+    sections: SnapshotSections = new SnapshotSections(),
+  ) {
     this.id = endpoint.id;
     this.endpoint = endpoint;
     this.load = load;
@@ -47,6 +57,7 @@ export class EndpointNode implements BalancerNode {
     this.accrual = service instanceof FailureAccrualFilter ? service : undefined;
     this.entry = this.accrual === undefined ? service : this.accrual.below;
     this.clock = clock;
+    this.sections = sections;
   }
   /** @internal A response body from this endpoint is done: one request fewer in flight. */
   onBodyDone(): void {

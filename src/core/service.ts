@@ -155,27 +155,6 @@ export function inlineTop(service: Service): { inline: InlineFilter[]; below: Se
 }
 
 /**
- * Finds the first filter of class `cls` in a chain built by a stack (walking from the outermost service
- * inwards), for snapshots and telemetry. Returns undefined when the chain has none.
- *
- * @example
- * ```ts
- * const retries = findFilter(logicalService, RetryFilter);
- * ```
- */
-export function findFilter<T>(
-  service: Service<any, any>,
-  cls: abstract new (...args: any[]) => T,
-): T | undefined {
-  let s: unknown = service;
-  for (let depth = 0; s !== undefined && s !== null && depth < 64; depth++) {
-    if (s instanceof cls) return s;
-    s = s instanceof Filter ? (s as unknown as { next: unknown }).next : undefined;
-  }
-  return undefined;
-}
-
-/**
  * Something that counts the calls in flight through it, their bodies included (the concrete stack's leaf, the
  * destination). Modules above it can read the count instead of keeping their own.
  */

@@ -19,6 +19,44 @@ import type { Service } from './service.js';
 /** The three levels of a call. */
 export type StackLevel = 'logical' | 'concrete' | 'endpoint';
 
+/**
+ * A typed name for something a module exposes to `mesh.snapshot()` (a part of the snapshot, such as the
+ * retry budget's balance or the breaker's state). Finagle's modules register their gauges and registry
+ * entries when the stack is built; here a module registers a reader under a section when it is made.
+ *
+ * @example
+ * ```ts
+ * const BreakerState = defineSection<'closed' | 'open' | 'half-open'>('breaker');
+ * ```
+ */
+export interface Section<T> {
+  readonly key: symbol;
+  readonly name: string;
+  /** Never set: carries the type of the section's value. */
+  readonly valueType?: T;
+}
+
+/**
+ * Defines a section.
+ *
+ * @example
+ * ```ts
+ * export const RetryBudgetSection = defineSection<number>('retryBudget');
+ * ```
+ */
+export function defineSection<T>(name: string): Section<T> {
+  return { key: Symbol(name), name };
+}
+
+/** Where the modules of one built stack register what they expose (see {@link ModuleEnv.sections}). */
+export interface SectionSink {
+  /**
+   * Registers `read` as this stack's `section`: each snapshot calls it. When two modules register the same
+   * section, the one further out (made later) is the one read.
+   */
+  expose<T>(section: Section<T>, read: () => T): void;
+}
+
 /** What a module gets when the stack is built. */
 export interface ModuleEnv {
   /** The level of the stack being built. */
@@ -33,6 +71,11 @@ export interface ModuleEnv {
   readonly clock: Clock;
   readonly rng: Rng;
   readonly logger: Logger;
+  /**
+   * Where the module registers what it exposes to `mesh.snapshot()`, one sink per built stack (per logical
+   * service, per concrete destination, per endpoint). Absent when a stack is built outside a mesh.
+   */
+  readonly sections?: SectionSink | undefined;
 }
 
 /**

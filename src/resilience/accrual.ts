@@ -44,12 +44,10 @@ import type { StackModule } from '../core/stack.js';
 import { FailureAccrualParam, type FailureAccrualEnv } from './accrual-options.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
+import { AccrualSection, exposing } from '../telemetry/snapshot.js';
 
 export {
-  FAILURE_ACCRUAL_DEFAULTS,
   FailureAccrualParam,
-  resolveFailureAccrualOptions,
-  type FailureAccrualEnv,
   type FailureAccrualOptions,
   type ResolvedFailureAccrualOptions,
 } from './accrual-options.js';
@@ -473,7 +471,7 @@ export const failureAccrualModule: StackModule = {
   make(next, env) {
     const options = env.params.get(FailureAccrualParam);
     if (options === false) return next;
-    return new FailureAccrualFilter(next, {
+    const filter = new FailureAccrualFilter(next, {
       options,
       classifier: env.params.get(ClassifierParam),
       clock: env.clock,
@@ -482,6 +480,7 @@ export const failureAccrualModule: StackModule = {
       service: env.service,
       endpoint: env.endpoint,
     });
+    return exposing(env, AccrualSection, filter, (f) => f.snapshot());
   },
 };
 

@@ -34,6 +34,7 @@ import {
   type ServiceStatus,
 } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
+import { AdmissionSection, exposing } from '../telemetry/snapshot.js';
 
 /**
  * Options of admission, as a service's config gives them.
@@ -279,7 +280,8 @@ export const admissionModule: StackModule = {
   make(next, env) {
     const options = env.params.get(AdmissionParam);
     if (options === false) return next;
-    return new AdmissionFilter(next, options, env.service, env.destination);
+    const filter = new AdmissionFilter(next, options, env.service, env.destination);
+    return exposing(env, AdmissionSection, filter, (f) => f.snapshot());
   },
 };
 

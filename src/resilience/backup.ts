@@ -31,9 +31,10 @@ import { Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BackupRequestParam, type BackupRequestOptions } from './backup-options.js';
 import { ReplayableBody } from './body.js';
-import { RETRY_BUDGET_DEFAULTS, RetryBudget, type RetryBudgetSpender } from './budget.js';
+import { RETRY_BUDGET_DEFAULTS, RetryBudget, RetryBudgetParam, type RetryBudgetSpender } from './budget.js';
 import { ClassifierParam, type Classifier } from './classifier.js';
 import { drain, isIdempotent, RETRY_DEFAULTS, RetryParam } from './retry.js';
+import { BackupRequestsSection, exposing } from '../telemetry/snapshot.js';
 
 export {
   BACKUP_REQUEST_DEFAULTS,
@@ -219,10 +220,12 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly maxReplayBytes: number = RETRY_DEFAULTS.maxReplayBytes,
+    /** The logical service's budget ({@link RetryBudgetParam}); by default one of its own. */
+    budget: RetryBudget = new RetryBudget(RETRY_BUDGET_DEFAULTS, clock),
   ) {
     super(next);
     this.window = new LatencyWindow(options.windowMs, clock);
-    this.budget = new RetryBudget(RETRY_BUDGET_DEFAULTS, clock);
+    this.budget = budget;
   }
 
   /** Spend the retry filter's budget (one per logical service) instead of one of our own. */
@@ -436,19 +439,21 @@ export const backupRequestsModule: StackModule = {
   role: 'backup-requests',
   description:
     'One backup attempt (another endpoint) when an idempotent attempt is slower than a latency percentile; first answer wins; spends the retry budget',
-  params: [BackupRequestParam, RetryParam, ClassifierParam],
+  params: [BackupRequestParam, RetryParam, RetryBudgetParam, ClassifierParam],
   make: (next, env) => {
     const opts = env.params.get(BackupRequestParam);
     if (opts === false) return next;
     const retries = env.params.get(RetryParam);
     const maxReplay = retries === false ? RETRY_DEFAULTS.maxReplayBytes : retries.maxReplayBytes;
-    return new BackupRequestFilter(
+    const filter = new BackupRequestFilter(
       next,
       opts,
       env.params.get(ClassifierParam),
       env.clock,
       env.logger,
       maxReplay,
+      env.params.get(RetryBudgetParam),
     );
+    return exposing(env, BackupRequestsSection, filter, (f) => f.snapshot());
   },
 };

@@ -51,6 +51,7 @@ import { settledCall, Filter, type Service, type ServiceStatus } from '../core/s
 import type { ModuleEnv, StackModule } from '../core/stack.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { breakerStateChannel } from '../telemetry/events.js';
+import { BreakerSection, exposing } from '../telemetry/snapshot.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Options
@@ -833,7 +834,8 @@ export function createCircuitBreakerModule(options?: Partial<CircuitBreakerOptio
           )
         : fallback;
       if (options === false) return next;
-      return new CircuitBreakerFilter(next, env, options, env.params.get(ClassifierParam));
+      const breaker = new CircuitBreakerFilter(next, env, options, env.params.get(ClassifierParam));
+      return exposing(env, BreakerSection, breaker, (b) => b.state);
     },
   };
 }

@@ -7,8 +7,12 @@
  *
  * Deposits and withdrawals are kept in a ring of time buckets covering `ttlMs`, so the window slides in O(1)
  * per operation with no per-request allocation.
+ *
+ * A logical service's budget is a typed stack param ({@link RetryBudgetParam}), as Finagle shares its
+ * `Retries.Budget` param between the retry and requeue filters: the modules that use it read the same one.
  */
 import type { Clock } from '../core/clock.js';
+import { defineParam } from '../core/params.js';
 import { Filter, type Service } from '../core/service.js';
 
 /** Budget settings (Finagle's defaults). */
@@ -101,6 +105,20 @@ export class RetryBudget {
     );
   }
 }
+
+/**
+ * The retry budget of a logical service (Finagle's `Retries.Budget` param). The mesh sets one per logical
+ * service when it builds the service's stack (with the service's `retries.budget` options, or the defaults
+ * when retries are off): the `retries` module deposits into it and spends it, `backup-requests` spends it,
+ * and a module of one's own can read it to spend the same budget. Unset (a stack built by hand), each of
+ * those modules makes a budget of its own.
+ *
+ * @example
+ * ```ts
+ * make: (next, env) => new MySpender(next, env.params.get(RetryBudgetParam) ?? new RetryBudget(RETRY_BUDGET_DEFAULTS, env.clock)),
+ * ```
+ */
+export const RetryBudgetParam = defineParam<RetryBudget | undefined>('retryBudget', undefined);
 
 /**
  * A filter that spends a logical service's retry budget without owning it (backup requests). There is one

@@ -29,15 +29,22 @@ import { MeshError, type MeshErrorDetails } from '../core/errors.js';
 import { boolean, number, object, toggle } from '../core/validate.js';
 import type { Logger } from '../core/logger.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
-import { defineParam } from '../core/params.js';
+import { defineParam, type Params } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
 import { InlineFilter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { BACKOFF_DEFAULTS, backoffDelay, parseRetryAfter, type BackoffOptions } from './backoff.js';
 import { isStaticBody, ReplayableBody } from './body.js';
-import { RETRY_BUDGET_DEFAULTS, RetryBudget, shareRetryBudget, type RetryBudgetOptions } from './budget.js';
+import {
+  RETRY_BUDGET_DEFAULTS,
+  RetryBudget,
+  RetryBudgetParam,
+  shareRetryBudget,
+  type RetryBudgetOptions,
+} from './budget.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { errorType } from '../telemetry/attributes.js';
+import { exposing, RetryBudgetSection } from '../telemetry/snapshot.js';
 
 /** Retry settings of a service. */
 export interface RetryOptions {
@@ -213,10 +220,13 @@ export class RetryFilter extends InlineFilter {
     private readonly clock: Clock,
     private readonly rng: Rng,
     private readonly logger: Logger,
+    /** The logical service's budget ({@link RetryBudgetParam}); by default one of its own, with `options.budget`. */
+    budget: RetryBudget = new RetryBudget(options.budget, clock),
   ) {
     super(next);
-    this.budget = new RetryBudget(options.budget, clock);
-    // One budget per logical service: filters below that spend it (backup requests) get this one.
+    this.budget = budget;
+    // One budget per logical service, and this filter deposits into it once per call: spenders below (backup
+    // requests) spend it and deposit nothing themselves.
     shareRetryBudget(next, this.budget);
   }
 
@@ -383,10 +393,36 @@ export const retryModule: StackModule = {
   role: 'retries',
   description:
     'Budgeted retries with backoff and Retry-After; each attempt routes and picks again; body-safe',
-  params: [RetryParam, ClassifierParam],
+  params: [RetryParam, RetryBudgetParam, ClassifierParam],
   make: (next, env) => {
     const opts = env.params.get(RetryParam);
     if (opts === false) return next;
-    return new RetryFilter(next, opts, env.params.get(ClassifierParam), env.clock, env.rng, env.logger);
+    const filter = new RetryFilter(
+      next,
+      opts,
+      env.params.get(ClassifierParam),
+      env.clock,
+      env.rng,
+      env.logger,
+      env.params.get(RetryBudgetParam),
+    );
+    return exposing(env, RetryBudgetSection, filter, (f) => f.budget.balance);
   },
 };
+
+/**
+ * `params` with a {@link RetryBudgetParam} (unless it has one): a new budget with the service's
+ * `retries.budget` options, or the defaults when retries are off. The mesh calls it once per logical service,
+ * so every module of that service's stacks reads the same budget.
+ *
+ * @example
+ * ```ts
+ * const env = { ...base, params: withRetryBudget(config.params, clock) };
+ * ```
+ */
+export function withRetryBudget(params: Params, clock: Clock): Params {
+  if (params.get(RetryBudgetParam) !== undefined) return params;
+  const retries = params.get(RetryParam);
+  const options = retries === false ? RETRY_BUDGET_DEFAULTS : retries.budget;
+  return params.with(RetryBudgetParam, new RetryBudget(options, clock));
+}

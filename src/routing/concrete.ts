@@ -17,6 +17,7 @@ import { Destination } from '../concrete/destination.js';
 import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import type { ResolvedSubset } from './config.js';
 import type { SharedResolvers } from './subset.js';
+import { SnapshotSections } from '../telemetry/snapshot.js';
 
 /** What a concrete destination is made of (two with equal sources can take each other's place). */
 export interface ConcreteSource {
@@ -49,6 +50,8 @@ export interface ConcreteFactoryOptions {
 export class ConcreteDestination {
   readonly destination: Destination;
   readonly stack: Service;
+  /** What the modules of its concrete stack expose to snapshots (breaker state, admission). */
+  readonly sections = new SnapshotSections();
   private readonly logger: ModuleEnv['logger'];
   private retired = false;
   private closing: Promise<void> | undefined;
@@ -58,7 +61,7 @@ export class ConcreteDestination {
     readonly source: ConcreteSource,
     options: ConcreteFactoryOptions,
   ) {
-    const env: ModuleEnv = { ...options.env, level: 'concrete', destination: name };
+    const env: ModuleEnv = { ...options.env, level: 'concrete', destination: name, sections: this.sections };
     this.logger = env.logger;
     const resolver = options.resolvers.acquire(source.discovery, source.subset);
     this.destination = new Destination(resolver, {

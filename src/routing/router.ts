@@ -10,9 +10,10 @@
  * read on every call. A destination that refuses a call before sending it (no endpoint, open breaker, full
  * admission) makes the router try the next fallback within the same attempt.
  *
- * The rules and destinations form an immutable {@link RoutingTable}; {@link RulesRouter.setRouting} swaps it
- * in one assignment, so a call in flight keeps the table it started with. Destinations the new table no
- * longer references drain (see concrete.ts).
+ * The rules and destinations form an immutable {@link RoutingTable} (table.ts: the rules, matching and the
+ * failover chains); {@link RulesRouter.setRouting} swaps it in one assignment, so a call in flight keeps the
+ * table it started with. Destinations the new table no longer references drain (see concrete.ts). What
+ * `mesh.snapshot()` shows of it is assembled in snapshot.ts.
  */
 import type { CallContext } from '../core/context.js';
 import { ConfigError, MeshError } from '../core/errors.js';
@@ -22,8 +23,6 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
 import type { Service, ServiceStatus } from '../core/service.js';
-import { CircuitBreakerFilter } from '../resilience/breaker.js';
-import { findFilter } from '../core/service.js';
 import { ConcreteDestination, type ConcreteFactoryOptions, type ConcreteSource } from './concrete.js';
 import {
   discoveryInDatacenter,
@@ -41,6 +40,10 @@ import {
   type OverrideTarget,
   type RouteOverrides,
 } from './override.js';
+import { routingSnapshot, type RoutingSnapshot } from './snapshot.js';
+import { buildRoutingTable, type RoutingTable } from './table.js';
+
+export type { RoutedDestinationSnapshot, RoutingSnapshot, RuleSnapshot } from './snapshot.js';
 
 /**
  * Sends every call to one destination.
@@ -79,119 +82,6 @@ const NOT_SENT = new Set([
 /** Longest-unused override destinations are retired past this many per service. */
 const MAX_OVERRIDE_DESTINATIONS = 16;
 
-/** One rule of a {@link RoutingSnapshot}. */
-export interface RuleSnapshot {
-  name: string;
-  match: { method?: string[]; pathPrefix?: string; path?: string; headers?: Record<string, string> };
-  to: Array<{ destination: string; weight: number }>;
-  sticky: boolean;
-}
-
-/** One concrete destination of a {@link RoutingSnapshot}. */
-export interface RoutedDestinationSnapshot {
-  name: string;
-  /** `config` (named in the service's config), `override` (made for a per-request override). */
-  origin: 'config' | 'override';
-  discovery: string;
-  datacenter: string | null;
-  /** The subset's canonical text (`tag:canary,version=v2`), null for all endpoints. */
-  subset: string | null;
-  fallbacks: string[];
-  /** Discovery state of the destination's view. */
-  state: 'pending' | 'bound' | 'negative' | 'failed';
-  endpoints: number;
-  /** What failover sees: `down` means the router skips it for its fallbacks. */
-  availability: ServiceStatus;
-  breaker: 'closed' | 'open' | 'half-open' | null;
-  inflight: number;
-}
-
-/**
- * The routing of one logical service at one instant: its rules in order, its destinations and the ones still
- * draining after a table swap.
- *
- * @example
- * ```ts
- * console.table(mesh.snapshot().services[0]?.routing?.destinations);
- * ```
- */
-export interface RoutingSnapshot {
-  /** Table swaps since the service was built. */
-  version: number;
-  overrides: boolean;
-  rules: RuleSnapshot[];
-  destinations: RoutedDestinationSnapshot[];
-  draining: string[];
-}
-
-/**
- * An immutable routing table: compiled rules, the destinations they name, and each destination's failover
- * chain (itself, then its fallbacks).
- *
- * @example
- * ```ts
- * const rule = table.match(req);
- * ```
- */
-export class RoutingTable {
-  /** The one destination when the table is "everything to X, no fallbacks": the fast path. */
-  readonly simple: ConcreteDestination | undefined;
-  constructor(
-    readonly routing: ResolvedRouting,
-    readonly destinations: ReadonlyMap<string, ConcreteDestination>,
-    readonly chains: ReadonlyMap<string, readonly ConcreteDestination[]>,
-    readonly version: number,
-  ) {
-    const rules = routing.rules;
-    const only = rules.length === 1 ? rules[0]! : undefined;
-    const unconditional =
-      only !== undefined &&
-      only.methods === undefined &&
-      only.pathPrefix === undefined &&
-      only.path === undefined &&
-      only.headers.length === 0 &&
-      only.split.length === 1;
-    const chain = unconditional ? chains.get(only.split[0]!.name) : undefined;
-    this.simple = chain !== undefined && chain.length === 1 ? chain[0] : undefined;
-  }
-
-  /** The first rule whose match holds, or undefined. */
-  match(req: MeshRequest): CompiledRule | undefined {
-    let pathOnly: string | undefined;
-    for (const r of this.routing.rules) {
-      if (r.methods !== undefined && !r.methods.has(req.method)) continue;
-      if (r.pathPrefix !== undefined || r.path !== undefined) {
-        if (pathOnly === undefined) {
-          const q = req.path.indexOf('?');
-          pathOnly = q < 0 ? req.path : req.path.slice(0, q);
-        }
-        if (r.pathPrefix !== undefined && !pathOnly.startsWith(r.pathPrefix)) continue;
-        if (r.path !== undefined && !r.path.test(pathOnly)) continue;
-      }
-      if (r.headers.length > 0 && !headersMatch(r.headers, req)) continue;
-      return r;
-    }
-    return undefined;
-  }
-}
-
-function headersMatch(conds: CompiledRule['headers'], req: MeshRequest): boolean {
-  for (const [name, want] of conds) {
-    const v = req.headers[name];
-    if (v === undefined) return false;
-    const values = Array.isArray(v) ? v : [v];
-    let ok = false;
-    for (const x of values) {
-      if (typeof want === 'string' ? x === want : want.test(x)) {
-        ok = true;
-        break;
-      }
-    }
-    if (!ok) return false;
-  }
-  return true;
-}
-
 /** What a {@link RulesRouter} needs. */
 export interface RulesRouterOptions {
   readonly service: string;
@@ -229,7 +119,7 @@ export class RulesRouter implements Service {
     this.factory = options.factory;
     this.rng = options.rng;
     this.logger = options.logger;
-    this.table = this.buildTable(options.routing, new Map(), 0);
+    this.table = buildRoutingTable(options.routing, new Map(), 0, this.factory);
   }
 
   /** The current table (immutable; replaced whole by {@link RulesRouter.setRouting}). */
@@ -255,34 +145,6 @@ export class RulesRouter implements Service {
     return busy ? 'busy' : 'down';
   }
 
-  private buildTable(
-    routing: ResolvedRouting,
-    previous: ReadonlyMap<string, ConcreteDestination>,
-    version: number,
-  ): RoutingTable {
-    const built: ConcreteDestination[] = [];
-    const destinations = new Map<string, ConcreteDestination>();
-    try {
-      for (const [name, d] of routing.destinations) {
-        const old = previous.get(name);
-        if (old !== undefined && !old.isRetired && old.sameSource(d)) destinations.set(name, old);
-        else {
-          const c = new ConcreteDestination(name, d, this.factory);
-          built.push(c);
-          destinations.set(name, c);
-        }
-      }
-    } catch (err) {
-      for (const c of built) void c.close(true).catch(() => {});
-      throw err;
-    }
-    const chains = new Map<string, ConcreteDestination[]>();
-    for (const [name, d] of routing.destinations) {
-      chains.set(name, [destinations.get(name)!, ...d.fallbacks.map((f) => destinations.get(f)!)]);
-    }
-    return new RoutingTable(routing, destinations, chains, version);
-  }
-
   /**
    * Replaces the routing table atomically. Destinations kept under the same name with the same source keep
    * their state (balancer, breaker, pools); the ones no longer referenced drain and close. Calls in flight are
@@ -292,7 +154,7 @@ export class RulesRouter implements Service {
     if (this.closed)
       throw new ConfigError(optionPath('services', this.service), this.service, 'a service that is open');
     const old = this.table;
-    const next = this.buildTable(routing, old.destinations, old.version + 1);
+    const next = buildRoutingTable(routing, old.destinations, old.version + 1, this.factory);
     this.table = next;
     const kept = new Set(next.destinations.values());
     for (const d of old.destinations.values()) {
@@ -494,45 +356,7 @@ export class RulesRouter implements Service {
 
   /** A view for `mesh.snapshot()`. */
   snapshot(): RoutingSnapshot {
-    const t = this.table;
-    const describe = (d: ConcreteDestination, origin: 'config' | 'override'): RoutedDestinationSnapshot => {
-      const addr = d.destination.addr;
-      return {
-        name: d.name,
-        origin,
-        discovery: d.source.discovery.kind,
-        datacenter: d.source.datacenter ?? null,
-        subset: d.source.subset?.key ?? null,
-        fallbacks: origin === 'config' ? [...(t.routing.destinations.get(d.name)?.fallbacks ?? [])] : [],
-        state: addr.state,
-        endpoints: addr.state === 'bound' ? addr.endpoints.length : 0,
-        availability: d.availability,
-        breaker: findFilter(d.stack, CircuitBreakerFilter)?.state ?? null,
-        inflight: d.inflightCalls,
-      };
-    };
-    return {
-      version: t.version,
-      overrides: this.overrides,
-      rules: t.routing.rules.map((r) => ({
-        name: r.name,
-        match: {
-          ...(r.methods ? { method: [...r.methods] } : {}),
-          ...(r.pathPrefix !== undefined ? { pathPrefix: r.pathPrefix } : {}),
-          ...(r.path ? { path: String(r.path) } : {}),
-          ...(r.headers.length > 0
-            ? { headers: Object.fromEntries(r.headers.map(([k, v]) => [k, String(v)])) }
-            : {}),
-        },
-        to: r.split.map((s) => ({ destination: s.name, weight: s.weight })),
-        sticky: r.sticky !== undefined,
-      })),
-      destinations: [
-        ...[...t.destinations.values()].map((d) => describe(d, 'config')),
-        ...[...this.dynamic.values()].map((d) => describe(d, 'override')),
-      ],
-      draining: [...this.draining].filter((d) => !d.isClosed).map((d) => d.name),
-    };
+    return routingSnapshot(this.table, this.overrides, this.dynamic, this.draining);
   }
 
   /** Closes every destination (gracefully, or aborting what is in flight with `force`). */

@@ -1,30 +1,50 @@
 /**
- * The server side of deadline propagation. A mesh client sends the time its caller has left in
- * `mesh-deadline-ms` (relative milliseconds, like gRPC's `grpc-timeout`, so clock skew between hosts does not
- * matter). Without a helper on the receiving side that budget stops at the first hop: the handler keeps working
- * (and calling further services) long after the caller has given up. {@link meshHandler} reads the header once
- * per incoming request, clamps it (it comes off the network), turns it into an absolute deadline on the mesh
- * clock, makes one AbortController that fires when the deadline passes or the client goes away, and enters the
- * incoming-request context (AsyncLocalStorage) once, so that every mesh call the handler makes inherits the
- * deadline (min(incoming, local)) and the signal without the handler passing anything along. A request whose
- * budget is already spent (`0`) is refused at once: doing the work would only produce an answer nobody waits for.
+ * The server side of deadline propagation, for node:http-style handlers. Without a helper on the receiving side
+ * a caller's budget stops at the first hop: the handler keeps working (and calling further services) long after
+ * the caller has given up. {@link meshHandler} wraps a handler: per incoming request it reads the deadline once
+ * from a trusted caller (incoming-deadline.ts: parse, clamp, strip the control headers), arms its deadline
+ * scope (scope.ts: one AbortController that fires when the deadline passes, here also when the client goes
+ * away, and the incoming-request context entered once), and refuses at once a request whose budget is already
+ * spent (`0`): doing the work would only produce an answer nobody waits for. It also reads a trusted caller's
+ * routing override (`mesh-dtab`, docs/routing.md).
  *
- * Entering AsyncLocalStorage per incoming request is cheap enough; the mesh only reads it per outgoing call.
  * One timer and one `close` listener per request, both released when the response is done, so nothing
- * accumulates on long-lived keep-alive sockets.
+ * accumulates on long-lived keep-alive sockets. This file is also where the server helper's public names are
+ * exported from.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
-import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
-import { ConfigError, DeadlineExceededError, MeshError, type Phase } from '../core/errors.js';
-import { incomingContext, type IncomingContext } from '../core/incoming.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEADLINE_HEADER, IDEMPOTENT_HEADER } from '../core/call-options.js';
+import type { Clock } from '../core/clock.js';
+import { ConfigError, MeshError } from '../core/errors.js';
+import { incomingContext } from '../core/incoming.js';
 import { InvalidOverrideError } from '../routing/errors.js';
 import { OVERRIDE_HEADER, readOverrideHeader, type RouteOverrides } from '../routing/override.js';
+import {
+  checkBool,
+  checkMax,
+  GRPC_TIMEOUT_HEADER,
+  isTrusted,
+  readBudget,
+  stripControlHeaders,
+} from './incoming-deadline.js';
+import { arm, checkClock, checkService } from './scope.js';
 
-/** gRPC's deadline header: `<1-8 digits><unit>`, unit one of `H M S m u n`. */
-export const GRPC_TIMEOUT_HEADER = 'grpc-timeout';
-/** The default cap on an incoming deadline (60 s): a larger value is clamped to it. */
-export const DEFAULT_MAX_DEADLINE_MS = 60_000;
+export {
+  DEFAULT_MAX_DEADLINE_MS,
+  GRPC_TIMEOUT_HEADER,
+  parseGrpcTimeout,
+  parseIncomingDeadline,
+  type ParseDeadlineOptions,
+} from './incoming-deadline.js';
+export {
+  getIncomingDeadline,
+  incomingSignal,
+  remainingMs,
+  runWithDeadline,
+  type DeadlineScope,
+  type RunWithDeadlineOptions,
+} from './scope.js';
+
 /** The default status for a request that arrives with its deadline already spent. */
 export const DEFAULT_EXPIRED_STATUS = 504;
 
@@ -88,63 +108,6 @@ export interface MeshHandlerOptions {
   overrides?: { trust?: (req: IncomingMessage) => boolean };
 }
 
-/**
- * Options for {@link parseIncomingDeadline}.
- *
- * @example
- * ```ts
- * parseIncomingDeadline(req.headers, { maxDeadlineMs: 10_000, grpcTimeout: false });
- * ```
- */
-export interface ParseDeadlineOptions {
-  /** Cap (ms); a larger value is clamped to it. Default 60 000. */
-  maxDeadlineMs?: number;
-  /** Also read `grpc-timeout`. Default `true`. */
-  grpcTimeout?: boolean;
-}
-
-/**
- * Options for {@link runWithDeadline}.
- *
- * @example
- * ```ts
- * runWithDeadline({ deadlineMs: 500 }, handle, { service: 'users', clock: mesh.clock });
- * ```
- */
-export interface RunWithDeadlineOptions {
-  /** Service name in the errors the signal aborts with. Default `'incoming'`. */
-  service?: string;
-  /** The mesh's clock. Default `systemClock`. */
-  clock?: Clock;
-}
-
-/**
- * What {@link runWithDeadline} hands to its function.
- *
- * @example
- * ```ts
- * runWithDeadline({ deadlineMs: 500 }, (scope) => {
- *   res.on('close', scope.release);
- *   handle(req, res, scope.signal);
- * });
- * ```
- */
-export interface DeadlineScope {
-  /** Aborts with `DeadlineExceededError` when the deadline passes, or with the given signal's reason. */
-  readonly signal: AbortSignal;
-  /** Absolute deadline on the clock (ms); `Infinity` for none. */
-  readonly deadline: number;
-  /** Stops the timer and unlinks the given signal. Idempotent. Called for you when `fn` returns a promise that settles. */
-  release(): void;
-}
-
-/** The store this module enters: the public shape plus what the budget helpers need. */
-interface ServerIncomingContext extends IncomingContext {
-  readonly deadline: number;
-  readonly signal: AbortSignal;
-  readonly clock: Clock;
-}
-
 const HANDLER_KEYS = new Set([
   'maxDeadlineMs',
   'defaultDeadlineMs',
@@ -155,129 +118,6 @@ const HANDLER_KEYS = new Set([
   'clock',
   'overrides',
 ]);
-
-const GRPC_RE = /^([0-9]{1,8})([HMSmun])$/;
-
-function single(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  // A repeated header is ambiguous: treat it as malformed (Node itself joins repeats into "a, b").
-  if (Array.isArray(value) && value.length === 1 && typeof value[0] === 'string') return value[0];
-  return undefined;
-}
-
-/**
- * Parses a `grpc-timeout` value (`<1-8 digits><H|M|S|m|u|n>`) into whole milliseconds, rounded down (so
- * `500u` is `0`, an expired budget, as the mesh itself floors what it sends). Anything else gives `undefined`.
- *
- * @example
- * ```ts
- * parseGrpcTimeout('250m'); // 250
- * parseGrpcTimeout('2S');   // 2000
- * parseGrpcTimeout('1x');   // undefined
- * ```
- */
-export function parseGrpcTimeout(value: unknown): number | undefined {
-  const v = single(value);
-  if (v === undefined) return undefined;
-  const m = GRPC_RE.exec(v);
-  if (m === null) return undefined;
-  const n = Number(m[1]);
-  switch (m[2]) {
-    case 'H':
-      return n * 3_600_000;
-    case 'M':
-      return n * 60_000;
-    case 'S':
-      return n * 1_000;
-    case 'm':
-      return n;
-    case 'u':
-      return Math.floor(n / 1_000);
-    default:
-      return Math.floor(n / 1_000_000);
-  }
-}
-
-/**
- * Reads the incoming deadline from request headers: `mesh-deadline-ms` (an integer of ms) and, unless
- * disabled, `grpc-timeout`; the smaller wins. Returns whole milliseconds in `[0, maxDeadlineMs]` (clamped), or
- * `undefined` when there is no usable value. Malformed or repeated values are ignored; it never throws on
- * header input. `0` means the caller's budget is already spent. Adapters for other frameworks use it with
- * {@link runWithDeadline}.
- *
- * @example
- * ```ts
- * parseIncomingDeadline({ 'mesh-deadline-ms': '250' });           // 250
- * parseIncomingDeadline({ 'mesh-deadline-ms': '99999999999' });   // 60000 (clamped)
- * parseIncomingDeadline({ 'mesh-deadline-ms': '-1' });            // undefined (ignored)
- * ```
- */
-export function parseIncomingDeadline(
-  headers: IncomingHttpHeaders | Readonly<Record<string, unknown>>,
-  options: ParseDeadlineOptions = {},
-): number | undefined {
-  const max = checkMax('parseIncomingDeadline.maxDeadlineMs', options.maxDeadlineMs);
-  const grpc = checkBool('parseIncomingDeadline.grpcTimeout', options.grpcTimeout, true);
-  return readBudget(headers, max, grpc);
-}
-
-function readBudget(
-  headers: IncomingHttpHeaders | Readonly<Record<string, unknown>>,
-  max: number,
-  grpc: boolean,
-): number | undefined {
-  const raw = single((headers as Record<string, unknown>)[DEADLINE_HEADER]);
-  let budget = raw === undefined ? undefined : parseDeadlineHeader(raw);
-  if (grpc) {
-    const g = parseGrpcTimeout((headers as Record<string, unknown>)[GRPC_TIMEOUT_HEADER]);
-    if (g !== undefined && (budget === undefined || g < budget)) budget = g;
-  }
-  if (budget === undefined || !Number.isFinite(budget) || budget < 0) return undefined;
-  return budget > max ? max : budget;
-}
-
-/** Arms one controller for one incoming request: a timer for the deadline and, optionally, a linked signal. */
-function arm(
-  budgetMs: number | undefined,
-  clock: Clock,
-  service: string,
-  phase: () => Phase,
-  linked: AbortSignal | undefined,
-): { store: ServerIncomingContext; controller: AbortController; release: () => void } {
-  const controller = new AbortController();
-  const now = clock.now();
-  const deadline = budgetMs === undefined || budgetMs === Infinity ? Infinity : now + budgetMs;
-  let timer: TimerHandle | undefined;
-  let released = false;
-  const onLinkedAbort = (): void => {
-    release();
-    controller.abort(linked!.reason);
-  };
-  const release = (): void => {
-    if (released) return;
-    released = true;
-    if (timer !== undefined) clock.clearTimeout(timer);
-    timer = undefined;
-    linked?.removeEventListener('abort', onLinkedAbort);
-  };
-  if (linked?.aborted) {
-    released = true;
-    controller.abort(linked.reason);
-  } else if (deadline !== Infinity && budgetMs! <= 0) {
-    released = true;
-    controller.abort(new DeadlineExceededError(service, 0, phase()));
-  } else {
-    if (deadline !== Infinity) {
-      timer = clock.setTimeout(() => {
-        timer = undefined;
-        release();
-        controller.abort(new DeadlineExceededError(service, budgetMs!, phase()));
-      }, budgetMs!);
-    }
-    linked?.addEventListener('abort', onLinkedAbort, { once: true });
-  }
-  return { store: { deadline, signal: controller.signal, clock }, controller, release };
-}
 
 /**
  * Wraps a node:http-style handler so that it serves each request within the caller's deadline.
@@ -408,43 +248,6 @@ export function meshHandler<
   };
 }
 
-/**
- * Removes the per-call control headers from an incoming request (`req.headers` and `req.rawHeaders`):
- * `mesh-deadline-ms`, `grpc-timeout` when it is read, and `mesh-idempotent`, which is never taken from an
- * incoming request (it would let any caller turn one POST into several at the backend).
- */
-function stripControlHeaders(req: IncomingMessage, grpc: boolean): void {
-  const headers = req.headers;
-  delete headers[DEADLINE_HEADER];
-  delete headers[IDEMPOTENT_HEADER];
-  if (grpc) delete headers[GRPC_TIMEOUT_HEADER];
-  const raw = req.rawHeaders;
-  if (!Array.isArray(raw)) return;
-  const kept: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (name === DEADLINE_HEADER || name === IDEMPOTENT_HEADER || (grpc && name === GRPC_TIMEOUT_HEADER))
-      continue;
-    kept.push(raw[i]!, raw[i + 1]!);
-  }
-  if (kept.length !== raw.length) {
-    try {
-      req.rawHeaders = kept;
-    } catch {
-      // a frozen or getter-only rawHeaders (a framework's request object): req.headers is what is forwarded
-    }
-  }
-}
-
-function isTrusted(trust: ((req: IncomingMessage) => boolean) | undefined, req: IncomingMessage): boolean {
-  if (trust === undefined) return true;
-  try {
-    return trust(req) === true;
-  } catch {
-    return false;
-  }
-}
-
 function checkOverrides(path: string, v: unknown): ((req: IncomingMessage) => boolean) | undefined {
   if (v === undefined) return undefined;
   if (v === null || typeof v !== 'object' || Array.isArray(v))
@@ -476,156 +279,4 @@ function refuse(res: ServerResponse, status: number): void {
     'content-length': Buffer.byteLength(body),
   });
   res.end(body);
-}
-
-/**
- * Runs `fn` inside the incoming-request context with a deadline `deadlineMs` from now, for frameworks whose
- * handlers are not plain node:http listeners (express, fastify, ...). Mesh calls made inside inherit the
- * deadline and the scope's signal. The scope's signal aborts with `DeadlineExceededError` when the deadline
- * passes, or with `signal`'s reason when the given signal aborts (pass one that aborts when the client goes
- * away). If `fn` returns a promise, the scope is released when it settles; otherwise call `scope.release()`
- * when the response is done (the timer is unref'ed and one-shot, but release it anyway).
- *
- * `deadlineMs` is relative (ms, >= 0; `undefined` or `Infinity` for none). A value of `0` runs `fn` with an
- * already-aborted signal: refuse such requests before calling it (see {@link parseIncomingDeadline}).
- *
- * @example
- * ```ts
- * import { parseIncomingDeadline, runWithDeadline } from 'meshfetch';
- *
- * app.use((req, res, next) => {
- *   const deadlineMs = parseIncomingDeadline(req.headers);
- *   if (deadlineMs === 0) return void res.status(504).end();
- *   runWithDeadline({ deadlineMs }, (scope) => {
- *     res.on('close', scope.release);
- *     next();
- *   });
- * });
- * ```
- */
-export function runWithDeadline<T>(
-  init: {
-    deadlineMs?: number | undefined;
-    signal?: AbortSignal | undefined;
-    /** A routing override from a trusted caller (`readOverrideHeader(req.headers['mesh-dtab'])`). */
-    overrides?: RouteOverrides | undefined;
-  },
-  fn: (scope: DeadlineScope) => T,
-  options: RunWithDeadlineOptions = {},
-): T {
-  if (init === null || typeof init !== 'object') {
-    throw new ConfigError('runWithDeadline.init', init, 'an object { deadlineMs?, signal? }');
-  }
-  if (typeof fn !== 'function') throw new ConfigError('runWithDeadline.fn', fn, 'a function');
-  if (options === null || typeof options !== 'object') {
-    throw new ConfigError('runWithDeadline.options', options, 'an options object');
-  }
-  const d = init.deadlineMs;
-  if (d !== undefined && (typeof d !== 'number' || Number.isNaN(d) || d < 0)) {
-    throw new ConfigError('runWithDeadline.deadlineMs', d, 'a number of milliseconds >= 0 (or Infinity)');
-  }
-  const signal = init.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new ConfigError('runWithDeadline.signal', signal, 'an AbortSignal');
-  }
-  const service = checkService('runWithDeadline.service', options.service);
-  const clock = checkClock('runWithDeadline.clock', options.clock);
-  const { store, release } = arm(d, clock, service, () => 'headers', signal);
-  const scope: DeadlineScope = { signal: store.signal, deadline: store.deadline, release };
-  let result: T;
-  try {
-    result = incomingContext.run(init.overrides ? { ...store, overrides: init.overrides } : store, fn, scope);
-  } catch (err) {
-    release();
-    throw err;
-  }
-  if (isThenable(result)) result.then(release, release);
-  return result;
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (
-    v !== null &&
-    (typeof v === 'object' || typeof v === 'function') &&
-    typeof (v as { then?: unknown }).then === 'function'
-  );
-}
-
-/**
- * The absolute deadline (ms on the mesh clock) of the request being served, `Infinity` if it has none, or
- * `undefined` outside a handler run by {@link meshHandler} / {@link runWithDeadline}.
- *
- * @example
- * ```ts
- * const deadline = getIncomingDeadline();
- * if (deadline !== undefined && deadline !== Infinity) log(`answer by t=${deadline}`);
- * ```
- */
-export function getIncomingDeadline(): number | undefined {
-  return incomingContext.getStore()?.deadline;
-}
-
-/**
- * Milliseconds left (fractional, never negative) before the incoming request's deadline; `Infinity` when it has
- * none or outside a served request. Reads the clock the helper was given unless you pass one.
- *
- * @example
- * ```ts
- * if (remainingMs() < 50) return void res.writeHead(503).end(); // not enough time to do it properly
- * ```
- */
-export function remainingMs(clock?: Clock): number {
-  const store = incomingContext.getStore() as Partial<ServerIncomingContext> | undefined;
-  const deadline = store?.deadline;
-  if (deadline === undefined || deadline === Infinity) return Infinity;
-  const c = clock ?? store?.clock ?? systemClock;
-  return Math.max(0, deadline - c.now());
-}
-
-/**
- * The AbortSignal of the request being served (aborts when its deadline passes or the client goes away), or
- * `undefined` outside a served request. Pass it to work the mesh does not see (database queries, timers).
- *
- * @example
- * ```ts
- * await db.query(sql, { signal: incomingSignal() });
- * ```
- */
-export function incomingSignal(): AbortSignal | undefined {
-  return incomingContext.getStore()?.signal;
-}
-
-function checkMax(path: string, v: unknown): number {
-  if (v === undefined) return DEFAULT_MAX_DEADLINE_MS;
-  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0) {
-    throw new ConfigError(path, v, 'a number of milliseconds > 0 (or Infinity for no cap)');
-  }
-  return v;
-}
-
-function checkBool(path: string, v: unknown, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') throw new ConfigError(path, v, 'a boolean');
-  return v;
-}
-
-function checkService(path: string, v: unknown): string {
-  if (v === undefined) return 'incoming';
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(path, v, 'a non-empty string');
-  return v;
-}
-
-function checkClock(path: string, v: unknown): Clock {
-  if (v === undefined) return systemClock;
-  const c = v as Partial<Clock> | null;
-  if (
-    c === null ||
-    typeof c !== 'object' ||
-    typeof c.now !== 'function' ||
-    typeof c.setTimeout !== 'function' ||
-    typeof c.clearTimeout !== 'function'
-  ) {
-    throw new ConfigError(path, v, 'a Clock { now, wallNow, setTimeout, clearTimeout }');
-  }
-  return c as Clock;
 }

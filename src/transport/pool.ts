@@ -145,7 +145,8 @@ export function toTransportError(
       service,
       endpoint,
       cause: err,
-      causeCode: code,
+      // undici's HTTPParserError comes without its code: its name is the most precise cause there is.
+      causeCode: code ?? (err.name !== 'Error' ? err.name : undefined),
       idleClose,
     },
   );

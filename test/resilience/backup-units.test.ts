@@ -11,7 +11,7 @@ import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
 import type { Service } from '../../src/core/service.js';
 import { CallSignal } from '../../src/core/signal.js';
-import { Stack } from '../../src/core/stack.js';
+import { Stack, type StackModule } from '../../src/core/stack.js';
 import {
   BACKUP_REQUEST_DEFAULTS,
   BackupRequestFilter,
@@ -21,9 +21,15 @@ import {
   resolveBackupRequestOptions,
   type BackupRequestOptions,
 } from '../../src/resilience/backup.js';
-import { RetryBudget } from '../../src/resilience/budget.js';
+import { RETRY_BUDGET_DEFAULTS, RetryBudget, RetryBudgetParam } from '../../src/resilience/budget.js';
 import { defaultClassifier } from '../../src/resilience/classifier.js';
-import { RETRY_DEFAULTS, RetryFilter, RetryParam, retryModule } from '../../src/resilience/retry.js';
+import {
+  RETRY_DEFAULTS,
+  RetryFilter,
+  RetryParam,
+  retryModule,
+  withRetryBudget,
+} from '../../src/resilience/retry.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // A mock service below the filter (mockService): every call waits until the test settles it; an abort of the
@@ -559,3 +565,104 @@ describe('backupRequests config', () => {
     await off.close();
   });
 });
+
+describe('RetryBudgetParam: the logical service budget as a typed param', () => {
+  const env = (params: Params, clock: FakeClock) => ({
+    level: 'logical' as const,
+    service: 'svc',
+    params,
+    clock,
+    rng: seededRng(1),
+    logger: silentLogger,
+  });
+
+  it('retries and backup requests both read the budget the param holds; retries deposit, backups do not', async () => {
+    const clock = new FakeClock();
+    const budget = new RetryBudget({ ttlMs: 10_000, minRetriesPerSec: 0, percentCanRetry: 1 }, clock);
+    const params = Params.empty
+      .with(BackupRequestParam, BACKUP_REQUEST_DEFAULTS)
+      .with(RetryBudgetParam, budget);
+    const next = scripted();
+    const built = Stack.of('logical', [retryModule, backupRequestsModule]).build(
+      next.service,
+      env(params, clock),
+    );
+    const retry = built as RetryFilter;
+    const backup = (retry as unknown as { next: BackupRequestFilter }).next;
+    expect(retry.budget).toBe(budget);
+    expect(backup.retryBudget).toBe(budget);
+    const p = retry.call(request(), context(clock));
+    next.calls.at(-1)!.ok();
+    await (await p).body.toArray();
+    expect(budget.balance).toBe(1); // one deposit (the retry filter's), 100 % of it
+  });
+
+  it('a module of ones own reads the same budget, and backups alone deposit into it', async () => {
+    const clock = new FakeClock();
+    const params = withRetryBudget(
+      Params.empty.with(BackupRequestParam, BACKUP_REQUEST_DEFAULTS).with(RetryParam, false),
+      clock,
+    );
+    let seen: RetryBudget | undefined;
+    const reader: StackModule = {
+      role: 'reader',
+      description: 'reads the budget',
+      make: (n, e) => {
+        seen = e.params.get(RetryBudgetParam);
+        return n;
+      },
+    };
+    const next = scripted();
+    const built = Stack.of('logical', [reader, retryModule, backupRequestsModule]).build(
+      next.service,
+      env(params, clock),
+    );
+    const backup = built as BackupRequestFilter;
+    expect(seen).toBeDefined();
+    expect(backup.retryBudget).toBe(seen);
+    expect(seen!.balance).toBe(100); // the defaults with retries off: 10/s x 10 s
+    for (let i = 0; i < 10; i++) {
+      const p = backup.call(request(), context(clock));
+      next.calls.at(-1)!.ok();
+      await (await p).body.toArray();
+    }
+    expect(seen!.balance).toBe(102);
+  });
+
+  it('withRetryBudget keeps a budget already set, and takes the service retries.budget options', () => {
+    const clock = new FakeClock();
+    const mine = new RetryBudget(RETRY_BUDGET_DEFAULTS, clock);
+    const set = Params.empty.with(RetryBudgetParam, mine);
+    expect(withRetryBudget(set, clock)).toBe(set);
+    const options = { ...RETRY_DEFAULTS, budget: { ttlMs: 10_000, minRetriesPerSec: 1, percentCanRetry: 0 } };
+    const made = withRetryBudget(Params.empty.with(RetryParam, options), clock).get(RetryBudgetParam);
+    expect(made!.balance).toBe(10);
+  });
+
+  it('the mesh sets one per logical service: its retries and backups spend the same budget', async () => {
+    const m = createMesh({
+      services: {
+        users: { endpoints: ['127.0.0.1:1'], backupRequests: { percentile: 0.9 } },
+        orders: { endpoints: ['127.0.0.1:1'], backupRequests: { percentile: 0.9 } },
+      },
+      stack: (d) => ({ ...d, logical: d.logical.append(capture) }),
+    });
+    try {
+      expect(captured).toHaveLength(2);
+      expect(captured[0]).not.toBe(captured[1]);
+      expect(m.snapshot().services.map((s) => s.retryBudget)).toEqual([100, 100]);
+    } finally {
+      await m.close();
+    }
+  });
+});
+
+const captured: RetryBudget[] = [];
+const capture: StackModule = {
+  role: 'capture-budget',
+  description: 'notes the budget each logical stack is built with',
+  make: (next, env) => {
+    captured.push(env.params.get(RetryBudgetParam)!);
+    return next;
+  },
+};

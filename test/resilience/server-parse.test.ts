@@ -8,14 +8,11 @@ import { ConfigError, DeadlineExceededError } from 'meshfetch';
 import { FakeClock } from 'meshfetch/testing';
 import {
   DEFAULT_MAX_DEADLINE_MS,
-  getIncomingDeadline,
-  incomingSignal,
-  meshHandler,
   parseGrpcTimeout,
   parseIncomingDeadline,
-  remainingMs,
-  runWithDeadline,
-} from '../../src/server/server.js';
+} from '../../src/server/incoming-deadline.js';
+import { getIncomingDeadline, incomingSignal, remainingMs, runWithDeadline } from '../../src/server/scope.js';
+import { meshHandler } from '../../src/server/server.js';
 
 const headerValue = fc.oneof(
   fc.string(),
