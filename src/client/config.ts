@@ -9,6 +9,7 @@ import {
   boolean,
   custom,
   duration,
+  func,
   isPlainObject,
   number,
   object,
@@ -233,12 +234,7 @@ const meshConfig = object({
   ),
   clock: withFunctions(['now', 'setTimeout'], 'a Clock { now, wallNow, setTimeout, clearTimeout }'),
   rng: withFunctions(['next'], 'an Rng { next }'),
-  stack: optional(
-    custom((v, path) => {
-      if (typeof v !== 'function') throw new ConfigError(path, v, 'a function (defaults) => stacks');
-      return v;
-    }),
-  ),
+  stack: optional(func({ expected: 'a function (defaults) => stacks' })),
   overrides: optional(object({ enabled: optional(boolean()) }, { expected: 'an object { enabled }' })),
 });
 
@@ -258,6 +254,7 @@ const transportOptions = object({
   tls: optional(tlsOptions),
 });
 
+const classifierOption = func<Classifier>({ expected: 'a function (input) => Classification' });
 const timeoutMs = duration({ min: 0, exclusiveMin: true, infinity: true });
 const hostHeader = string({ pattern: /^\S+$/, expected: "'logical', 'endpoint' or a host name" });
 
@@ -450,11 +447,8 @@ export function resolveServiceConfig(
   const [admission, admissionPath] = pick('admission');
   params = params.with(AdmissionParam, resolveAdmissionOptions(admission, admissionPath));
   const [classifier, classifierPath] = pick('classifier');
-  if (classifier !== undefined) {
-    if (typeof classifier !== 'function')
-      throw new ConfigError(classifierPath, classifier, 'a function (input) => Classification');
-    params = params.with(ClassifierParam, classifier);
-  }
+  if (classifier !== undefined)
+    params = params.with(ClassifierParam, classifierOption.resolve(classifier, classifierPath));
   const routing = resolveRouting(c, discovery, path);
   // With named destinations only, the service's discovery (shown in snapshots) is its default destination's.
   discovery ??= (

@@ -182,6 +182,19 @@ export function boolean(opts?: LeafOptions<boolean>): Spec<boolean> {
 }
 
 /**
+ * A function (a predicate, a key function, a factory); `expected` says what it is called with.
+ *
+ * @example
+ * ```ts
+ * func<(req: Request) => boolean>({ expected: 'a function (req) => boolean' });
+ * ```
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export function func<F extends Function>(opts?: LeafOptions<F>): Spec<F> {
+  return leaf(opts, 'a function', (v) => typeof v === 'function');
+}
+
+/**
  * One of a fixed list of values.
  *
  * @example

@@ -7,7 +7,7 @@
  */
 import { ConfigError } from '../core/errors.js';
 import { optionPath } from '../core/option-path.js';
-import { custom, isPlainObject, number, object, optional, record, string } from '../core/validate.js';
+import { custom, func, isPlainObject, number, object, optional, record, string } from '../core/validate.js';
 import type { MeshRequest } from '../core/message.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import { StaticDiscovery } from '../discovery/static.js';
@@ -232,6 +232,9 @@ const routeMatch = object(
 );
 
 const stickyHeader = string({ token: true, expected: 'a header name' });
+const stickyFunction = func<(req: MeshRequest) => string | undefined>({
+  expected: 'a function (req) => string',
+});
 
 /** How a split is made sticky: `{ header }` or `{ key }`, exactly one. */
 const stickyKey = optional(
@@ -245,11 +248,7 @@ const stickyKey = optional(
         return Array.isArray(x) ? x[0] : x;
       };
     }
-    if ('key' in v) {
-      if (typeof v.key !== 'function')
-        throw new ConfigError(optionPath(path, 'key'), v.key, 'a function (req) => string');
-      return v.key as (req: MeshRequest) => string | undefined;
-    }
+    if ('key' in v) return stickyFunction.resolve(v.key, optionPath(path, 'key'));
     throw new ConfigError(path, v, expected);
   }),
 );

@@ -18,7 +18,7 @@ import type { Clock } from '../core/clock.js';
 import { ConfigError, MeshError } from '../core/errors.js';
 import { incomingContext } from '../core/incoming.js';
 import { optionPath } from '../core/option-path.js';
-import { boolean, custom, number, numberAllowed, object, optional } from '../core/validate.js';
+import { boolean, custom, func, number, numberAllowed, object, optional } from '../core/validate.js';
 import { InvalidOverrideError } from '../routing/errors.js';
 import { OVERRIDE_HEADER, readOverrideHeader, type RouteOverrides } from '../routing/override.js';
 import {
@@ -110,10 +110,7 @@ export interface MeshHandlerOptions {
 }
 
 const trustPredicate = optional(
-  custom((v, path) => {
-    if (typeof v !== 'function') throw new ConfigError(path, v, 'a function (req) => boolean');
-    return v as (req: IncomingMessage) => boolean;
-  }),
+  func<(req: IncomingMessage) => boolean>({ expected: 'a function (req) => boolean' }),
 );
 
 /** The options of {@link meshHandler} and their defaults, declared once. */
@@ -187,7 +184,7 @@ export function meshHandler<
   handler: (req: Req, res: Res) => R,
   options: MeshHandlerOptions = {},
 ): (req: Req, res: Res) => R | undefined {
-  if (typeof handler !== 'function') throw new ConfigError('meshHandler.handler', handler, 'a function');
+  func().resolve(handler, 'meshHandler.handler');
   const o = handlerOptions.resolve(options, 'meshHandler');
   const max = o.maxDeadlineMs;
   const fallback = o.defaultDeadlineMs as number | undefined;

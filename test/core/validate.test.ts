@@ -8,6 +8,7 @@ import {
   custom,
   describeNumber,
   duration,
+  func,
   HTTP_TOKEN,
   number,
   object,
@@ -126,6 +127,14 @@ describe('leaf specs', () => {
       return v;
     });
     expect(rejection(() => fn.resolve(1, 'a.b')).path).toBe('a.b');
+  });
+
+  it('a function spec names what the function is for', () => {
+    const f = (): boolean => true;
+    expect(func().resolve(f, 'trust')).toBe(f);
+    const e = rejection(() => func({ expected: 'a function (req) => boolean' }).resolve(true, 'trust'));
+    expect(e.path).toBe('trust');
+    expect(e.message).toContain('expected a function (req) => boolean');
   });
 
   it('the one HTTP token regex', () => {
