@@ -4,46 +4,24 @@
  * service's stacks; any other host passes through to a plain undici Agent (or is rejected, with
  * `unknownHosts: 'reject'`), and the mesh's own headers never reach it.
  */
-import { Agent, type Dispatcher } from 'undici';
-import { ProcessHold, systemClock, type Clock } from '../core/clock.js';
-import { whenBodyDone } from '../core/body-done.js';
-import { CallContext } from '../core/context.js';
-import { incomingContext } from '../core/incoming.js';
+import { Agent } from 'undici';
+import { systemClock, type Clock } from '../core/clock.js';
+import type { CallContext } from '../core/context.js';
 import type { CancelSignal } from '../core/signal.js';
-import {
-  ConfigError,
-  DeadlineExceededError,
-  InvalidRequestError,
-  MeshClosedError,
-  MeshError,
-  UnknownServiceError,
-} from '../core/errors.js';
+import { ConfigError, MeshClosedError, MeshError, UnknownServiceError } from '../core/errors.js';
+import { callMapped } from '../core/inline.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import {
-  responseHeaders,
-  type HeaderRecord,
-  type MeshRequest,
-  type MeshResponse,
-  type RequestBody,
-} from '../core/message.js';
+import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
-import { inlineTop, type InlineFilter, type Service } from '../core/service.js';
-import { withRetryBudget } from '../resilience/retry.js';
-import type { ModuleEnv, Stacks } from '../core/stack.js';
+import type { StackModule, Stacks } from '../core/stack.js';
 import {
   resolveDestinations,
   resolveRoutes,
   type DestinationConfig,
   type RouteRule,
 } from '../routing/config.js';
-import { RulesRouter } from '../routing/router.js';
-import { SharedResolvers } from '../routing/subset.js';
 import { takeSnapshot, type MeshSnapshot } from './snapshot.js';
-import { publishRequestStart, requestEventsWanted } from '../telemetry/events.js';
 import { observeMesh } from '../telemetry/metrics.js';
-import { otelRegistered } from '../telemetry/otel.js';
-import { SnapshotSections } from '../telemetry/snapshot.js';
-import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import {
   resolveServiceConfig,
   validateMeshConfig,
@@ -55,40 +33,23 @@ import {
   type ServiceDefaults,
 } from './config.js';
 import { defaultStacks } from './default-stack.js';
-import type { Destination } from '../concrete/destination.js';
 import { MeshDispatcher } from './dispatcher.js';
 import { meshFetch, type FetchHost } from './fetch.js';
-import { parseTarget, UrlCache, type Target } from './url.js';
-import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
-import { wireHeaders } from '../core/header-case.js';
-import { passthroughDeadline } from './passthrough.js';
+import { parseTarget, UrlCache } from './url.js';
+import { normalizeHeaders } from './headers.js';
+import { buildLogicalService, type LogicalService } from './logical-service.js';
+import { passthroughRequest } from './passthrough.js';
 import { validateBody, validateMethod } from './validate.js';
+import {
+  callEntryModule,
+  MeshCalls,
+  newCallContext,
+  toResponseData,
+  type MeshRequestOptions,
+  type MeshResponseData,
+} from './call.js';
 
-/**
- * Options of {@link Mesh.request}, in undici's style.
- *
- * @example
- * ```ts
- * await mesh.request('http://users/v1/users', { method: 'POST', body: JSON.stringify(user), headers: { 'content-type': 'application/json' } });
- * ```
- */
-export interface MeshRequestOptions {
-  method?: string;
-  headers?: HeadersInput;
-  body?: RequestBody;
-  signal?: AbortSignal;
-}
-
-/**
- * What {@link Mesh.request} resolves to: undici's `ResponseData` shape (the body has `.json()`, `.text()`,
- * `.arrayBuffer()` and is a Node Readable).
- */
-export interface MeshResponseData {
-  statusCode: number;
-  statusText: string;
-  headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
-}
+export type { MeshRequestOptions, MeshResponseData } from './call.js';
 
 /** The Dispatcher type the global `fetch`'s `RequestInit` names on the installed Node types (undici-types). */
 export type GlobalFetchDispatcher = RequestInit extends { dispatcher?: infer D } ? NonNullable<D> : unknown;
@@ -97,42 +58,6 @@ export type GlobalFetchDispatcher = RequestInit extends { dispatcher?: infer D }
 export interface CloseOptions {
   /** How long in-flight calls may take to finish before they are aborted (ms). Default 10000. */
   gracePeriodMs?: number;
-}
-
-/** A logical service with its built stack. */
-export class LogicalService {
-  /** The inline filters at the top of the stack (outermost first), which the entry point runs itself. */
-  readonly inline: readonly InlineFilter[];
-  /** The first service below them (the whole stack when there are none). */
-  readonly below: Service;
-
-  constructor(
-    readonly config: ResolvedServiceConfig,
-    readonly stack: Service,
-    /** The leaf of the logical stack: rules, splits, overrides and failover over the concrete destinations. */
-    readonly router: RulesRouter,
-    /** What the modules of its logical stack expose to snapshots (retry budget, backup requests). */
-    readonly sections: SnapshotSections,
-  ) {
-    const top = inlineTop(stack);
-    this.inline = top.inline;
-    this.below = top.below;
-  }
-  get name(): string {
-    return this.config.name;
-  }
-  /** The default concrete destination (`primary`, else the first rule's): its balancer and endpoints. */
-  get destination(): Destination {
-    return this.router.defaultDestination.destination;
-  }
-  /** The default destination's concrete stack (admission, breaker, balancer). */
-  get concrete(): Service {
-    return this.router.defaultDestination.stack;
-  }
-  async close(force: boolean): Promise<void> {
-    await this.router.closeAll(force);
-    await this.stack.close();
-  }
 }
 
 /**
@@ -163,20 +88,13 @@ export class Mesh implements AsyncDisposable {
   private readonly rejectUnknown: boolean;
   private readonly overridesEnabled: boolean;
   private agent: Agent | undefined;
-  private inflight = 0;
-  /** Keeps the process alive while a call waits for its answer (src/core/clock.ts). */
-  private readonly hold = new ProcessHold();
-  private idleWaiters: Array<() => void> = [];
+  /** The calls in flight, and the process hold while they wait (./call.ts). */
+  private readonly calls = new MeshCalls();
+  /** The mesh's end of a call, first of every logical stack. */
+  private readonly entry: StackModule;
   private closing: Promise<void> | undefined;
   /** Registration with the metrics' observable instruments (they read {@link Mesh.snapshot}). */
   private readonly observed: { dispose(): void };
-  private readonly onCallDone = (): void => {
-    if (--this.inflight === 0 && this.idleWaiters.length > 0) {
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
-    }
-  };
 
   constructor(config: MeshConfig = {}) {
     const c = validateMeshConfig(config);
@@ -195,6 +113,7 @@ export class Mesh implements AsyncDisposable {
         'a function returning { logical, concrete, endpoint } stacks',
       );
     }
+    this.entry = callEntryModule(this.calls, this.clock);
     this.dispatcher = new MeshDispatcher(this) as MeshDispatcher & GlobalFetchDispatcher;
     // Validate every service before building any, so a bad config leaves nothing running.
     const entries = Object.entries(c.services ?? {});
@@ -216,7 +135,7 @@ export class Mesh implements AsyncDisposable {
 
   /** Calls in flight through the mesh's services (until their response bodies end). */
   get inflightCalls(): number {
-    return this.inflight;
+    return this.calls.inflight;
   }
 
   /** Names of the configured services. */
@@ -260,48 +179,14 @@ export class Mesh implements AsyncDisposable {
   }
 
   private build(config: ResolvedServiceConfig): LogicalService {
-    if (config.transport.tls?.rejectUnauthorized === false) {
-      // Once per service: the setting is a config fact, not a per-connection event.
-      this.logger.warn(
-        { service: config.name, option: `${servicePath(config.name)}.transport.tls.rejectUnauthorized` },
-        'TLS certificate verification is OFF for this service (rejectUnauthorized: false): any server certificate is accepted',
-      );
-    }
-    const sections = new SnapshotSections();
-    const base: ModuleEnv = {
-      level: 'logical',
-      service: config.name,
-      // One retry budget per logical service, read by every module that spends it.
-      params: withRetryBudget(config.params, this.clock),
-      clock: this.clock,
-      rng: this.rng,
-      logger: this.logger,
-      sections,
-    };
-    // One discovery watch per source, shared by the destinations that take subsets of it.
-    const resolvers = new SharedResolvers({
-      service: config.name,
-      clock: this.clock,
-      rng: this.rng,
-      logger: this.logger,
-    });
-    const router = new RulesRouter({
-      service: config.name,
-      routing: config.routing,
-      factory: {
-        stacks: this.stacks,
-        env: base,
-        balancer: config.balancer,
-        transport: config.transport,
-        hostHeader: config.hostHeader,
-        resolvers,
-      },
+    return buildLogicalService(config, {
+      stacks: this.stacks,
+      entry: this.entry,
       overrides: this.overridesEnabled,
+      clock: this.clock,
       rng: this.rng,
       logger: this.logger,
     });
-    const stack = this.stacks.logical.build(router, base);
-    return new LogicalService(config, stack, router, sections);
   }
 
   /**
@@ -364,162 +249,20 @@ export class Mesh implements AsyncDisposable {
    * @internal Runs one logical call through a service's stack. `req.headers` must be a fresh record the mesh
    * may change (the entry points make one).
    */
-  invoke(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse>;
-  /** @internal The same, with the response mapped in the same reaction (one promise hop fewer). */
-  invoke(
-    svc: LogicalService,
-    req: MeshRequest,
-    signal: CancelSignal | undefined,
-    asData: true,
-  ): Promise<MeshResponseData>;
-  invoke(
-    svc: LogicalService,
-    req: MeshRequest,
-    signal: CancelSignal | undefined,
-    asData = false,
-  ): Promise<MeshResponse | MeshResponseData> {
+  invoke(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): Promise<MeshResponse> {
     let ctx: CallContext;
     try {
       ctx = this.context(svc, req, signal);
     } catch (err) {
       return Promise.reject(err);
     }
-    this.inflight++;
-    // Until the call settles (headers or error), the process stays up whatever the call waits on; the body
-    // then streams on undici's socket, which undici keeps ref'ed while it is read.
-    this.hold.acquire();
-    if (requestEventsWanted()) publishRequestStart(req, ctx, this.clock);
-    // The inline filters at the top of the stack (the deadline, the logical span, the retries' first attempt)
-    // are entered here and exited in this function's one reaction: no promise hop of their own.
-    const inline = svc.inline;
-    let entered = 0;
-    let pending: Promise<MeshResponse> | undefined;
-    try {
-      for (; entered < inline.length; entered++) {
-        pending = inline[entered]!.enter(req, ctx);
-        if (pending !== undefined) break;
-      }
-      pending ??= svc.below.call(req, ctx);
-    } catch (err) {
-      pending = Promise.reject(err);
-    }
-    if (entered === 0 && !ctx.hasEndHooks)
-      // No async frame here: one `then` with pre-bound handlers, no closure per call.
-      return asData
-        ? pending.then(this.onResponseData, this.onFailure)
-        : pending.then(this.onResponse, this.onFailure);
-    return pending.then(
-      (res) => this.afterInline(inline, entered, req, ctx, asData, false, res),
-      (err: unknown) => this.afterInline(inline, entered, req, ctx, asData, true, err),
-    );
+    return svc.stack.call(req, ctx);
   }
 
-  /** The entry point's reaction: the inline filters' exits (or failure handlers), then the call's end. */
-  private afterInline(
-    inline: readonly InlineFilter[],
-    entered: number,
-    req: MeshRequest,
-    ctx: CallContext,
-    asData: boolean,
-    failed: boolean,
-    outcome: unknown,
-  ): MeshResponse | MeshResponseData | Promise<MeshResponse | MeshResponseData> {
-    let out: MeshResponse | Promise<MeshResponse>;
-    try {
-      out = runInline(inline, entered, req, ctx, failed, outcome);
-    } catch (err) {
-      return this.endWithError(ctx, err);
-    }
-    if (out instanceof Promise)
-      return out.then(
-        (r) => this.ended(ctx, r, asData),
-        (err: unknown) => this.endWithError(ctx, err),
-      );
-    return this.ended(ctx, out, asData);
-  }
-
-  /** The logical call answered: the mesh's in-flight count (and telemetry's end hooks) wait for the body. */
-  private ended(ctx: CallContext, res: MeshResponse, asData: boolean): MeshResponse | MeshResponseData {
-    this.hold.release();
-    // Telemetry (spans, request events) waits for the end of the body: the one place that runs ctx.end. A
-    // closure per call only then; with no SDK and no event subscriber there is no end hook.
-    if (ctx.hasEndHooks) this.endWithBody(ctx, res);
-    else whenBodyDone(res.body, this.onCallDone);
-    return asData ? toResponseData(res) : res;
-  }
-
-  private endWithBody(ctx: CallContext, res: MeshResponse): MeshResponse {
-    const body = res.body;
-    whenBodyDone(body, this.onCallDone);
-    whenBodyDone(body, () => ctx.end(res, body.errored ?? undefined));
-    return res;
-  }
-
-  private endWithError(ctx: CallContext, err: unknown): never {
-    this.hold.release();
-    this.onCallDone();
-    ctx.end(undefined, err);
-    throw err;
-  }
-
-  private readonly onResponse = (res: MeshResponse): MeshResponse => {
-    this.hold.release();
-    whenBodyDone(res.body, this.onCallDone);
-    return res;
-  };
-
-  private readonly onResponseData = (res: MeshResponse): MeshResponseData => {
-    this.hold.release();
-    whenBodyDone(res.body, this.onCallDone);
-    return toResponseData(res);
-  };
-
-  private readonly onFailure = (err: unknown): never => {
-    this.hold.release();
-    this.onCallDone();
-    throw err;
-  };
-
-  /** Reads the per-call headers and the incoming context into a new CallContext. */
+  /** Reads the per-call headers and the incoming context into a new CallContext (./call.ts). */
   private context(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): CallContext {
     if (this.closing) throw new MeshClosedError();
-    const headers = req.headers;
-    const config = svc.config;
-    let budget = config.timeoutMs;
-    // The deadline goes to the next hop when someone chose it: a configured timeoutMs, this call's own
-    // deadlineMs, or the incoming request's (below); the built-in default is enforced, not sent.
-    let propagate = config.timeoutConfigured;
-    const dh = headers[DEADLINE_HEADER];
-    if (dh !== undefined) {
-      const v = parseDeadlineHeader(dh);
-      if (v === undefined)
-        throw new InvalidRequestError(`headers.${DEADLINE_HEADER}`, dh, 'an integer number of milliseconds');
-      if (v < budget) budget = v;
-      propagate = true;
-      delete headers[DEADLINE_HEADER];
-    }
-    let idempotent: boolean | undefined;
-    const ih = headers[IDEMPOTENT_HEADER];
-    if (ih !== undefined) {
-      if (ih === 'true' || ih === '1') idempotent = true;
-      else if (ih === 'false' || ih === '0') idempotent = false;
-      else throw new InvalidRequestError(`headers.${IDEMPOTENT_HEADER}`, ih, "'true' or 'false'");
-      delete headers[IDEMPOTENT_HEADER];
-    }
-    const now = this.clock.now();
-    let deadline = budget === Infinity ? Infinity : now + budget;
-    // Inside a handler served with the server helper: inherit the incoming request's deadline (the effective
-    // deadline is min(incoming, local)) and, when the caller gave no signal of its own, its abort signal.
-    const incoming = incomingContext.getStore();
-    if (incoming !== undefined) {
-      if (incoming.deadline !== Infinity) propagate = true;
-      if (incoming.deadline < deadline) deadline = incoming.deadline;
-      if (signal === undefined) signal = incoming.signal;
-    }
-    const ctx = new CallContext(svc.name, signal, deadline, idempotent, now, this.logger);
-    if (propagate) ctx.propagateDeadline = true;
-    if (!otelRegistered()) ctx.otel = false;
-    return ctx;
+    return newCallContext(svc.config, req, signal, this.clock, this.logger);
   }
 
   /**
@@ -568,16 +311,21 @@ export class Mesh implements AsyncDisposable {
    * const user = await body.json();
    * ```
    */
-  request(url: string | URL, options: MeshRequestOptions = NO_OPTIONS): Promise<MeshResponseData> {
+  readonly request = (
+    url: string | URL,
+    options: MeshRequestOptions = NO_OPTIONS,
+  ): Promise<MeshResponseData> => {
     let svc: LogicalService | undefined;
     let req: MeshRequest;
+    let ctx: CallContext;
     try {
       const u = typeof url === 'string' ? this.urls.get(url) : parseTarget(url);
       const method = options.method === undefined ? 'GET' : validateMethod(options.method);
       const headers = normalizeHeaders(options.headers);
       validateBody(options.body);
       svc = this.services.get(u.hostname);
-      if (svc === undefined) return this.passthroughRequest(u, method, headers, options);
+      if (svc === undefined)
+        return passthroughRequest(this.passthrough(u.hostname), u, method, headers, options, this.clock);
       req = {
         method,
         protocol: u.protocol,
@@ -587,66 +335,13 @@ export class Mesh implements AsyncDisposable {
         headers,
         body: options.body ?? null,
       };
+      ctx = this.context(svc, req, options.signal);
     } catch (err) {
       return Promise.reject(err);
     }
-    // No async frame: one `then` on the call (this is the hot path of the library).
-    return this.invoke(svc, req, options.signal, true);
-  }
-
-  /** `mesh.request` to a host that is not a service: the plain Agent, without the mesh's headers. */
-  private async passthroughRequest(
-    u: Target,
-    method: string,
-    headers: HeaderRecord,
-    options: MeshRequestOptions,
-  ): Promise<MeshResponseData> {
-    const agent = this.passthrough(u.hostname);
-    const deadline = passthroughDeadline(headers, this.clock);
-    if (deadline === undefined) {
-      const r = await agent.request({
-        origin: u.origin,
-        path: u.path,
-        method: method as Dispatcher.HttpMethod,
-        headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
-        body: options.body as Dispatcher.RequestOptions['body'],
-        signal: options.signal ?? null,
-      });
-      return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
-    }
-    // The caller's deadline: one signal that aborts at the deadline (with DeadlineExceededError) or with the
-    // caller's own signal, released when the body is done.
-    const ac = new AbortController();
-    const caller = options.signal;
-    const onAbort = (): void => ac.abort(caller!.reason);
-    if (caller?.aborted) ac.abort(caller.reason);
-    else caller?.addEventListener('abort', onAbort, { once: true });
-    let phase: 'headers' | 'body' = 'headers';
-    const timer = this.clock.setTimeout(
-      () => ac.abort(new DeadlineExceededError(u.hostname, deadline.budgetMs, phase)),
-      Math.max(0, deadline.at - this.clock.now()),
-    );
-    const release = (): void => {
-      this.clock.clearTimeout(timer);
-      caller?.removeEventListener('abort', onAbort);
-    };
-    try {
-      const r = await agent.request({
-        origin: u.origin,
-        path: u.path,
-        method: method as Dispatcher.HttpMethod,
-        headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
-        body: options.body as Dispatcher.RequestOptions['body'],
-        signal: ac.signal,
-      });
-      phase = 'body';
-      whenBodyDone(r.body, release);
-      return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
-    } catch (err) {
-      release();
-      throw ac.signal.aborted && !caller?.aborted ? ac.signal.reason : err;
-    }
-  }
+    // No async frame: the response is mapped in the stack's own reaction (this is the hot path of the library).
+    return callMapped(svc.stack, req, ctx, toResponseData);
+  };
 
   /**
    * Stops new calls (they reject with {@link MeshClosedError}), lets in-flight calls finish within the grace
@@ -667,17 +362,19 @@ export class Mesh implements AsyncDisposable {
 
   private async shutdown(grace: number): Promise<void> {
     // The caller waits on close(): its grace timer and the drain keep the process alive until it settles.
-    this.hold.acquire();
+    this.calls.hold.acquire();
     try {
       await this.drainAndClose(grace);
     } finally {
-      this.hold.dispose();
+      // Calls aborted by the drain may still be settling (a retry's backoff, a body's error): each keeps its
+      // own hold until then, and the hold's handle goes once the last one lets go.
+      this.calls.hold.disposeWhenIdle();
     }
   }
 
   private async drainAndClose(grace: number): Promise<void> {
     const agent = this.agent;
-    const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
+    const idle = this.calls.idle();
     const agentIdle = agent ? agent.close() : Promise.resolve();
     let timer: ReturnType<Clock['setTimeout']> | undefined;
     const expired = new Promise<void>((r) => {
@@ -685,10 +382,10 @@ export class Mesh implements AsyncDisposable {
     });
     await Promise.race([Promise.all([idle, agentIdle]), expired]);
     this.clock.clearTimeout(timer);
-    const force = this.inflight > 0;
+    const force = this.calls.inflight > 0;
     if (force)
       this.logger.warn(
-        { inflight: this.inflight },
+        { inflight: this.calls.inflight },
         'mesh close: grace period over, aborting in-flight calls',
       );
     const services = [...this.services.values()];
@@ -715,7 +412,7 @@ export class Mesh implements AsyncDisposable {
   snapshot(): MeshSnapshot {
     return takeSnapshot(this.services.values(), this.clock, {
       closed: this.closed,
-      inflightCalls: this.inflight,
+      inflightCalls: this.calls.inflight,
     });
   }
 
@@ -725,19 +422,8 @@ export class Mesh implements AsyncDisposable {
   }
 }
 
-export { parseRawHeaders } from '../core/message.js';
-
 /** The options of a `mesh.request` given none: one shared object, not one per call. */
 const NO_OPTIONS: MeshRequestOptions = Object.freeze({});
-
-function toResponseData(res: MeshResponse): MeshResponseData {
-  return {
-    statusCode: res.statusCode,
-    statusText: res.statusText,
-    headers: responseHeaders(res),
-    body: res.body as Dispatcher.ResponseData['body'],
-  };
-}
 
 /**
  * Creates a mesh. Validates the whole config first: a wrong value throws a {@link ConfigError} naming the
@@ -750,49 +436,4 @@ function toResponseData(res: MeshResponse): MeshResponseData {
  */
 export function createMesh(config: MeshConfig = {}): Mesh {
   return new Mesh(config);
-}
-
-/**
- * Runs the first `n` inline filters' handlers on an outcome, innermost first: `exit` on a response, `fail` on
- * an error. A handler that throws passes its error to the next one's `fail`; a `fail` that recovers passes its
- * response to the next one's `exit`. One that returns a promise (a retry) hands the rest to that promise.
- */
-function runInline(
-  inline: readonly InlineFilter[],
-  n: number,
-  req: MeshRequest,
-  ctx: CallContext,
-  failed: boolean,
-  outcome: unknown,
-): MeshResponse | Promise<MeshResponse> {
-  for (let i = n - 1; i >= 0; i--) {
-    const f = inline[i]!;
-    let out: MeshResponse | Promise<MeshResponse>;
-    try {
-      out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
-    } catch (err) {
-      failed = true;
-      outcome = err;
-      continue;
-    }
-    if (out instanceof Promise) return i === 0 ? out : chainInline(inline, i, req, ctx, out);
-    failed = false;
-    outcome = out;
-  }
-  if (failed) throw outcome;
-  return outcome as MeshResponse;
-}
-
-/** The exits of the filters above `n` once `pending` (the result of filter `n`) settles. */
-function chainInline(
-  inline: readonly InlineFilter[],
-  n: number,
-  req: MeshRequest,
-  ctx: CallContext,
-  pending: Promise<MeshResponse>,
-): Promise<MeshResponse> {
-  return pending.then(
-    (res) => runInline(inline, n, req, ctx, false, res),
-    (err: unknown) => runInline(inline, n, req, ctx, true, err),
-  );
 }

@@ -10,12 +10,17 @@
  * mesh call is. Without a deadline nothing is added: undici's own headers and body timeouts (300 s each) hold.
  */
 import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+import { whenBodyDone } from '../core/body-done.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { DeadlineExceededError, InvalidRequestError } from '../core/errors.js';
+import { wireHeaders } from '../core/header-case.js';
 import { incomingContext } from '../core/incoming.js';
 import type { HeaderRecord } from '../core/message.js';
 import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
+import type { MeshRequestOptions, MeshResponseData } from './call.js';
+import { stripMeshHeaders } from './headers.js';
+import type { Target } from './url.js';
 
 /** The deadline a pass-through call must meet. */
 export interface PassthroughDeadline {
@@ -141,5 +146,68 @@ export class DeadlineHandler implements Dispatcher.DispatchHandler {
   }
   onResponseStarted(): void {
     (this.inner as { onResponseStarted?(): void }).onResponseStarted?.();
+  }
+}
+
+/**
+ * `mesh.request` to a host that is not a service: the plain Agent, without the mesh's headers, within the
+ * caller's deadline when there is one ({@link passthroughDeadline}).
+ *
+ * @example
+ * ```ts
+ * const res = await passthroughRequest(agent, parseTarget('http://example.com/'), 'GET', {}, {}, clock);
+ * ```
+ */
+export async function passthroughRequest(
+  agent: Agent,
+  u: Target,
+  method: string,
+  headers: HeaderRecord,
+  options: MeshRequestOptions,
+  clock: Clock,
+): Promise<MeshResponseData> {
+  const deadline = passthroughDeadline(headers, clock);
+  if (deadline === undefined) {
+    const r = await agent.request({
+      origin: u.origin,
+      path: u.path,
+      method: method as Dispatcher.HttpMethod,
+      headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
+      body: options.body as Dispatcher.RequestOptions['body'],
+      signal: options.signal ?? null,
+    });
+    return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+  }
+  // The caller's deadline: one signal that aborts at the deadline (with DeadlineExceededError) or with the
+  // caller's own signal, released when the body is done.
+  const ac = new AbortController();
+  const caller = options.signal;
+  const onAbort = (): void => ac.abort(caller!.reason);
+  if (caller?.aborted) ac.abort(caller.reason);
+  else caller?.addEventListener('abort', onAbort, { once: true });
+  let phase: 'headers' | 'body' = 'headers';
+  const timer = clock.setTimeout(
+    () => ac.abort(new DeadlineExceededError(u.hostname, deadline.budgetMs, phase)),
+    Math.max(0, deadline.at - clock.now()),
+  );
+  const release = (): void => {
+    clock.clearTimeout(timer);
+    caller?.removeEventListener('abort', onAbort);
+  };
+  try {
+    const r = await agent.request({
+      origin: u.origin,
+      path: u.path,
+      method: method as Dispatcher.HttpMethod,
+      headers: wireHeaders(stripMeshHeaders(headers)), // names as the caller wrote them
+      body: options.body as Dispatcher.RequestOptions['body'],
+      signal: ac.signal,
+    });
+    phase = 'body';
+    whenBodyDone(r.body, release);
+    return { statusCode: r.statusCode, statusText: r.statusText, headers: r.headers, body: r.body };
+  } catch (err) {
+    release();
+    throw ac.signal.aborted && !caller?.aborted ? ac.signal.reason : err;
   }
 }

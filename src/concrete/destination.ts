@@ -469,7 +469,18 @@ export class Destination implements Service {
     this.distributor.update([]);
     await Promise.all([
       this.resolver.close(),
-      ...nodes.map((n) => (force ? n.leaf.destroy().then(() => n.service.close()) : n.service.close())),
+      ...nodes.map((n) =>
+        force
+          ? n.leaf
+              .destroy(
+                new MeshClosedError('The mesh was closed while the call was in flight', {
+                  service: this.opts.env.service,
+                  endpoint: n.id,
+                }),
+              )
+              .then(() => n.service.close())
+          : n.service.close(),
+      ),
     ]);
   }
 }

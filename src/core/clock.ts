@@ -78,6 +78,7 @@ export const systemClock: Clock = {
 export class ProcessHold {
   private count = 0;
   private handle: ReturnType<typeof setInterval> | undefined = undefined;
+  private disposing = false;
 
   /** Calls holding the process now. */
   get holders(): number {
@@ -92,14 +93,28 @@ export class ProcessHold {
   }
 
   release(): void {
-    if (this.count > 0 && --this.count === 0) this.handle?.unref();
+    if (this.count > 0 && --this.count === 0) {
+      if (this.disposing) this.dispose();
+      else this.handle?.unref();
+    }
   }
 
-  /** Drops the handle (the holder is closed); a later `acquire` makes a new one. */
+  /** Drops the handle at once, whoever holds it; a later `acquire` makes a new one. */
   dispose(): void {
     if (this.handle !== undefined) clearInterval(this.handle);
     this.handle = undefined;
     this.count = 0;
+    this.disposing = false;
+  }
+
+  /**
+   * Releases one hold (the caller's) and drops the handle once no other holder is left: the holder is
+   * closing, but the calls it still holds for have not all settled.
+   */
+  disposeWhenIdle(): void {
+    this.disposing = true;
+    if (this.count <= 1) this.dispose();
+    else this.count--;
   }
 }
 

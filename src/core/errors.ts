@@ -193,8 +193,16 @@ export class InvalidRequestError extends MeshError {
  * ```
  */
 export class MeshClosedError extends MeshError {
-  constructor(message = 'The mesh is closed and takes no new calls') {
-    super('MESH_CLOSED', message, { phase: 'route', retryable: false });
+  constructor(
+    message = 'The mesh is closed and takes no new calls',
+    where: { service?: string; endpoint?: string } = {},
+  ) {
+    super('MESH_CLOSED', message, {
+      phase: 'route',
+      retryable: false,
+      service: where.service,
+      endpoint: where.endpoint,
+    });
   }
 }
 

@@ -76,10 +76,11 @@ export function settledCall<Req, Res>(service: Service<Req, Res>, req: Req, ctx:
 /**
  * A filter whose work around the call below is synchronous: {@link InlineFilter.enter} before the call goes
  * on, {@link InlineFilter.exit} or {@link InlineFilter.fail} when it settles. Its own `call` chains one
- * promise reaction, as any filter does; but the mesh's entry point runs the inline filters at the top of the
- * logical stack without calling `call`: it enters them in order, calls the first service below them, and runs
- * their exits (innermost first) inside its own single reaction. Each such filter then costs the call no promise
- * hop of its own (the deadline and the retries' first attempt; docs/architecture.md, "the hot path").
+ * promise reaction, as any filter does; but when a stack is built, adjacent inline filters at its top are
+ * composed into one service (src/core/inline.ts) that enters them in order, calls the first service below
+ * them, and runs their exits (innermost first) inside one reaction. Each such filter then costs the call no
+ * promise hop of its own (the deadline, the logical span and the retries' first attempt;
+ * docs/architecture.md, "the hot path").
  *
  * Contract: the three hooks must not depend on being run by `call`. `enter` returns `undefined` to go on, or a
  * promise that is this filter's whole result (it sent the rest of the call itself, or failed it); it may also
@@ -110,7 +111,7 @@ export abstract class InlineFilter extends Filter {
   /** The call below failed with `err`: throw (mapped or not), or recover. */
   abstract fail(err: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse>;
 
-  /** The service this filter wraps (for the entry point, which calls it directly). */
+  /** The service this filter wraps (for the composition of a run, which calls the last one's directly). */
   get below(): Service {
     return this.next;
   }
@@ -133,49 +134,4 @@ export abstract class InlineFilter extends Filter {
       (err: unknown) => this.fail(err, req, ctx),
     );
   }
-}
-
-/**
- * The inline filters at the top of a chain (outermost first) and the first service below them, which the entry
- * point calls itself (see {@link InlineFilter}).
- *
- * @example
- * ```ts
- * const { inline, below } = inlineTop(logicalStack); // [deadline, logical-span, retries], the router
- * ```
- */
-export function inlineTop(service: Service): { inline: InlineFilter[]; below: Service } {
-  const inline: InlineFilter[] = [];
-  let s = service;
-  while (s instanceof InlineFilter && inline.length < 64) {
-    inline.push(s);
-    s = s.below;
-  }
-  return { inline, below: s };
-}
-
-/**
- * Something that counts the calls in flight through it, their bodies included (the concrete stack's leaf, the
- * destination). Modules above it can read the count instead of keeping their own.
- */
-export interface InflightCounter {
-  readonly inflight: number;
-}
-
-/**
- * The leaf of a chain built by a stack (walking `next` from the outermost service), when it counts its calls
- * in flight ({@link InflightCounter}); undefined otherwise.
- *
- * @example
- * ```ts
- * const counter = inflightLeaf(next); // the destination, below admission
- * ```
- */
-export function inflightLeaf(service: Service<any, any>): InflightCounter | undefined {
-  let s: unknown = service;
-  for (let depth = 0; s instanceof Filter && depth < 64; depth++)
-    s = (s as unknown as { next: unknown }).next;
-  return typeof (s as { inflight?: unknown } | undefined)?.inflight === 'number'
-    ? (s as InflightCounter)
-    : undefined;
 }

@@ -14,6 +14,7 @@ import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Param, Params } from './params.js';
 import type { Rng } from './rng.js';
+import { composeInlineTop } from './inline.js';
 import type { Service } from './service.js';
 
 /** The three levels of a call. */
@@ -166,11 +167,15 @@ export class Stack {
     return Stack.of(this.level, [...this.modules.slice(0, i), ...this.modules.slice(i + 1)]);
   }
 
-  /** Builds the chain over `leaf`: the first module ends up outermost. */
+  /**
+   * Builds the chain over `leaf`: the first module ends up outermost. Adjacent inline filters at the top are
+   * composed into one service that runs their hooks without a promise hop each (src/core/inline.ts); nothing
+   * a module or a caller does can tell the difference.
+   */
   build(leaf: Service, env: ModuleEnv): Service {
     let s = leaf;
     for (let i = this.modules.length - 1; i >= 0; i--) s = this.modules[i]!.make(s, env);
-    return s;
+    return composeInlineTop(s);
   }
 
   private indexOf(role: string): number {

@@ -26,13 +26,7 @@ import { MeshError, type MeshErrorDetails } from '../core/errors.js';
 import { number, object, toggle } from '../core/validate.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
-import {
-  Filter,
-  inflightLeaf,
-  type InflightCounter,
-  type Service,
-  type ServiceStatus,
-} from '../core/service.js';
+import { Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { AdmissionSection, exposing } from '../telemetry/snapshot.js';
 
@@ -168,12 +162,10 @@ export interface AdmissionSnapshot {
  * ```
  */
 export class AdmissionFilter extends Filter {
-  /** Calls admitted that the leaf does not count (or all of them, when the leaf counts nothing). */
+  /** Calls admitted and not yet finished. */
   private count = 0;
   private refused = 0;
   readonly limit: number;
-  /** The leaf's own in-flight count (the destination's), when it keeps one. */
-  private readonly leaf: InflightCounter | undefined;
 
   constructor(
     next: Service,
@@ -183,13 +175,11 @@ export class AdmissionFilter extends Filter {
   ) {
     super(next);
     this.limit = options.maxInFlight;
-    this.leaf = inflightLeaf(next);
   }
 
   /** Calls admitted and not yet finished (body ended or closed, or the call failed). */
   get inFlight(): number {
-    const leaf = this.leaf;
-    return leaf === undefined ? this.count : this.count + leaf.inflight;
+    return this.count;
   }
 
   /** Calls refused so far. */
@@ -204,9 +194,7 @@ export class AdmissionFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const leaf = this.leaf;
-    const before = leaf === undefined ? 0 : leaf.inflight;
-    if (this.count + before >= this.limit) {
+    if (this.count >= this.limit) {
       this.refused++;
       return Promise.reject(
         new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt }),
@@ -219,13 +207,6 @@ export class AdmissionFilter extends Filter {
     } catch (err) {
       this.count--;
       return Promise.reject(err);
-    }
-    // The call reached the destination in this turn (the usual case): it counts the call until its body is
-    // done, so nothing more to do here (no promise hop). Otherwise (refused by the breaker, or held by a
-    // module in between) this filter counts it until it ends.
-    if (leaf !== undefined && leaf.inflight > before) {
-      this.count--;
-      return pending;
     }
     // No async frame and nothing allocated per call: pre-bound handlers, this filter as the body-done hook.
     return pending.then(this.onResponse, this.onFailure);

@@ -106,8 +106,9 @@ export const defaultClassifier: Classifier = (input) => {
       return t.idleClose || t.unprocessed ? Classified.notProcessed : Classified.retryableFailure;
     }
     if (err.code === 'MESH_ATTEMPT_TIMEOUT') return Classified.retryableFailure;
-    // Refused by the mesh's own admission bound: says nothing about the destination's health.
-    if (err.code === 'MESH_OVERLOADED') return Classified.ignored;
+    // Refused by the mesh's own admission bound, or aborted by the mesh's own close(): says nothing about the
+    // destination's health, and is never resent.
+    if (err.code === 'MESH_OVERLOADED' || err.code === 'MESH_CLOSED') return Classified.ignored;
     return err.retryable ? Classified.retryableFailure : Classified.failure;
   }
   return Classified.retryableFailure;

@@ -7,12 +7,18 @@
  * Placement: first in the logical stack, so that everything below (retries, routing, balancing, every
  * attempt) runs inside the budget, and so that a call whose deadline has already passed fails here without
  * touching the network.
+ *
+ * The whole of a call's deadline lives here: reading the per-call `mesh-deadline-ms` header
+ * ({@link takeDeadlineHeader}), merging it with the service's timeout and an incoming request's deadline
+ * ({@link callDeadline}: the effective deadline is min(incoming, local), as gRPC and Finagle do), deciding
+ * whether the next hop is told ({@link propagatesDeadline}), and enforcing it ({@link DeadlineFilter}).
  */
+import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import { whenBodyDone } from '../core/body-done.js';
-import { DeadlineExceededError, type Phase } from '../core/errors.js';
-import type { MeshRequest, MeshResponse } from '../core/message.js';
+import { DeadlineExceededError, InvalidRequestError, type Phase } from '../core/errors.js';
+import type { HeaderRecord, MeshRequest, MeshResponse } from '../core/message.js';
 import { InlineFilter, type Service } from '../core/service.js';
 import { CallSignal, type CancelSignal } from '../core/signal.js';
 import { timerQueue, type QueuedTimer, type TimerList, type TimerQueue } from '../core/timer-queue.js';
@@ -109,22 +115,10 @@ export class DeadlineFilter extends InlineFilter {
     this.queue = timerQueue(clock);
   }
 
-  /**
-   * Run by the entry point, which enters the inline filters at the top of the stack in the same turn as it
-   * read the clock for `ctx.startedAt`: that reading stands for "now" (one clock read fewer per call).
-   */
   enter(_req: MeshRequest, ctx: CallContext): Promise<MeshResponse> | undefined {
-    return this.begin(ctx, ctx.startedAt);
-  }
-
-  /** Anywhere else in a stack (something may have waited above it): the clock read now. */
-  override call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.begin(ctx, this.clock.now()) ?? this.sendBelow(req, ctx);
-  }
-
-  private begin(ctx: CallContext, now: number): Promise<MeshResponse> | undefined {
     const deadline = ctx.deadline;
     if (deadline === Infinity) return undefined;
+    const now = this.clock.now();
     const remaining = deadline - now;
     // Rounded to the nanosecond: (start + 100) - start is not always 100 in floating point, and the error
     // reports the budget the caller set.
@@ -149,6 +143,66 @@ export class DeadlineFilter extends InlineFilter {
     if (call === undefined) throw err;
     return call.failed(err);
   }
+}
+
+/**
+ * Takes a call's own deadline out of its headers (`mesh-deadline-ms`, which `callOptions({ deadlineMs })`
+ * writes): the budget in ms, or undefined when the call set none. The header is removed, so it never leaves
+ * as it came (the next hop is told the time remaining instead). A value that is not an integer number of
+ * milliseconds is the caller's mistake: an {@link InvalidRequestError}.
+ *
+ * @example
+ * ```ts
+ * takeDeadlineHeader({ 'mesh-deadline-ms': '250' }); // 250, and the header is gone
+ * ```
+ */
+export function takeDeadlineHeader(headers: HeaderRecord): number | undefined {
+  const raw = headers[DEADLINE_HEADER];
+  if (raw === undefined) return undefined;
+  const ms = parseDeadlineHeader(raw);
+  if (ms === undefined)
+    throw new InvalidRequestError(`headers.${DEADLINE_HEADER}`, raw, 'an integer number of milliseconds');
+  delete headers[DEADLINE_HEADER];
+  return ms;
+}
+
+/**
+ * A new call's absolute deadline (mesh clock, ms; `Infinity` for none): the smaller of the service's
+ * `timeoutMs` and the call's own budget, from `now`, and never later than the deadline of the incoming request
+ * being served (`Infinity` when none).
+ *
+ * @example
+ * ```ts
+ * callDeadline(1000, 30_000, 250, Infinity); // 1250
+ * ```
+ */
+export function callDeadline(
+  now: number,
+  timeoutMs: number,
+  own: number | undefined,
+  incoming: number,
+): number {
+  const budget = own !== undefined && own < timeoutMs ? own : timeoutMs;
+  const deadline = budget === Infinity ? Infinity : now + budget;
+  return incoming < deadline ? incoming : deadline;
+}
+
+/**
+ * Whether a call's deadline goes to the next hop (`ctx.propagateDeadline`): when someone chose it (a
+ * configured `timeoutMs`, the call's own budget, an incoming request's deadline). The built-in default is
+ * enforced, not sent, as gRPC and Finagle send no deadline unless one was set.
+ *
+ * @example
+ * ```ts
+ * propagatesDeadline(false, undefined, Infinity); // false: only the built-in default applies
+ * ```
+ */
+export function propagatesDeadline(
+  timeoutConfigured: boolean,
+  own: number | undefined,
+  incoming: number,
+): boolean {
+  return timeoutConfigured || own !== undefined || incoming !== Infinity;
 }
 
 /**

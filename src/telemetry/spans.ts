@@ -149,7 +149,7 @@ export class LogicalSpanFilter extends InlineFilter {
     }
     ctx.onEnd(new LogicalCall(span, inst, req.method, this.clock));
     // Everything below runs in the logical span's context (so the spans of custom modules nest under it): the
-    // rest of the call is sent from here, not by the entry point.
+    // rest of the call is sent from here, not by the run of inline filters this one may be composed into.
     if (span !== undefined) return context.with(active!, this.next.call, this.next, req, ctx);
     return undefined;
   }

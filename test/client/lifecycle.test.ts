@@ -219,7 +219,8 @@ describe('deadlines', () => {
     const s = await server((_req, res) => {
       res.write('partial');
     });
-    mesh = createMesh({ services: { slow: { endpoints: [s.address], timeoutMs: 150 } } });
+    // Long enough that the headers always arrive first on a loaded 2-core machine; the body never ends.
+    mesh = createMesh({ services: { slow: { endpoints: [s.address], timeoutMs: 800 } } });
     const res = await mesh.request('http://slow/');
     await expect(res.body.text()).rejects.toMatchObject({ code: 'MESH_DEADLINE_EXCEEDED', phase: 'body' });
     const r2 = await mesh.fetch('http://slow/');

@@ -2,10 +2,9 @@
 // "are aborted"; the error must say so (the pass-through Agent's calls get `MeshClosedError('The mesh was
 // closed while the call was in flight')`), and name the service, whatever the method.
 //
-// Known defect, not fixed here (src/client/mesh.ts and src/resilience/* are being restructured): a GET is
-// retried after the abort and fails with `MeshClosedError('The mesh is closed and takes no new calls')`,
-// `service` undefined, `attempts` 2; a POST fails with `TransportError` (`UND_ERR_DESTROYED`). `it.fails`
-// until fixed; then turn `it.fails.each` into `it.each`.
+// A call aborted by close() is not resent (the retry filter treats MESH_CLOSED as the mesh's own state, not a
+// failure) and each pool is destroyed with that error, so GET and POST alike reject with it, naming the
+// service and the endpoint.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, MeshClosedError, type MeshError } from 'meshfetch';
 import { startServer, type TestServer } from '../support/servers.js';
@@ -16,7 +15,7 @@ afterEach(async () => {
 });
 
 describe('close() with a call in flight', () => {
-  it.fails.each(['GET', 'POST'])('%s: rejects with MeshClosedError naming the service', async (method) => {
+  it.each(['GET', 'POST'])('%s: rejects with MeshClosedError naming the service', async (method) => {
     let arrived!: () => void;
     const inHandler = new Promise<void>((r) => (arrived = r));
     const s = await startServer(() => arrived()); // never answers

@@ -1,7 +1,8 @@
-// The entry point runs the inline filters at the top of the logical stack itself (enter in order, exits
-// innermost first, inside one reaction). A differential test: the same inline filters, once at the top (run
-// by the entry point) and once under a plain filter (each runs its own `call`), must log the same hooks in the
-// same order and give the caller the same outcome, for every way a hook can go.
+// The stack build composes the inline filters at the top of a stack into one service (src/core/inline.ts:
+// enter in order, exits innermost first, inside one reaction). A differential test: the same inline filters,
+// once at the top of the logical stack (composed with the mesh's end of a call) and once under a plain filter
+// (each runs its own `call`), must log the same hooks in the same order and give the caller the same outcome,
+// for every way a hook can go.
 import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
@@ -99,7 +100,7 @@ class Probe extends InlineFilter {
   }
 }
 
-/** A plain filter: above the probes, it leaves the entry point nothing to run inline. */
+/** A plain filter: above the probes, it ends the composed run above them (each probe runs its own `call`). */
 class Barrier extends Filter {
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     return this.next.call(req, ctx);
@@ -164,7 +165,7 @@ const CASES: Array<[path: string, plan: string]> = [
   ['/boom', 'recover-again:B,exit-throw:A'],
 ];
 
-describe('inline filters run by the entry point', () => {
+describe('inline filters composed by the stack build', () => {
   it('log the same hooks in the same order and give the same outcome as when each runs its own call', async () => {
     const fused = setup(false);
     const chained = setup(true);
@@ -181,7 +182,7 @@ describe('inline filters run by the entry point', () => {
           log: chained.log,
         });
       }
-      // The entry point ran the probes' hooks itself (their `call` ran only where a probe sent the rest of a call
+      // The composed run ran the probes' hooks itself (their `call` ran only where a probe sent the rest of a call
       // on its own); under the barrier, every call went through each probe's `call`.
       // (B sent the rest for short:B and recover-again:B, A for short:A, which went through B's and C's `call`).
       expect(fused.probes.map((p) => `${p.name} ${p.calls}`).sort()).toEqual(['A 0', 'B 1', 'C 4']);
