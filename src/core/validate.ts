@@ -361,12 +361,14 @@ export function array<T>(
   opts: { minLength?: number; expected?: string; default?: readonly T[] } = {},
 ): Spec<readonly T[]> {
   const hasDefault = 'default' in opts;
-  const text = opts.expected ?? (opts.minLength ? `a non-empty array` : 'an array');
+  const min = opts.minLength ?? 0;
+  const text =
+    opts.expected ??
+    (min > 1 ? `an array of at least ${min} items` : min === 1 ? 'a non-empty array' : 'an array');
   return {
     resolve(input, path) {
       if (input === undefined && hasDefault) return opts.default!;
-      if (!Array.isArray(input) || input.length < (opts.minLength ?? 0))
-        throw new ConfigError(path, input, text);
+      if (!Array.isArray(input) || input.length < min) throw new ConfigError(path, input, text);
       return Object.freeze(input.map((x, i) => item.resolve(x, optionPath(path, i))));
     },
   };
