@@ -337,14 +337,13 @@ export class Destination implements Service {
     const cold = t0 - node.lastActive >= this.opts.transport.keepAliveTimeoutMs;
     node.lastActive = t0;
     load.start(t0);
-    const accrual = node.accrual;
-    const token = accrual === undefined ? 0 : accrual.beginAttempt();
-    const pending = settledCall(node.entry, req, ctx);
+    // The endpoint's stack runs synchronously up to its first await, in this turn: a module at its top that
+    // reserves something at the start of its call (failure accrual's probe slot) does so before another pick.
+    const pending = settledCall(node.service, req, ctx);
     return pending.then(
       (res) => {
-        // One clock read for the outcome: the RTT, the stats and failure accrual's window.
+        // One clock read for the outcome: the RTT and the stats.
         const t1 = clock.now();
-        accrual?.settleAttempt(token, req, ctx, res, undefined, t1);
         node.lastActive = t1;
         const c = this.count(node, req, ctx, res, undefined, t1);
         // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
@@ -360,7 +359,6 @@ export class Destination implements Service {
       },
       (err: unknown) => {
         const t1 = clock.now();
-        accrual?.settleAttempt(token, req, ctx, undefined, err, t1);
         node.lastActive = t1;
         const c = this.count(node, req, ctx, undefined, err, t1);
         // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least

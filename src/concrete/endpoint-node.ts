@@ -9,7 +9,6 @@ import type { Service, ServiceStatus } from '../core/service.js';
 import type { BalancerNode, LoadMetric } from '../balance/types.js';
 import type { Endpoint } from '../discovery/types.js';
 import type { PoolService } from '../transport/pool.js';
-import { FailureAccrualFilter } from '../resilience/accrual.js';
 import { EndpointStats } from '../telemetry/endpoint-stats.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
 
@@ -19,15 +18,8 @@ export class EndpointNode implements BalancerNode {
   endpoint: Endpoint;
   readonly load: LoadMetric;
   readonly leaf: PoolService;
+  /** The endpoint's built stack: what the destination sends an attempt to, and whose status it reads. */
   readonly service: Service;
-  /**
-   * The failure-accrual filter when it is the top of this endpoint's stack (the default): the destination
-   * then does its begin and settle in its own reaction and sends to {@link EndpointNode.entry}, the service
-   * below it (one promise hop and two closures fewer per attempt, the same order of work).
-   */
-  readonly accrual: FailureAccrualFilter | undefined;
-  /** Where the destination sends an attempt: the stack, or what is below a fused failure-accrual filter. */
-  readonly entry: Service;
   /** Request and failure counts and the recent success rate, for snapshots (every endpoint, any stack). */
   readonly stats = new EndpointStats();
   /** What the modules of its endpoint stack expose to snapshots (failure accrual). */
@@ -54,8 +46,6 @@ export class EndpointNode implements BalancerNode {
     this.load = load;
     this.leaf = leaf;
     this.service = service;
-    this.accrual = service instanceof FailureAccrualFilter ? service : undefined;
-    this.entry = this.accrual === undefined ? service : this.accrual.below;
     this.clock = clock;
     this.sections = sections;
   }

@@ -221,10 +221,17 @@ export class FailureAccrualFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const token = this.beginAttempt();
-    const pending = settledCall(this.next, req, ctx);
+    // Probing with no probe in flight: this call takes the slot, in the same synchronous turn as the
+    // balancer's pick (the destination calls the endpoint's stack right after it), so the next pick already
+    // reads `busy`. The token is the generation the call started in, negative for the probe.
+    if (this.state === BUSY) this.expire(this.clock.now());
+    let token = this.generation;
+    if (this.state === PROBING && !this.probeInFlight) {
+      this.probeInFlight = true;
+      token = -1 - token;
+    }
     // `then` rather than an async frame: one reaction per outcome on the hot path.
-    return pending.then(
+    return settledCall(this.next, req, ctx).then(
       (res) => {
         this.settleAttempt(token, req, ctx, res, undefined);
         return res;
@@ -234,44 +241,6 @@ export class FailureAccrualFilter extends Filter {
         throw err;
       },
     );
-  }
-
-  /**
-   * @internal The start of one attempt, as {@link FailureAccrualFilter.call} does it: takes the probe slot
-   * when probing. Returns the token {@link FailureAccrualFilter.settleAttempt} takes (the generation, negative
-   * for a probe). The destination calls these two itself, around {@link FailureAccrualFilter.below}, when this
-   * filter is the top of an endpoint's stack: the same work in the destination's own reaction, without a
-   * promise hop and two closures of its own per attempt.
-   */
-  beginAttempt(): number {
-    if (this.state === BUSY) this.expire(this.clock.now());
-    if (this.state === PROBING && !this.probeInFlight) {
-      // Taken in the same synchronous turn as the balancer's pick: the next pick already reads `busy`.
-      this.probeInFlight = true;
-      return -1 - this.generation;
-    }
-    return this.generation;
-  }
-
-  /**
-   * @internal The outcome of an attempt begun with {@link FailureAccrualFilter.beginAttempt}; `now` is the
-   * clock read by the caller when the outcome came (the destination reads it anyway), or read here.
-   */
-  settleAttempt(
-    token: number,
-    req: MeshRequest,
-    ctx: CallContext,
-    res: MeshResponse | undefined,
-    error: unknown,
-    now?: number,
-  ): void {
-    const probe = token < 0;
-    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe, now);
-  }
-
-  /** @internal The service this filter wraps (what a fused caller sends to). */
-  get below(): Service {
-    return this.next;
   }
 
   /**
@@ -326,6 +295,18 @@ export class FailureAccrualFilter extends Filter {
     return this.next.close();
   }
 
+  /** Applies the outcome of a call that started with `token` (see {@link FailureAccrualFilter.call}). */
+  private settleAttempt(
+    token: number,
+    req: MeshRequest,
+    ctx: CallContext,
+    res: MeshResponse | undefined,
+    error: unknown,
+  ): void {
+    const probe = token < 0;
+    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe);
+  }
+
   /** Runs the classifier; one that throws is logged and its outcome ignored (the response still goes back). */
   private classify(
     req: MeshRequest,
@@ -347,16 +328,13 @@ export class FailureAccrualFilter extends Filter {
   }
 
   /** Applies one outcome of a request that started in `generation`. */
-  private settle(
-    kind: Classification['kind'],
-    generation: number,
-    probe: boolean,
-    now: number = this.clock.now(),
-  ): void {
+  private settle(kind: Classification['kind'], generation: number, probe: boolean): void {
     if (generation !== this.generation) return;
     if (probe) this.probeInFlight = false;
-    if (kind === 'ignored') return;
     const state = this.state;
+    // BUSY: outcomes of calls sent in panic mode neither revive nor extend (Finagle's Dead state).
+    if (kind === 'ignored' || state === BUSY) return;
+    const now = this.clock.now();
     if (state === READY) {
       if (kind === 'success') {
         this.consecutive = 0;
@@ -375,15 +353,13 @@ export class FailureAccrualFilter extends Filter {
       ) {
         this.markBusy(now, 'success-rate');
       }
-    } else if (state === PROBING) {
-      if (kind === 'failure') {
-        this.markBusy(now, 'probe-failed');
-      } else if (++this.probeOk >= this.options.probeSuccesses) {
-        this.step = 0;
-        this.transition(READY, 'probe-succeeded', now, undefined);
-      }
+    } else if (kind === 'failure') {
+      // PROBING: any call started while probing counts as a probe.
+      this.markBusy(now, 'probe-failed');
+    } else if (++this.probeOk >= this.options.probeSuccesses) {
+      this.step = 0;
+      this.transition(READY, 'probe-succeeded', now, undefined);
     }
-    // BUSY: outcomes of calls sent in panic mode neither revive nor extend (Finagle's Dead state).
   }
 
   private markBusy(now: number, reason: AccrualReason): void {
