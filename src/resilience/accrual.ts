@@ -634,7 +634,7 @@ export class FailureAccrualFilter extends Filter {
  * });
  * ```
  */
-export const failureAccrualModule: StackModule = {
+export const failureAccrualModule: StackModule<'endpoint'> = {
   role: 'failure-accrual',
   description:
     'Marks an endpoint busy after consecutive failures or a low success rate, for a jittered backoff; probes bring it back',
@@ -648,8 +648,8 @@ export const failureAccrualModule: StackModule = {
       clock: env.clock,
       rng: env.rng,
       logger: env.logger,
-      service: env.service,
-      endpoint: env.endpoint,
+      service: env.target.service,
+      endpoint: env.target.address,
     });
     return exposing(env, AccrualSection, filter, (f) => f.snapshot());
   },
