@@ -54,15 +54,6 @@ import { SnapshotSections } from '../telemetry/snapshot.js';
 
 export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
 
-/**
- * The closed state of a circuit breaker directly above a destination, which the destination runs at the end
- * of its own reaction instead of the breaker chaining one of its own (`CircuitBreakerFilter.fuseWithBelow`).
- */
-export interface FusedBreaker {
-  closedResponse(req: MeshRequest, ctx: CallContext, res: MeshResponse): MeshResponse | Promise<MeshResponse>;
-  closedError(req: MeshRequest, ctx: CallContext, err: unknown): Promise<never>;
-}
-
 /** What a destination needs from the mesh. */
 export interface DestinationOptions {
   readonly name: string;
@@ -95,8 +86,6 @@ export class Destination implements Service {
   private waiters: Waiter[] = [];
   /** Calls in this destination now: from `call` until the attempt fails or its response body is done. */
   private active = 0;
-  /** The closed state of the breaker directly above, when fused (see {@link Destination.fuseBreaker}). */
-  private breaker: FusedBreaker | undefined = undefined;
   /** Runs each time `inflight` drops to 0 (a retired destination closes then). */
   onIdle: (() => void) | undefined = undefined;
   /** The service's classifier, for the endpoint stats (the same one retries, accrual and the breaker use). */
@@ -303,38 +292,19 @@ export class Destination implements Service {
     });
   }
 
-  /**
-   * @internal The breaker directly above this destination hands its closed state's outcome handling to it
-   * (routing/concrete.ts, when the concrete stack is built).
-   */
-  fuseBreaker(breaker: FusedBreaker): void {
-    this.breaker = breaker;
-  }
-
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const b = this.breaker !== undefined && ctx.breakerState === 'closed' ? this.breaker : undefined;
-    if (this.closed) {
-      const err = new MeshClosedError();
-      return b === undefined ? Promise.reject(err) : b.closedError(req, ctx, err);
-    }
+    if (this.closed) return Promise.reject(new MeshClosedError());
     this.active++;
     if (this.addr.state === 'pending') {
-      const sent = this.waitForAnswer(ctx).then(
-        () => this.send(req, ctx, undefined),
+      return this.waitForAnswer(ctx).then(
+        () => this.send(req, ctx),
         (err: unknown) => {
           this.onBodyDone();
           throw err;
         },
       );
-      // Slow path (discovery has not answered yet): the breaker sees the outcome after everything else.
-      return b === undefined
-        ? sent
-        : sent.then(
-            (res) => b.closedResponse(req, ctx, res),
-            (err: unknown) => b.closedError(req, ctx, err),
-          );
     }
-    return this.send(req, ctx, b);
+    return this.send(req, ctx);
   }
 
   /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */
@@ -348,12 +318,11 @@ export class Destination implements Service {
   }
 
   /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
-  private send(req: MeshRequest, ctx: CallContext, b: FusedBreaker | undefined): Promise<MeshResponse> {
+  private send(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     const node = this.distributor.pick(ctx.tried);
     if (node === undefined) {
       this.onBodyDone();
-      const err = this.noEndpoint();
-      return b === undefined ? Promise.reject(err) : b.closedError(req, ctx, err);
+      return Promise.reject(this.noEndpoint());
     }
     ctx.endpoint = node.id;
     ctx.balancer = this.opts.balancer.kind;
@@ -389,7 +358,7 @@ export class Destination implements Service {
         }
         whenBodyDone(res.body, node);
         whenBodyDone(res.body, this);
-        return b === undefined ? res : b.closedResponse(req, ctx, res);
+        return res;
       },
       (err: unknown) => {
         const t1 = clock.now();
@@ -405,7 +374,6 @@ export class Destination implements Service {
           load.observeCancelled?.(t1 - t0, t1);
         load.end(t1);
         this.onBodyDone();
-        if (b !== undefined) return b.closedError(req, ctx, err);
         throw err;
       },
     );

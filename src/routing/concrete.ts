@@ -8,14 +8,13 @@
  */
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { Filter, settledCall, type Service, type ServiceStatus } from '../core/service.js';
+import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import type { ConcreteTarget } from '../core/targets.js';
 import type { BalancerFactory } from '../balance/types.js';
 import type { Discovery } from '../discovery/types.js';
 import type { TransportOptions } from '../transport/pool.js';
 import { Destination } from '../concrete/destination.js';
-import { CircuitBreakerFilter } from '../resilience/breaker.js';
 import type { ResolvedSubset } from './config.js';
 import type { SharedResolvers } from './subset.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
@@ -80,7 +79,6 @@ export class ConcreteDestination {
       env,
     });
     this.stack = options.stacks.concrete.build(this.destination, env);
-    fuseBreaker(this.stack, this.destination);
   }
 
   /** True when `other` reads the same endpoints (same discovery object, datacenter and subset). */
@@ -150,25 +148,5 @@ export class ConcreteDestination {
       await this.destination.close(force);
       await this.stack.close();
     })());
-  }
-}
-
-/**
- * When the concrete stack's last module is the circuit breaker (its default place), the destination runs the
- * breaker's closed-state outcome handling at the end of its own reaction (`Destination.fuseBreaker`): one
- * promise hop and two closures fewer per call, the same work in the same order.
- */
-function fuseBreaker(top: Service, destination: Destination): void {
-  let s: unknown = top;
-  for (let depth = 0; s instanceof Filter && depth < 64; depth++) {
-    const next = (s as unknown as { next: unknown }).next;
-    if (next === destination) {
-      if (s instanceof CircuitBreakerFilter) {
-        s.fuseWithBelow();
-        destination.fuseBreaker(s);
-      }
-      return;
-    }
-    s = next;
   }
 }

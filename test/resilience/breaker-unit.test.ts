@@ -275,7 +275,7 @@ describe('counting', () => {
     expect(f.snapshot()).toMatchObject({ state: 'open', rejected: 1, opened: 1, failures: 6, successes: 5 });
   });
 
-  it('closed: a success is counted without opossum’s fire; a failure goes through it and opens the breaker', async () => {
+  it('closed: outcomes are counted without opossum’s fire; the failure past the threshold opens opossum', async () => {
     const clock = new FakeClock();
     const { leaf, handle } = mockLeaf();
     const f = breaker(leaf, clock, { volumeThreshold: 4, errorThresholdPercentage: 50 });
@@ -290,10 +290,11 @@ describe('counting', () => {
     expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 3, successes: 3, failures: 0 });
     answer(handle, 500);
     for (let i = 0; i < 3; i++) expect(await hit(f)).toBe(500);
-    // 3 failures of 6 is 50 %, not above it: still closed; opossum saw the three failures.
-    expect(fired).toBe(3);
+    // 3 failures of 6 is 50 %, not above it: still closed; counted by the breaker, not through opossum.
+    expect(fired).toBe(0);
     expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 6, successes: 3, failures: 3 });
-    expect(await hit(f)).toBe(500); // 4 of 7 > 50 %: opossum opens it, before the caller has the response
+    expect(await hit(f)).toBe(500); // 4 of 7 > 50 %: opossum is opened, before the caller has the response
+    expect(f.opossum.opened).toBe(true);
     expect(f.state).toBe('open');
     expect(await hit(f)).toBeInstanceOf(CircuitOpenError);
   });
@@ -348,6 +349,53 @@ describe('the shared bucket rotation (mesh clock)', () => {
     // A breaker made afterwards starts the rotation again.
     breaker(mockLeaf().leaf, clock);
     expect(bucketRotationStats(clock)).toEqual({ timers: 1, breakers: 1 });
+  });
+});
+
+describe('the half-open trial', () => {
+  /** Resolves at the breaker's next transition to `to` (opossum's reset timer runs on real time). */
+  function next(f: CircuitBreakerFilter, to: CircuitStateChange['to']): Promise<CircuitStateChange> {
+    return new Promise((resolve) => {
+      const sub = f.onStateChange((c) => {
+        if (c.to !== to) return;
+        sub.unsubscribe();
+        resolve(c);
+      });
+    });
+  }
+
+  it('closes on an error the classifier calls a success, and the caller still gets that error', async () => {
+    const clock = new FakeClock();
+    const benign = new Error('benign');
+    const classifier: Classifier = (i) => (i.error === benign ? Classified.success : defaultClassifier(i));
+    const { leaf, handle } = mockLeaf(503);
+    const f = breaker(leaf, clock, { volumeThreshold: 2, resetTimeoutMs: 1 }, classifier);
+    const halfOpen = next(f, 'half-open');
+    await hit(f);
+    await hit(f);
+    expect(f.state).toBe('open');
+    await halfOpen;
+    answer(handle, benign);
+    const closed = next(f, 'closed');
+    expect(await hit(f)).toBe(benign);
+    await closed;
+    expect(f.snapshot()).toMatchObject({ state: 'closed', requests: 0, failures: 0, opened: 1 });
+  });
+
+  it('counts a closed-state call that ends after the breaker opened, without deciding anything', async () => {
+    const clock = new FakeClock();
+    const { leaf, handle } = mockLeaf(503);
+    handle.onCall = undefined;
+    const f = breaker(leaf, clock, { volumeThreshold: 2, resetTimeoutMs: 60_000 });
+    const late = f.call(req, ctx());
+    const lateCall = await handle.nextCall();
+    handle.onCall = (call) => call.respond(mockResponse(503, {}, 'status 503'));
+    await hit(f);
+    await hit(f);
+    expect(f.state).toBe('open');
+    lateCall.respond(mockResponse(200, {}, 'late'));
+    expect((await late).statusCode).toBe(200);
+    expect(f.snapshot()).toMatchObject({ state: 'open', requests: 3, successes: 1, failures: 2, opened: 1 });
   });
 });
 

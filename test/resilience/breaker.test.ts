@@ -343,8 +343,8 @@ describe('circuit breaker (per concrete destination)', () => {
   });
 });
 
-describe('circuit breaker fused with the destination below it', () => {
-  /** Sits between the breaker and the destination, which turns the fusion off. */
+describe('circuit breaker right above the destination, or with a module in between', () => {
+  /** Sits between the breaker and the destination. */
   const passThrough: StackModule = {
     role: 'pass-through',
     description: 'calls the next service',
@@ -356,7 +356,7 @@ describe('circuit breaker fused with the destination below it', () => {
       })(next),
   };
 
-  async function run(fused: boolean, s: TestServer): Promise<Record<string, unknown>[]> {
+  async function run(direct: boolean, s: TestServer): Promise<Record<string, unknown>[]> {
     const address = s.address;
     const built: CircuitBreakerFilter[] = [];
     const base = createCircuitBreakerModule({ volumeThreshold: 1_000, resetTimeoutMs: 60_000 });
@@ -378,7 +378,7 @@ describe('circuit breaker fused with the destination below it', () => {
         return {
           ...d,
           logical: d.logical.remove('retries'),
-          concrete: fused ? concrete : concrete.insertAfter('circuit-breaker', passThrough),
+          concrete: direct ? concrete : concrete.insertAfter('circuit-breaker', passThrough),
         };
       },
     });
@@ -407,20 +407,20 @@ describe('circuit breaker fused with the destination below it', () => {
     return [{ outcomes }, ...snapshots.sort((a, b) => String(a.service).localeCompare(String(b.service)))];
   }
 
-  it('counts every kind of outcome exactly as the unfused breaker does', async () => {
+  it('counts every kind of outcome the same way in both places', async () => {
     const s = await server((req, res) => {
       if (req.url === '/hang') return; // never answers: the caller aborts
       const status = Number(req.url!.slice(1));
       res.statusCode = status;
       res.end(`status ${status}`);
     });
-    const fused = await run(true, s);
-    const unfused = await run(false, s);
-    expect(fused).toEqual(unfused);
+    const direct = await run(true, s);
+    const between = await run(false, s);
+    expect(direct).toEqual(between);
     // And the counts are the expected ones, not merely equal: 3 successes, 2 failures (503), 404 a success,
     // 429 and the caller's abort ignored; the service with no endpoint counts nothing (an empty endpoint set
     // is the destination's state, not its failure).
-    expect(fused[1]).toMatchObject({ service: 'nobody', failures: 0 });
-    expect(fused[2]).toMatchObject({ service: 'users', successes: 4, failures: 2, state: 'closed' });
+    expect(direct[1]).toMatchObject({ service: 'nobody', failures: 0 });
+    expect(direct[2]).toMatchObject({ service: 'users', successes: 4, failures: 2, state: 'closed' });
   });
 });
