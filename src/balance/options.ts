@@ -2,9 +2,14 @@
  * Validation of balancer options. A bad option is a {@link ConfigError} that names its path
  * (`balancer.tauMs`) and the value given, raised when the factory is called rather than on the first
  * request. Unknown keys are rejected too: a misspelt `tauMS` silently falling back to the default is the kind
- * of mistake that only shows up in production latency graphs.
+ * of mistake that only shows up in production latency graphs. The checks themselves are core/validate's, shared
+ * by every module's options.
  */
 import { ConfigError } from '../core/errors.js';
+import { optionPath } from '../core/option-path.js';
+import { isPlainObject, number, rejectUnknownKeys, type NumberRule } from '../core/validate.js';
+
+export type { NumberRule } from '../core/validate.js';
 
 /**
  * The option path prefix used in {@link ConfigError}s raised for balancer options.
@@ -27,39 +32,14 @@ export const OPTION_PREFIX = 'balancer';
  */
 export function optionRecord(options: unknown, known: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new ConfigError(OPTION_PREFIX, options, 'an options object');
-  }
-  const record = options as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (!known.includes(key)) {
-      throw new ConfigError(`${OPTION_PREFIX}.${key}`, record[key], `a known option (${known.join(', ')})`);
-    }
-  }
-  return record;
+  if (!isPlainObject(options)) throw new ConfigError(OPTION_PREFIX, options, 'an options object');
+  rejectUnknownKeys(options, known, OPTION_PREFIX);
+  return options;
 }
 
 /**
- * Constraints on a numeric option.
- *
- * @example
- * ```ts
- * const positiveInteger: NumberRule = { min: 1, integer: true };
- * ```
- */
-export interface NumberRule {
-  /** Smallest allowed value. */
-  min: number;
-  /** True when `min` itself is not allowed (`> min` rather than `>= min`). */
-  exclusiveMin?: boolean;
-  /** Largest allowed value (inclusive); unbounded when absent. */
-  max?: number;
-  /** True when the value must be an integer. */
-  integer?: boolean;
-}
-
-/**
- * Reads a numeric option: `undefined` gives `fallback`; anything else must be a finite number within `rule`.
+ * Reads a numeric option: `undefined` gives `fallback`; anything else must be a finite number within `rule`
+ * (core/validate's {@link number} spec, so the message reads as every other option's).
  *
  * @example
  * ```ts
@@ -72,20 +52,5 @@ export function numberOption(
   fallback: number,
   rule: NumberRule,
 ): number {
-  const value = record[key];
-  if (value === undefined) return fallback;
-  const ok =
-    typeof value === 'number' &&
-    Number.isFinite(value) &&
-    (rule.exclusiveMin ? value > rule.min : value >= rule.min) &&
-    (rule.max === undefined || value <= rule.max) &&
-    (!rule.integer || Number.isInteger(value));
-  if (!ok) throw new ConfigError(`${OPTION_PREFIX}.${key}`, value, describeRule(rule));
-  return value as number;
-}
-
-function describeRule(rule: NumberRule): string {
-  const kind = rule.integer ? 'an integer' : 'a finite number';
-  const low = `${rule.exclusiveMin ? '>' : '>='} ${rule.min}`;
-  return rule.max === undefined ? `${kind} ${low}` : `${kind} ${low} and <= ${rule.max}`;
+  return number({ ...rule, default: fallback }).resolve(record[key], optionPath(OPTION_PREFIX, key));
 }

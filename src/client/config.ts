@@ -5,6 +5,19 @@
  */
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
+import {
+  boolean,
+  custom,
+  duration,
+  func,
+  isPlainObject,
+  number,
+  object,
+  oneOf,
+  optional,
+  string,
+  type Spec,
+} from '../core/validate.js';
 import { MAX_DEADLINE_MS } from '../core/call-options.js';
 import { optionPath } from '../core/option-path.js';
 import type { Logger } from '../core/logger.js';
@@ -14,9 +27,8 @@ import type { BalancerFactory } from '../balance/types.js';
 import { StaticDiscovery } from '../discovery/static.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import type { Discovery } from '../discovery/types.js';
-import { defaultTransportOptions, type TlsOptions, type TransportOptions } from '../transport/pool.js';
-import { TLS_OPTION_KEYS } from '../transport/tls.js';
-import { attachTlsMaterial, TlsMaterial } from '../transport/tls-material.js';
+import { defaultTransportOptions, type TransportOptions } from '../transport/pool.js';
+import { attachTlsMaterial, TlsMaterial, tlsOptions } from '../transport/tls-material.js';
 import { Params } from '../core/params.js';
 import { AttemptTimeoutParam, resolveAttemptTimeout } from '../resilience/attempt-timeout.js';
 import { ClassifierParam, type Classifier } from '../resilience/classifier.js';
@@ -24,7 +36,7 @@ import {
   FailureAccrualParam,
   resolveFailureAccrualOptions,
   type FailureAccrualOptions,
-} from '../resilience/accrual.js';
+} from '../resilience/accrual-options.js';
 import { AdmissionParam, resolveAdmissionOptions, type AdmissionOptions } from '../resilience/admission.js';
 import {
   CircuitBreakerParam,
@@ -176,83 +188,112 @@ const SERVICE_KEYS = new Set([
   'destinations',
 ]);
 const DEFAULT_KEYS = new Set(['balancer', 'timeoutMs', 'hostHeader', 'transport', ...RESILIENCE_KEYS]);
-const MESH_KEYS = new Set([
-  'services',
-  'defaults',
-  'unknownHosts',
-  'logger',
-  'clock',
-  'rng',
-  'stack',
-  'overrides',
-]);
-const TRANSPORT_KEYS = new Set(Object.keys(defaultTransportOptions));
-const TLS_KEYS = new Set(TLS_OPTION_KEYS);
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** The default total deadline (ms): generous, but below undici's 300 s so the mesh's is the one users meet. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
+/** Any value: checked by the module that reads it (resilience options, routing), with the path it is at. */
+const passed = optional(custom((v) => v));
+
+/** Keys whose value another module checks. */
+function passedKeys(keys: Iterable<string>): Record<string, Spec<unknown>> {
+  return Object.fromEntries([...keys].map((k) => [k, passed]));
 }
 
-function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
-  for (const k of Object.keys(obj)) {
-    if (!allowed.has(k))
-      throw new ConfigError(
-        optionPath(path, k),
-        obj[k],
-        `no such option (known: ${[...allowed].join(', ')})`,
-      );
-  }
+/** An object with the named functions, as a Clock or an Rng is. */
+function withFunctions(names: readonly string[], expected: string): Spec<unknown> {
+  return optional(
+    custom((v, path) => {
+      if (!isPlainObject(v) || names.some((m) => typeof v[m] !== 'function'))
+        throw new ConfigError(path, v, expected);
+      return v;
+    }),
+  );
 }
+
+/** The top level of a mesh config, declared once; services are checked by {@link resolveServiceConfig}. */
+const meshConfig = object({
+  services: optional(
+    custom((v, path) => {
+      if (!isPlainObject(v)) throw new ConfigError(path, v, 'an object of services by name');
+      return v;
+    }),
+  ),
+  defaults: optional(object(passedKeys(DEFAULT_KEYS))),
+  unknownHosts: optional(oneOf(['passthrough', 'reject'])),
+  logger: optional(
+    custom((v, path) => {
+      for (const m of ['debug', 'info', 'warn', 'error'] as const) {
+        const f = isPlainObject(v) ? v[m] : v;
+        if (typeof f !== 'function')
+          throw new ConfigError(optionPath(path, m), f, 'a function (a pino-style logger)');
+      }
+      return v;
+    }),
+  ),
+  clock: withFunctions(['now', 'setTimeout'], 'a Clock { now, wallNow, setTimeout, clearTimeout }'),
+  rng: withFunctions(['next'], 'an Rng { next }'),
+  stack: optional(func({ expected: 'a function (defaults) => stacks' })),
+  overrides: optional(object({ enabled: optional(boolean()) }, { expected: 'an object { enabled }' })),
+});
+
+/** The transport options a service (or `defaults`) gives; what is absent comes from the defaults below it. */
+const transportOptions = object({
+  connections: optional(number({ min: 1, integer: true })),
+  keepAliveTimeoutMs: optional(duration({ min: 1 })),
+  keepAliveMaxTimeoutMs: optional(duration({ min: 1 })),
+  keepAliveTimeoutThresholdMs: optional(duration({ min: 0 })),
+  connectTimeoutMs: optional(duration({ min: 1 })),
+  http2: optional(
+    custom((v, path) => {
+      if (typeof v !== 'boolean' && v !== 'h2c') throw new ConfigError(path, v, "a boolean or 'h2c'");
+      return v;
+    }),
+  ),
+  tls: optional(tlsOptions),
+});
+
+const classifierOption = func<Classifier>({ expected: 'a function (input) => Classification' });
+const timeoutMs = duration({ min: 0, exclusiveMin: true, infinity: true });
+const hostHeader = string({ pattern: /^\S+$/, expected: "'logical', 'endpoint' or a host name" });
+
+/** A service's config, declared once: where its endpoints come from is checked here, the rest by its module. */
+const serviceConfig = object(
+  {
+    ...passedKeys(SERVICE_KEYS),
+    discovery: optional(
+      custom((v, path) => {
+        if (!isPlainObject(v) || typeof v.resolve !== 'function')
+          throw new ConfigError(
+            path,
+            v,
+            'a Discovery (e.g. staticDiscovery([...]) or consulDiscovery({...}))',
+          );
+        return v as unknown as Discovery;
+      }),
+    ),
+  },
+  {
+    required: true,
+    expected: 'an object',
+    check(c, path) {
+      if ((c as Record<string, unknown>).endpoints !== undefined && c.discovery !== undefined)
+        throw new ConfigError(
+          optionPath(path, 'discovery'),
+          'both endpoints and discovery',
+          'only one of endpoints or discovery',
+        );
+    },
+  },
+);
 
 /** Validates the top level of a mesh config; services are validated by {@link resolveServiceConfig}. */
 export function validateMeshConfig(config: unknown): MeshConfig {
   if (config === undefined) return {};
   // Paths are relative to the config itself (docs/client.md): the root is '', a top-level key its name.
-  if (!isObject(config)) throw new ConfigError('', config, 'an object');
-  checkKeys(config, MESH_KEYS, '');
-  const c = config as MeshConfig;
-  if (c.services !== undefined && !isObject(c.services))
-    throw new ConfigError('services', c.services, 'an object of services by name');
-  if (c.defaults !== undefined) {
-    if (!isObject(c.defaults)) throw new ConfigError('defaults', c.defaults, 'an object');
-    checkKeys(c.defaults as Record<string, unknown>, DEFAULT_KEYS, 'defaults');
-  }
-  if (c.unknownHosts !== undefined && c.unknownHosts !== 'passthrough' && c.unknownHosts !== 'reject') {
-    throw new ConfigError('unknownHosts', c.unknownHosts, "'passthrough' or 'reject'");
-  }
-  if (c.logger !== undefined) {
-    for (const m of ['debug', 'info', 'warn', 'error'] as const) {
-      if (!isObject(c.logger) || typeof (c.logger as Record<string, unknown>)[m] !== 'function') {
-        throw new ConfigError(
-          `logger.${m}`,
-          isObject(c.logger) ? (c.logger as Record<string, unknown>)[m] : c.logger,
-          'a function (a pino-style logger)',
-        );
-      }
-    }
-  }
-  if (
-    c.clock !== undefined &&
-    (!isObject(c.clock) || typeof c.clock.now !== 'function' || typeof c.clock.setTimeout !== 'function')
-  ) {
-    throw new ConfigError('clock', c.clock, 'a Clock { now, wallNow, setTimeout, clearTimeout }');
-  }
-  if (c.rng !== undefined && (!isObject(c.rng) || typeof c.rng.next !== 'function')) {
-    throw new ConfigError('rng', c.rng, 'an Rng { next }');
-  }
-  if (c.stack !== undefined && typeof c.stack !== 'function')
-    throw new ConfigError('stack', c.stack, 'a function (defaults) => stacks');
-  if (c.overrides !== undefined) {
-    if (!isObject(c.overrides)) throw new ConfigError('overrides', c.overrides, 'an object { enabled }');
-    checkKeys(c.overrides, new Set(['enabled']), 'overrides');
-    if (c.overrides.enabled !== undefined && typeof c.overrides.enabled !== 'boolean')
-      throw new ConfigError('overrides.enabled', c.overrides.enabled, 'a boolean');
-  }
-  return c;
+  meshConfig.resolve(config, '');
+  return config as MeshConfig;
 }
 
 /** Validates a service name (a lower-case DNS name, as URL parsing produces). */
@@ -280,62 +321,24 @@ export function servicePath(name: string): string {
 }
 
 function resolveTimeout(v: unknown, path: string): number {
-  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
-    throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
+  const ms = timeoutMs.resolve(v, path);
   // Beyond Node's longest timer a deadline would fire at once: clamp, as callOptions does.
-  return v === Infinity ? v : Math.min(v, MAX_DEADLINE_MS);
+  return ms === Infinity ? ms : Math.min(ms, MAX_DEADLINE_MS);
 }
 
 function resolveTransport(v: unknown, base: Readonly<TransportOptions>, path: string): TransportOptions {
   if (v === undefined) return { ...base };
-  if (!isObject(v)) throw new ConfigError(path, v, 'an object');
-  checkKeys(v, TRANSPORT_KEYS, path);
-  const out: TransportOptions = { ...base };
-  const int = (k: 'connections', min: number): void => {
-    if (v[k] === undefined) return;
-    const x = v[k];
-    if (typeof x !== 'number' || !Number.isInteger(x) || x < min)
-      throw new ConfigError(`${path}.${k}`, x, `an integer >= ${min}`);
-    out[k] = x;
-  };
-  const ms = (
-    k: 'keepAliveTimeoutMs' | 'keepAliveMaxTimeoutMs' | 'keepAliveTimeoutThresholdMs' | 'connectTimeoutMs',
-    min: number,
-  ): void => {
-    if (v[k] === undefined) return;
-    const x = v[k];
-    if (typeof x !== 'number' || !Number.isFinite(x) || x < min)
-      throw new ConfigError(`${path}.${k}`, x, `a finite number of milliseconds >= ${min}`);
-    out[k] = x;
-  };
-  int('connections', 1);
-  ms('keepAliveTimeoutMs', 1);
-  ms('keepAliveMaxTimeoutMs', 1);
-  ms('keepAliveTimeoutThresholdMs', 0);
-  ms('connectTimeoutMs', 1);
-  if (v.http2 !== undefined) {
-    if (typeof v.http2 !== 'boolean' && v.http2 !== 'h2c')
-      throw new ConfigError(`${path}.http2`, v.http2, "a boolean or 'h2c'");
-    out.http2 = v.http2;
-  }
-  if (v.tls !== undefined) {
-    if (!isObject(v.tls)) throw new ConfigError(`${path}.tls`, v.tls, 'an object');
-    checkKeys(v.tls, TLS_KEYS, `${path}.tls`);
-    const t = v.tls as TlsOptions;
-    if (t.servername !== undefined && (typeof t.servername !== 'string' || t.servername.length === 0)) {
-      throw new ConfigError(`${path}.tls.servername`, t.servername, 'a non-empty string');
-    }
-    if (t.rejectUnauthorized !== undefined && typeof t.rejectUnauthorized !== 'boolean') {
-      throw new ConfigError(`${path}.tls.rejectUnauthorized`, t.rejectUnauthorized, 'a boolean');
-    }
-    out.tls = { ...t };
+  const given = transportOptions.resolve(v, path);
+  const out: TransportOptions = { ...base, ...(given as Partial<TransportOptions>) };
+  if (given.tls !== undefined) {
+    out.tls = { ...given.tls };
     // Reads the files and checks the material now (a missing key, an unreadable file, a key that does not
     // match its certificate are ConfigErrors naming the option); the pools take it from here.
-    attachTlsMaterial(out.tls, new TlsMaterial(out.tls, `${path}.tls`));
+    attachTlsMaterial(out.tls, new TlsMaterial(out.tls, optionPath(path, 'tls')));
   }
   if (out.keepAliveTimeoutMs > out.keepAliveMaxTimeoutMs) {
     throw new ConfigError(
-      `${path}.keepAliveTimeoutMs`,
+      optionPath(path, 'keepAliveTimeoutMs'),
       out.keepAliveTimeoutMs,
       `at most keepAliveMaxTimeoutMs (${out.keepAliveMaxTimeoutMs})`,
     );
@@ -357,7 +360,7 @@ function resolveBalancer(v: unknown, path: string): BalancerFactory {
     return f;
   }
   if (
-    isObject(v) &&
+    isPlainObject(v) &&
     typeof v.newLoad === 'function' &&
     typeof v.newDistributor === 'function' &&
     typeof v.kind === 'string'
@@ -374,10 +377,7 @@ function resolveBalancer(v: unknown, path: string): BalancerFactory {
 }
 
 function resolveHostHeader(v: unknown, path: string): string {
-  if (typeof v !== 'string' || v.length === 0 || /[\s\r\n]/.test(v)) {
-    throw new ConfigError(path, v, "'logical', 'endpoint' or a host name");
-  }
-  return v;
+  return hostHeader.resolve(v, path);
 }
 
 /**
@@ -395,30 +395,16 @@ export function resolveServiceConfig(
 ): ResolvedServiceConfig {
   const path = servicePath(name);
   validateServiceName(name);
-  if (!isObject(config)) throw new ConfigError(path, config, 'an object');
-  checkKeys(config, SERVICE_KEYS, path);
+  const checked = serviceConfig.resolve(config, path);
   const c = config as ServiceConfig;
   let discovery: Discovery | undefined;
-  if (c.endpoints !== undefined && c.discovery !== undefined) {
-    throw new ConfigError(
-      `${path}.discovery`,
-      'both endpoints and discovery',
-      'only one of endpoints or discovery',
-    );
-  } else if (c.endpoints !== undefined) {
-    discovery = new StaticDiscovery(c.endpoints, `${path}.endpoints`);
-  } else if (c.discovery !== undefined) {
-    if (!isObject(c.discovery) || typeof c.discovery.resolve !== 'function') {
-      throw new ConfigError(
-        `${path}.discovery`,
-        c.discovery,
-        'a Discovery (e.g. staticDiscovery([...]) or consulDiscovery({...}))',
-      );
-    }
-    discovery = c.discovery;
+  if (c.endpoints !== undefined) {
+    discovery = new StaticDiscovery(c.endpoints, optionPath(path, 'endpoints'));
+  } else if (checked.discovery !== undefined) {
+    discovery = checked.discovery;
   } else if (c.destinations === undefined) {
     throw new ConfigError(
-      `${path}.endpoints`,
+      optionPath(path, 'endpoints'),
       undefined,
       'an endpoint list, or a discovery source in .discovery',
     );
@@ -461,11 +447,8 @@ export function resolveServiceConfig(
   const [admission, admissionPath] = pick('admission');
   params = params.with(AdmissionParam, resolveAdmissionOptions(admission, admissionPath));
   const [classifier, classifierPath] = pick('classifier');
-  if (classifier !== undefined) {
-    if (typeof classifier !== 'function')
-      throw new ConfigError(classifierPath, classifier, 'a function (input) => Classification');
-    params = params.with(ClassifierParam, classifier);
-  }
+  if (classifier !== undefined)
+    params = params.with(ClassifierParam, classifierOption.resolve(classifier, classifierPath));
   const routing = resolveRouting(c, discovery, path);
   // With named destinations only, the service's discovery (shown in snapshots) is its default destination's.
   discovery ??= (

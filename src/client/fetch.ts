@@ -41,6 +41,7 @@ import type { HeaderRecord, MeshRequest, MeshResponse, RequestBody } from '../co
 import { responseHeaders } from '../core/message.js';
 import { drain } from '../resilience/retry.js';
 import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
+import { HTTP_TOKEN } from '../core/validate.js';
 import { cancelBody, flatPairs, hasCredentials, isDisturbed, utf8Location } from './fetch-parts.js';
 import {
   FetchedResponse,
@@ -132,7 +133,7 @@ const NORMALISED_METHODS: Readonly<Record<string, string>> = {
   put: 'PUT',
 };
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const TOKEN = HTTP_TOKEN;
 /** A header value fetch accepts: no NUL, CR or LF (fetch trims the surrounding whitespace itself). */
 const BAD_VALUE = /[\0\r\n]/;
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);

@@ -7,9 +7,10 @@
  * (DESIGN.md: "a request the caller got wrong ... counts against nothing").
  */
 import { InvalidRequestError } from '../core/errors.js';
+import { HTTP_TOKEN } from '../core/validate.js';
 
-/** An RFC 9110 token: header names and methods. */
-export const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** An RFC 9110 token: header names and methods (core/validate's, the project's one copy). */
+export const TOKEN_RE = HTTP_TOKEN;
 /** What no header value may contain (undici and fetch refuse them: header injection). */
 const BAD_VALUE_RE = /[\0\r\n]/;
 

@@ -6,7 +6,7 @@
  * `grpc-timeout`: relative, so clock skew between hosts does not matter). None of them ever reaches a host
  * that is not a mesh service.
  */
-import { ConfigError } from './errors.js';
+import { boolean, number, object, optional } from './validate.js';
 
 /** Remaining time budget in milliseconds (an integer). Set by callers; rewritten and forwarded by the mesh. */
 export const DEADLINE_HEADER = 'mesh-deadline-ms';
@@ -41,7 +41,21 @@ export interface CallOptions {
  */
 export const MAX_DEADLINE_MS = 2_000_000_000;
 
-const CALL_OPTION_KEYS = ['deadlineMs', 'idempotent'];
+/** The per-call options, declared once (absent ones set no header). */
+const callOptionsSpec = object(
+  {
+    deadlineMs: optional(
+      number({
+        min: 0,
+        infinity: true,
+        unit: 'milliseconds',
+        expected: 'a number of milliseconds >= 0, or Infinity for none',
+      }),
+    ),
+    idempotent: optional(boolean()),
+  },
+  { required: true, expected: 'an options object { deadlineMs?, idempotent? }' },
+);
 
 /**
  * Turns {@link CallOptions} into headers to merge into a request. Works with every entry point.
@@ -57,36 +71,11 @@ const CALL_OPTION_KEYS = ['deadlineMs', 'idempotent'];
  * ```
  */
 export function callOptions(options: CallOptions): Record<string, string> {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new ConfigError('callOptions', options, 'an options object { deadlineMs?, idempotent? }');
-  }
-  for (const k of Object.keys(options)) {
-    if (!CALL_OPTION_KEYS.includes(k)) {
-      throw new ConfigError(
-        `callOptions.${k}`,
-        (options as unknown as Record<string, unknown>)[k],
-        `no such option (known: ${CALL_OPTION_KEYS.join(', ')})`,
-      );
-    }
-  }
+  const o = callOptionsSpec.resolve(options, 'callOptions');
   const out: Record<string, string> = {};
-  if (options.deadlineMs !== undefined) {
-    const d = options.deadlineMs;
-    if (typeof d !== 'number' || Number.isNaN(d) || d < 0) {
-      throw new ConfigError(
-        'callOptions.deadlineMs',
-        d,
-        'a number of milliseconds >= 0, or Infinity for none',
-      );
-    }
-    if (d !== Infinity) out[DEADLINE_HEADER] = String(Math.min(MAX_DEADLINE_MS, Math.ceil(d)));
-  }
-  if (options.idempotent !== undefined) {
-    if (typeof options.idempotent !== 'boolean') {
-      throw new ConfigError('callOptions.idempotent', options.idempotent, 'a boolean');
-    }
-    out[IDEMPOTENT_HEADER] = String(options.idempotent);
-  }
+  if (o.deadlineMs !== undefined && o.deadlineMs !== Infinity)
+    out[DEADLINE_HEADER] = String(Math.min(MAX_DEADLINE_MS, Math.ceil(o.deadlineMs)));
+  if (o.idempotent !== undefined) out[IDEMPOTENT_HEADER] = String(o.idempotent);
   return out;
 }
 

@@ -3,6 +3,7 @@
  * config is a {@link ConfigError} naming the option path; discovery sources skip and report instead.
  */
 import { ConfigError } from '../core/errors.js';
+import { custom, isPlainObject, number, object, optional, string } from '../core/validate.js';
 import type { Endpoint } from './types.js';
 
 /**
@@ -73,6 +74,53 @@ export function splitAddress(address: string): { host: string; port: number } | 
   return { host, port };
 }
 
+const tagsSpec = custom(
+  (v, path): readonly string[] => {
+    if (!Array.isArray(v) || v.some((t) => typeof t !== 'string'))
+      throw new ConfigError(path, v, 'an array of strings');
+    return Object.freeze([...(v as string[])]);
+  },
+  { default: Object.freeze([]) },
+);
+
+const metaSpec = custom(
+  (v, path): Readonly<Record<string, string>> => {
+    if (!isPlainObject(v) || Object.values(v).some((x) => typeof x !== 'string'))
+      throw new ConfigError(path, v, 'an object of string values');
+    return Object.freeze({ ...(v as Record<string, string>) });
+  },
+  { default: Object.freeze({}) },
+);
+
+/** What both object forms of an endpoint carry besides where it is (`id`: an {@link Endpoint} given back). */
+const endpointAttributes = {
+  weight: number({ min: 0, exclusiveMin: true, default: 1 }),
+  priority: optional(number({ min: 0, max: 65535, integer: true })),
+  tags: tagsSpec,
+  meta: metaSpec,
+  id: optional(string()),
+};
+
+/** `{ address: 'host:port', ... }`, declared once. */
+const byAddress = object({
+  address: custom((v, path) => {
+    const hp = typeof v === 'string' ? splitAddress(v) : undefined;
+    if (!hp) throw new ConfigError(path, v, 'an address "host:port"');
+    return hp;
+  }),
+  ...endpointAttributes,
+});
+
+/** `{ host, port, ... }`, declared once. */
+const byHost = object({
+  host: custom((v, path) => {
+    if (!isValidHost(v)) throw new ConfigError(path, v, 'a hostname or IP address');
+    return v;
+  }),
+  port: number({ min: 1, max: 65535, integer: true }),
+  ...endpointAttributes,
+});
+
 /**
  * Validates one user-given endpoint; throws a {@link ConfigError} naming `path` on bad input.
  *
@@ -84,57 +132,39 @@ export function splitAddress(address: string): { host: string; port: number } | 
 export function parseEndpoint(input: EndpointInput, path: string): Endpoint {
   let host: string;
   let port: number;
-  let weight: unknown = 1;
-  let priority: unknown = undefined;
-  let tags: unknown = [];
-  let meta: unknown = {};
+  let attrs: {
+    weight: number;
+    priority?: number;
+    tags: readonly string[];
+    meta: Readonly<Record<string, string>>;
+  };
   if (typeof input === 'string') {
     const hp = splitAddress(input);
     if (!hp) throw new ConfigError(path, input, 'an address "host:port" with a port in 1..65535');
     ({ host, port } = hp);
-  } else if (input !== null && typeof input === 'object') {
+    attrs = { weight: 1, tags: Object.freeze([]), meta: Object.freeze({}) };
+  } else if (isPlainObject(input)) {
     if ('address' in input) {
-      const hp = typeof input.address === 'string' ? splitAddress(input.address) : undefined;
-      if (!hp) throw new ConfigError(`${path}.address`, input.address, 'an address "host:port"');
-      ({ host, port } = hp);
+      const r = byAddress.resolve(input, path);
+      ({ host, port } = r.address);
+      attrs = r;
     } else {
-      if (!isValidHost(input.host))
-        throw new ConfigError(`${path}.host`, input.host, 'a hostname or IP address');
-      if (!isValidPort(input.port))
-        throw new ConfigError(`${path}.port`, input.port, 'an integer in 1..65535');
-      host = input.host;
-      port = input.port;
+      const r = byHost.resolve(input, path);
+      host = r.host;
+      port = r.port;
+      attrs = r;
     }
-    if (input.weight !== undefined) weight = input.weight;
-    if (input.priority !== undefined) priority = input.priority;
-    if (input.tags !== undefined) tags = input.tags;
-    if (input.meta !== undefined) meta = input.meta;
   } else {
     throw new ConfigError(path, input, 'an address string or an object { host, port }');
-  }
-  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-    throw new ConfigError(`${path}.weight`, weight, 'a finite number > 0');
-  }
-  if (
-    priority !== undefined &&
-    (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 65535)
-  ) {
-    throw new ConfigError(`${path}.priority`, priority, 'an integer in 0..65535');
-  }
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) {
-    throw new ConfigError(`${path}.tags`, tags, 'an array of strings');
-  }
-  if (meta === null || typeof meta !== 'object' || Object.values(meta).some((v) => typeof v !== 'string')) {
-    throw new ConfigError(`${path}.meta`, meta, 'an object of string values');
   }
   return {
     id: endpointId(host, port),
     host,
     port,
-    weight,
-    ...(priority !== undefined && priority !== 0 ? { priority: priority as number } : {}),
-    tags: Object.freeze([...(tags as string[])]),
-    meta: Object.freeze({ ...(meta as Record<string, string>) }),
+    weight: attrs.weight,
+    ...(attrs.priority !== undefined && attrs.priority !== 0 ? { priority: attrs.priority } : {}),
+    tags: attrs.tags,
+    meta: attrs.meta,
   };
 }
 

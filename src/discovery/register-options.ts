@@ -14,7 +14,9 @@ import { hostname } from 'node:os';
 import type { Clock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { isValidHost, isValidPort } from './endpoint.js';
+import { optionPath } from '../core/option-path.js';
+import { custom, isPlainObject, number, numberAllowed, object, optional, string } from '../core/validate.js';
+import { isValidHost } from './endpoint.js';
 
 /**
  * The health check registered with the service: a TTL check the registration keeps passing (default), an
@@ -101,99 +103,132 @@ export interface ResolvedRegistration {
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
 
+/**
+ * A number of at least `min` (`def` when absent), at `path`: the rule of most registration timings.
+ *
+ * @example
+ * ```ts
+ * positive('shutdownGracefully.propagationDelayMs', undefined, 2_000, 0); // 2000
+ * ```
+ */
 export function positive(path: string, v: unknown, def: number, min = 1): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
-    throw new ConfigError(path, v, `a number >= ${min}`);
-  return v;
+  return number({ min, default: def }).resolve(v, path);
 }
 
+/** Any value: read as given (the token and the agent are checked where they are used). */
+const passed = optional(custom((v) => v));
+
+const ttlCheck = object(
+  { ttlMs: number({ min: 100, default: 10_000 }), heartbeatMs: optional(number({ min: 10 })) },
+  {
+    check(c, path) {
+      const heartbeatMs = c.heartbeatMs ?? Math.max(50, Math.floor(c.ttlMs / 3));
+      if (heartbeatMs >= c.ttlMs)
+        throw new ConfigError(optionPath(path, 'heartbeatMs'), heartbeatMs, `less than ttlMs (${c.ttlMs})`);
+    },
+  },
+);
+
+const httpCheck = object({
+  http: string({ pattern: /^https?:\/\//, expected: 'an http(s) URL' }),
+  intervalMs: number({ min: 100, default: 10_000 }),
+  timeoutMs: number({ min: 100, default: 5_000 }),
+});
+
+/** The options of `registerService` and their defaults, declared once. */
+const registration = object(
+  {
+    name: string({ pattern: NAME_RE, expected: 'a Consul service name (letters, digits, "_", "-", ".")' }),
+    port: number({ min: 1, max: 65535, integer: true }),
+    address: optional(
+      custom((v, path) => {
+        if (!isValidHost(v)) throw new ConfigError(path, v, 'a hostname or IP address');
+        return v;
+      }),
+    ),
+    id: optional(string({ pattern: /^[^/\s]+$/, expected: 'an id without "/" or spaces' })),
+    tags: custom(
+      (v, path): string[] => {
+        if (!Array.isArray(v) || v.some((t) => typeof t !== 'string'))
+          throw new ConfigError(path, v, 'an array of strings');
+        return v as string[];
+      },
+      { default: [] },
+    ),
+    meta: custom(
+      (v, path): Record<string, string> => {
+        if (!isPlainObject(v) || Object.values(v).some((x) => typeof x !== 'string'))
+          throw new ConfigError(path, v, 'an object of string values');
+        return v as Record<string, string>;
+      },
+      { default: {} },
+    ),
+    weights: optional(
+      object(
+        {
+          passing: number({ min: 1, max: 65535, integer: true }),
+          warning: number({ min: 1, max: 65535, integer: true, default: 1 }),
+        },
+        { required: true, expected: 'an object { passing, warning? }' },
+      ),
+    ),
+    check: custom((v, path): ResolvedRegistration['check'] => {
+      if (v === false) return { kind: 'none' };
+      if (v !== undefined && !isPlainObject(v))
+        throw new ConfigError(path, v, '{ ttlMs } or { http } or false');
+      if (v !== undefined && 'http' in v) return { kind: 'http', ...httpCheck.resolve(v, path) };
+      const c = ttlCheck.resolve(v, path);
+      return {
+        kind: 'ttl',
+        ttlMs: c.ttlMs,
+        heartbeatMs: c.heartbeatMs ?? Math.max(50, Math.floor(c.ttlMs / 3)),
+      };
+    }),
+    deregisterCriticalAfterMs: custom(
+      (v, path): number | false => {
+        if (v !== false && !numberAllowed(v, { min: 1_000 }))
+          throw new ConfigError(
+            path,
+            v,
+            'a number of ms >= 1000 (Consul enforces 60 000 at least), or false',
+          );
+        return v;
+      },
+      { default: 60_000 },
+    ),
+    agent: passed,
+    token: passed,
+    syncIntervalMs: number({ min: 10, default: 10_000 }),
+    requestTimeoutMs: number({ min: 1, default: 10_000 }),
+    retry: object({
+      retries: number({ min: 0, default: 6 }),
+      minTimeoutMs: number({ min: 0, default: 200 }),
+      maxTimeoutMs: number({ min: 0, default: 5_000 }),
+    }),
+    signal: passed,
+    clock: passed,
+    logger: passed,
+  },
+  { required: true, expected: 'an options object' },
+);
+
 export function resolveOptions(o: RegisterServiceOptions): ResolvedRegistration {
-  const p = (k: string): string => `registerService.${k}`;
-  if (typeof o !== 'object' || o === null) throw new ConfigError('registerService', o, 'an options object');
-  if (typeof o.name !== 'string' || !NAME_RE.test(o.name)) {
-    throw new ConfigError(p('name'), o.name, 'a Consul service name (letters, digits, "_", "-", ".")');
-  }
-  if (!isValidPort(o.port)) throw new ConfigError(p('port'), o.port, 'an integer in 1..65535');
-  if (o.address !== undefined && !isValidHost(o.address)) {
-    throw new ConfigError(p('address'), o.address, 'a hostname or IP address');
-  }
-  const id = o.id ?? `${o.name}-${hostname()}-${o.port}`;
-  if (typeof id !== 'string' || id === '' || /[/\s]/.test(id))
-    throw new ConfigError(p('id'), o.id, 'an id without "/" or spaces');
-  const tags = o.tags ?? [];
-  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string'))
-    throw new ConfigError(p('tags'), o.tags, 'an array of strings');
-  const meta = o.meta ?? {};
-  if (typeof meta !== 'object' || meta === null || Object.values(meta).some((v) => typeof v !== 'string')) {
-    throw new ConfigError(p('meta'), o.meta, 'an object of string values');
-  }
-  let weights: ResolvedRegistration['weights'];
-  if (o.weights !== undefined) {
-    if (typeof o.weights !== 'object' || o.weights === null) {
-      throw new ConfigError(p('weights'), o.weights, 'an object { passing, warning? }');
-    }
-    const w = (k: 'passing' | 'warning', v: unknown): number => {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-        throw new ConfigError(p(`weights.${k}`), v, 'an integer in 1..65535');
-      }
-      return v;
-    };
-    weights = { passing: w('passing', o.weights.passing), warning: w('warning', o.weights.warning ?? 1) };
-  }
-  let check: ResolvedRegistration['check'];
-  const c = o.check ?? {};
-  if (c === false) check = { kind: 'none' };
-  else if (typeof c !== 'object' || c === null)
-    throw new ConfigError(p('check'), c, '{ ttlMs } or { http } or false');
-  else if ('http' in c) {
-    if (typeof c.http !== 'string' || !/^https?:\/\//.test(c.http))
-      throw new ConfigError(p('check.http'), c.http, 'an http(s) URL');
-    check = {
-      kind: 'http',
-      http: c.http,
-      intervalMs: positive(p('check.intervalMs'), c.intervalMs, 10_000, 100),
-      timeoutMs: positive(p('check.timeoutMs'), c.timeoutMs, 5_000, 100),
-    };
-  } else {
-    const ttlMs = positive(p('check.ttlMs'), c.ttlMs, 10_000, 100);
-    const heartbeatMs = positive(
-      p('check.heartbeatMs'),
-      c.heartbeatMs,
-      Math.max(50, Math.floor(ttlMs / 3)),
-      10,
-    );
-    if (heartbeatMs >= ttlMs)
-      throw new ConfigError(p('check.heartbeatMs'), heartbeatMs, `less than ttlMs (${ttlMs})`);
-    check = { kind: 'ttl', ttlMs, heartbeatMs };
-  }
-  const dca = o.deregisterCriticalAfterMs;
-  if (
-    dca !== undefined &&
-    dca !== false &&
-    (typeof dca !== 'number' || !Number.isFinite(dca) || dca < 1_000)
-  ) {
-    throw new ConfigError(
-      p('deregisterCriticalAfterMs'),
-      dca,
-      'a number of ms >= 1000 (Consul enforces 60 000 at least), or false',
-    );
-  }
+  const r = registration.resolve(o, 'registerService');
   return {
-    name: o.name,
-    id,
-    address: o.address,
-    port: o.port,
-    tags: [...tags],
-    meta: { ...meta },
-    weights,
-    check,
-    deregisterCriticalAfterMs: dca ?? 60_000,
-    syncIntervalMs: positive(p('syncIntervalMs'), o.syncIntervalMs, 10_000, 10),
-    requestTimeoutMs: positive(p('requestTimeoutMs'), o.requestTimeoutMs, 10_000),
-    retries: positive(p('retry.retries'), o.retry?.retries, 6, 0),
-    minTimeoutMs: positive(p('retry.minTimeoutMs'), o.retry?.minTimeoutMs, 200, 0),
-    maxTimeoutMs: positive(p('retry.maxTimeoutMs'), o.retry?.maxTimeoutMs, 5_000, 0),
+    name: r.name,
+    id: r.id ?? `${r.name}-${hostname()}-${r.port}`,
+    address: r.address as string | undefined,
+    port: r.port,
+    tags: [...r.tags],
+    meta: { ...r.meta },
+    weights: r.weights === undefined ? undefined : { ...r.weights },
+    check: r.check,
+    deregisterCriticalAfterMs: r.deregisterCriticalAfterMs,
+    syncIntervalMs: r.syncIntervalMs,
+    requestTimeoutMs: r.requestTimeoutMs,
+    retries: r.retry.retries,
+    minTimeoutMs: r.retry.minTimeoutMs,
+    maxTimeoutMs: r.retry.maxTimeoutMs,
   };
 }
 

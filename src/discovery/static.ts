@@ -3,6 +3,8 @@
  * The workhorse of tests, demos and services that sit behind a fixed set of hosts.
  */
 import { ConfigError } from '../core/errors.js';
+import { optionPath } from '../core/option-path.js';
+import { array, custom } from '../core/validate.js';
 import type { Clock } from '../core/clock.js';
 import { parseEndpoint, type EndpointInput } from './endpoint.js';
 import { reconcileEndpoints } from './reconcile.js';
@@ -59,18 +61,21 @@ export class StaticDiscovery implements Discovery {
   }
 }
 
+/** A list of endpoints, each as {@link parseEndpoint} reads it, declared once. */
+const endpointList = array(
+  custom((v, path) => parseEndpoint(v as EndpointInput, path)),
+  { expected: 'an array of endpoints' },
+);
+
 function parseList(endpoints: readonly EndpointInput[], path: string): readonly Endpoint[] {
-  if (!Array.isArray(endpoints)) throw new ConfigError(path, endpoints, 'an array of endpoints');
-  const out: Endpoint[] = [];
+  const list = endpointList.resolve(endpoints, path);
   const seen = new Set<string>();
-  endpoints.forEach((e, i) => {
-    const ep = parseEndpoint(e, `${path}[${i}]`);
+  list.forEach((ep, i) => {
     if (seen.has(ep.id))
-      throw new ConfigError(`${path}[${i}]`, e, `a unique address (${ep.id} is listed twice)`);
+      throw new ConfigError(optionPath(path, i), endpoints[i], `a unique address (${ep.id} is listed twice)`);
     seen.add(ep.id);
-    out.push(ep);
   });
-  return Object.freeze(out);
+  return list;
 }
 
 class StaticResolver implements Resolver {

@@ -36,170 +36,21 @@
 import { OutcomeWindow } from '../core/outcome-window.js';
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
-import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { defineParam, type Param } from '../core/params.js';
 import type { Rng } from '../core/rng.js';
 import { settledCall, Filter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
+import { FailureAccrualParam, type FailureAccrualEnv } from './accrual-options.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
 import { endpointBusyChannel, endpointReadyChannel } from '../telemetry/events.js';
 import { AccrualSection, exposing } from '../telemetry/snapshot.js';
 
-/**
- * Options of failure accrual, as a service's config gives them. Every field is optional; a missing one takes
- * its default from {@link FAILURE_ACCRUAL_DEFAULTS}.
- *
- * @example
- * ```ts
- * const accrual: FailureAccrualOptions = { consecutiveFailures: 3, backoffBaseMs: 1_000 };
- * ```
- */
-export interface FailureAccrualOptions {
-  /** Mark busy after this many failures in a row. Default 5 (Finagle). An integer >= 0; 0 turns this trigger off. */
-  consecutiveFailures?: number;
-  /**
-   * Mark busy when the success rate over the window falls below this fraction. Default 0.8 (Finagle's
-   * `successRateWithinDuration`). In [0, 1]; 0 turns this trigger off.
-   */
-  successRate?: number;
-  /** The success-rate window (ms). Default 30000. A number > 0. */
-  successRateWindowMs?: number;
-  /** The success-rate trigger needs at least this many counted outcomes in the window. Default 5. An integer >= 1. */
-  minRequests?: number;
-  /** The first busy period's upper bound (ms); it doubles each time the endpoint is marked busy again. Default 5000. */
-  backoffBaseMs?: number;
-  /** The cap on the busy period's upper bound (ms). Default 300000. >= `backoffBaseMs`. */
-  backoffMaxMs?: number;
-  /** Successful probes needed to return to `ready` (sent one at a time). Default 1 (Finagle). An integer >= 1. */
-  probeSuccesses?: number;
-}
-
-/**
- * Failure accrual options after validation: every field present.
- *
- * @example
- * ```ts
- * const o: ResolvedFailureAccrualOptions = resolveFailureAccrualOptions({ consecutiveFailures: 3 }) as ResolvedFailureAccrualOptions;
- * ```
- */
-export type ResolvedFailureAccrualOptions = Readonly<Required<FailureAccrualOptions>>;
-
-/**
- * The reference defaults (Finagle's `FailureAccrualFactory` and `FailureAccrualPolicy`, Linkerd 1's).
- *
- * @example
- * ```ts
- * FAILURE_ACCRUAL_DEFAULTS.consecutiveFailures; // 5
- * ```
- */
-export const FAILURE_ACCRUAL_DEFAULTS: ResolvedFailureAccrualOptions = Object.freeze({
-  consecutiveFailures: 5,
-  successRate: 0.8,
-  successRateWindowMs: 30_000,
-  minRequests: 5,
-  backoffBaseMs: 5_000,
-  backoffMaxMs: 300_000,
-  probeSuccesses: 1,
-});
-
-const OPTION_KEYS = Object.keys(FAILURE_ACCRUAL_DEFAULTS) as readonly (keyof FailureAccrualOptions)[];
-
-interface Rule {
-  min: number;
-  exclusiveMin?: boolean;
-  max?: number;
-  integer?: boolean;
-}
-
-const RULES: Record<keyof FailureAccrualOptions, Rule> = {
-  consecutiveFailures: { min: 0, integer: true },
-  successRate: { min: 0, max: 1 },
-  successRateWindowMs: { min: 0, exclusiveMin: true },
-  minRequests: { min: 1, integer: true },
-  backoffBaseMs: { min: 0, exclusiveMin: true },
-  backoffMaxMs: { min: 0, exclusiveMin: true },
-  probeSuccesses: { min: 1, integer: true },
-};
-
-function describeRule(rule: Rule): string {
-  const kind = rule.integer ? 'an integer' : 'a finite number';
-  const low = `${rule.exclusiveMin ? '>' : '>='} ${rule.min}`;
-  return rule.max === undefined ? `${kind} ${low}` : `${kind} ${low} and <= ${rule.max}`;
-}
-
-function checkNumber(value: unknown, rule: Rule, path: string): number {
-  const ok =
-    typeof value === 'number' &&
-    Number.isFinite(value) &&
-    (rule.exclusiveMin ? value > rule.min : value >= rule.min) &&
-    (rule.max === undefined || value <= rule.max) &&
-    (!rule.integer || Number.isInteger(value));
-  if (!ok) throw new ConfigError(path, value, describeRule(rule));
-  return value as number;
-}
-
-/**
- * Validates failure accrual options and fills in the defaults. `undefined` and `true` give the defaults;
- * `false` turns failure accrual off (the result is `false`). A bad value throws a {@link ConfigError} whose
- * path is `path.field` (e.g. `services.users.failureAccrual.successRate`); unknown keys are errors too.
- *
- * @example
- * ```ts
- * resolveFailureAccrualOptions({ consecutiveFailures: 3 }, 'services.users.failureAccrual');
- * // { consecutiveFailures: 3, successRate: 0.8, successRateWindowMs: 30000, ... }
- * resolveFailureAccrualOptions(false, 'services.users.failureAccrual'); // false
- * resolveFailureAccrualOptions({ successRate: 2 }, 'services.users.failureAccrual');
- * // throws ConfigError: Invalid option services.users.failureAccrual.successRate: expected a finite number >= 0 and <= 1, got 2
- * ```
- */
-export function resolveFailureAccrualOptions(
-  input: FailureAccrualOptions | boolean | undefined,
-  path = 'failureAccrual',
-): ResolvedFailureAccrualOptions | false {
-  if (input === false) return false;
-  if (input === undefined || input === true) return FAILURE_ACCRUAL_DEFAULTS;
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new ConfigError(path, input, 'an options object, true or false');
-  }
-  const record = input as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (!(OPTION_KEYS as readonly string[]).includes(key)) {
-      throw new ConfigError(`${path}.${key}`, record[key], `a known option (${OPTION_KEYS.join(', ')})`);
-    }
-  }
-  const out: Record<string, number> = {};
-  for (const key of OPTION_KEYS) {
-    const v = record[key];
-    out[key] = v === undefined ? FAILURE_ACCRUAL_DEFAULTS[key] : checkNumber(v, RULES[key], `${path}.${key}`);
-  }
-  const resolved = out as unknown as ResolvedFailureAccrualOptions;
-  if (resolved.backoffMaxMs < resolved.backoffBaseMs) {
-    throw new ConfigError(
-      `${path}.backoffMaxMs`,
-      resolved.backoffMaxMs,
-      `a number >= backoffBaseMs (${resolved.backoffBaseMs})`,
-    );
-  }
-  return Object.freeze(resolved);
-}
-
-/**
- * The failure accrual options of a service: resolved options, or `false` to leave the module out of that
- * service's endpoint stacks. Defaults to {@link FAILURE_ACCRUAL_DEFAULTS}.
- *
- * @example
- * ```ts
- * const params = Params.empty.with(
- *   FailureAccrualParam,
- *   resolveFailureAccrualOptions({ consecutiveFailures: 3 }, 'services.users.failureAccrual'),
- * );
- * ```
- */
-export const FailureAccrualParam: Param<ResolvedFailureAccrualOptions | false> = defineParam<
-  ResolvedFailureAccrualOptions | false
->('failureAccrual', FAILURE_ACCRUAL_DEFAULTS);
+export {
+  FailureAccrualParam,
+  type FailureAccrualOptions,
+  type ResolvedFailureAccrualOptions,
+} from './accrual-options.js';
 
 /**
  * The state of an endpoint as failure accrual sees it. `probing` is Finagle's ProbeOpen (no probe in flight:
@@ -293,28 +144,6 @@ export interface AccrualSubscription {
   dispose(): void;
 }
 
-/**
- * What {@link FailureAccrualFilter} needs besides the service it wraps (the stack module fills it from its
- * `ModuleEnv`).
- *
- * @example
- * ```ts
- * const env: FailureAccrualEnv = {
- *   options: FAILURE_ACCRUAL_DEFAULTS, classifier: defaultClassifier,
- *   clock: new FakeClock(), rng: seededRng(1), logger: silentLogger, service: 'users', endpoint: '10.0.0.1:80',
- * };
- * ```
- */
-export interface FailureAccrualEnv {
-  readonly options: ResolvedFailureAccrualOptions;
-  readonly classifier: Classifier;
-  readonly clock: Clock;
-  readonly rng: Rng;
-  readonly logger: Logger;
-  readonly service: string;
-  readonly endpoint?: string | undefined;
-}
-
 const READY = 0;
 const BUSY = 1;
 const PROBING = 2;
@@ -341,7 +170,7 @@ const MAX_SHIFT = 52;
  * ```
  */
 export class FailureAccrualFilter extends Filter {
-  private readonly options: ResolvedFailureAccrualOptions;
+  private readonly options: FailureAccrualEnv['options'];
   private readonly classifier: Classifier;
   private readonly clock: Clock;
   private readonly rng: Rng;

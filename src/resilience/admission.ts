@@ -22,7 +22,8 @@
  */
 import type { CallContext } from '../core/context.js';
 import { whenBodyDone } from '../core/body-done.js';
-import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { number, object, toggle } from '../core/validate.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
 import { Filter, type Service, type ServiceStatus } from '../core/service.js';
@@ -55,6 +56,12 @@ export interface AdmissionOptions {
  */
 export type ResolvedAdmissionOptions = Readonly<Required<AdmissionOptions>>;
 
+/** The options and their defaults, declared once. */
+const admissionOptions = toggle<ResolvedAdmissionOptions>(
+  object({ maxInFlight: number({ min: 1, integer: true, default: 1024 }) }),
+  { whenAbsent: 'on', expected: 'an options object, true or false', path: 'admission' },
+);
+
 /**
  * The defaults (Envoy's circuit-breaker thresholds).
  *
@@ -63,7 +70,7 @@ export type ResolvedAdmissionOptions = Readonly<Required<AdmissionOptions>>;
  * ADMISSION_DEFAULTS.maxInFlight; // 1024
  * ```
  */
-export const ADMISSION_DEFAULTS: ResolvedAdmissionOptions = Object.freeze({ maxInFlight: 1024 });
+export const ADMISSION_DEFAULTS: ResolvedAdmissionOptions = admissionOptions.defaults;
 
 /**
  * Validates admission options and fills in the defaults. `undefined` and `true` give the defaults; `false`
@@ -80,22 +87,7 @@ export function resolveAdmissionOptions(
   input: AdmissionOptions | boolean | undefined,
   path = 'admission',
 ): ResolvedAdmissionOptions | false {
-  if (input === false) return false;
-  if (input === undefined || input === true) return ADMISSION_DEFAULTS;
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new ConfigError(path, input, 'an options object, true or false');
-  }
-  const record = input as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (key !== 'maxInFlight')
-      throw new ConfigError(`${path}.${key}`, record[key], 'a known option (maxInFlight)');
-  }
-  const v = record.maxInFlight;
-  if (v === undefined) return ADMISSION_DEFAULTS;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new ConfigError(`${path}.maxInFlight`, v, 'an integer >= 1');
-  }
-  return Object.freeze({ maxInFlight: v });
+  return admissionOptions.resolve(input, path);
 }
 
 /**

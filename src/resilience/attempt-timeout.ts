@@ -10,7 +10,8 @@
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
 import { whenBodyDone } from '../core/body-done.js';
-import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { duration } from '../core/validate.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam } from '../core/params.js';
 import { Filter, type Service } from '../core/service.js';
@@ -44,6 +45,9 @@ export class AttemptTimeoutError extends MeshError {
 /** The per-attempt timeout of a service in ms (`Infinity`: none, the default). */
 export const AttemptTimeoutParam = defineParam<number>('attemptTimeoutMs', Infinity);
 
+/** The option and its default (none), declared once. */
+const attemptTimeoutMs = duration({ min: 0, exclusiveMin: true, infinity: true, default: Infinity });
+
 /**
  * Validates `attemptTimeoutMs`.
  *
@@ -53,10 +57,7 @@ export const AttemptTimeoutParam = defineParam<number>('attemptTimeoutMs', Infin
  * ```
  */
 export function resolveAttemptTimeout(v: unknown, path: string): number {
-  if (v === undefined) return Infinity;
-  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0)
-    throw new ConfigError(path, v, 'a number of milliseconds > 0, or Infinity');
-  return v;
+  return attemptTimeoutMs.resolve(v, path);
 }
 
 /**

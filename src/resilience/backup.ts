@@ -25,140 +25,24 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { ChildSignal, type CallContext } from '../core/context.js';
-import { ConfigError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { defineParam } from '../core/params.js';
 import { Filter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
+import { BackupRequestParam, type BackupRequestOptions } from './backup-options.js';
 import { ReplayableBody } from './body.js';
 import { RETRY_BUDGET_DEFAULTS, RetryBudget, RetryBudgetParam, type RetryBudgetSpender } from './budget.js';
 import { ClassifierParam, type Classifier } from './classifier.js';
 import { drain, isIdempotent, RETRY_DEFAULTS, RetryParam } from './retry.js';
 import { BackupRequestsSection, exposing } from '../telemetry/snapshot.js';
 
-// ---------------------------------------------------------------------------------------------------------
-// Options
-
-/** Backup request settings of a service. */
-export interface BackupRequestOptions {
-  /**
-   * Send the backup when the attempt has not answered by this latency percentile (0 < p < 1). Default 0.99:
-   * in steady state at most 1 % of attempts get a backup (Finagle's `maxExtraLoad` of 1 %, whose percentile
-   * is `1 - maxExtraLoad`).
-   */
-  percentile: number;
-  /** Lower bound on the delay (ms). Default 1. */
-  minDelayMs: number;
-  /** Upper bound on the delay (ms); `Infinity` for none (the default). */
-  maxDelayMs: number;
-  /** Samples the window must hold before any backup is sent. Default 10. */
-  minSamples: number;
-  /** How far back latency samples count (ms), in 3 slices. Default 30000 (Finagle: 3 buckets of 10 s). */
-  windowMs: number;
-}
-
-/**
- * The defaults. The percentile is Finagle's (1 % extra load). The 30 s window in 3 slices is the one Finagle
- * found to track latency well. Ten samples are the floor below which a percentile is a guess; with fewer
- * samples than `1 / (1 - percentile)` the estimate is the largest sample, which errs on the side of fewer
- * backups.
- *
- * @example
- * ```ts
- * const late = { ...BACKUP_REQUEST_DEFAULTS, percentile: 0.95 };
- * ```
- */
-export const BACKUP_REQUEST_DEFAULTS: Readonly<BackupRequestOptions> = Object.freeze({
-  percentile: 0.99,
-  minDelayMs: 1,
-  maxDelayMs: Infinity,
-  minSamples: 10,
-  windowMs: 30_000,
-});
-
-/**
- * Input form of `services.<name>.backupRequests`: `false` (the default: off), `true` (the defaults) or some of
- * the options.
- *
- * @example
- * ```ts
- * const input: BackupRequestOptionsInput = { percentile: 0.95, maxDelayMs: 500 };
- * ```
- */
-export type BackupRequestOptionsInput = boolean | Partial<BackupRequestOptions>;
-
-/**
- * The resolved backup request settings of a service (`false`: off, the default).
- *
- * @example
- * ```ts
- * const params = Params.empty.with(BackupRequestParam, BACKUP_REQUEST_DEFAULTS);
- * ```
- */
-export const BackupRequestParam = defineParam<Readonly<BackupRequestOptions> | false>(
-  'backupRequests',
-  false,
-);
-
-const OPTION_KEYS = ['percentile', 'minDelayMs', 'maxDelayMs', 'minSamples', 'windowMs'];
-
-/**
- * Validates `backupRequests`; throws a {@link ConfigError} naming the field
- * (`services.users.backupRequests.percentile`).
- *
- * @example
- * ```ts
- * resolveBackupRequestOptions({ percentile: 0.95 }, 'services.users.backupRequests');
- * ```
- */
-export function resolveBackupRequestOptions(
-  input: unknown,
-  path: string,
-): Readonly<BackupRequestOptions> | false {
-  if (input === undefined || input === false) return false;
-  if (input === true) return BACKUP_REQUEST_DEFAULTS;
-  if (input === null || typeof input !== 'object' || Array.isArray(input))
-    throw new ConfigError(path, input, 'true, false, or an object of backup request options');
-  const v = input as Record<string, unknown>;
-  for (const k of Object.keys(v))
-    if (!OPTION_KEYS.includes(k))
-      throw new ConfigError(`${path}.${k}`, v[k], `no such option (known: ${OPTION_KEYS.join(', ')})`);
-  const out: BackupRequestOptions = { ...BACKUP_REQUEST_DEFAULTS };
-  const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-  if (v.percentile !== undefined) {
-    if (!finite(v.percentile) || v.percentile <= 0 || v.percentile >= 1)
-      throw new ConfigError(
-        `${path}.percentile`,
-        v.percentile,
-        'a number > 0 and < 1 (0.99: a backup after the 99th percentile, about 1 % extra load)',
-      );
-    out.percentile = v.percentile;
-  }
-  if (v.minDelayMs !== undefined) {
-    if (!finite(v.minDelayMs) || v.minDelayMs < 0)
-      throw new ConfigError(`${path}.minDelayMs`, v.minDelayMs, 'a finite number of milliseconds >= 0');
-    out.minDelayMs = v.minDelayMs;
-  }
-  if (v.maxDelayMs !== undefined) {
-    if (typeof v.maxDelayMs !== 'number' || Number.isNaN(v.maxDelayMs) || v.maxDelayMs <= 0)
-      throw new ConfigError(`${path}.maxDelayMs`, v.maxDelayMs, 'a number of milliseconds > 0, or Infinity');
-    out.maxDelayMs = v.maxDelayMs;
-  }
-  if (out.maxDelayMs < out.minDelayMs)
-    throw new ConfigError(`${path}.maxDelayMs`, out.maxDelayMs, `at least minDelayMs (${out.minDelayMs})`);
-  if (v.minSamples !== undefined) {
-    if (!Number.isInteger(v.minSamples) || (v.minSamples as number) < 1)
-      throw new ConfigError(`${path}.minSamples`, v.minSamples, 'an integer >= 1');
-    out.minSamples = v.minSamples as number;
-  }
-  if (v.windowMs !== undefined) {
-    if (!finite(v.windowMs) || v.windowMs < 30)
-      throw new ConfigError(`${path}.windowMs`, v.windowMs, 'a finite number of milliseconds >= 30');
-    out.windowMs = v.windowMs;
-  }
-  return Object.freeze(out);
-}
+export {
+  BACKUP_REQUEST_DEFAULTS,
+  BackupRequestParam,
+  resolveBackupRequestOptions,
+  type BackupRequestOptions,
+  type BackupRequestOptionsInput,
+} from './backup-options.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // The latency estimator

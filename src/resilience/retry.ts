@@ -25,7 +25,8 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
-import { ConfigError, MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { MeshError, type MeshErrorDetails } from '../core/errors.js';
+import { boolean, number, object, toggle } from '../core/validate.js';
 import type { Logger } from '../core/logger.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import { defineParam, type Params } from '../core/params.js';
@@ -61,16 +62,6 @@ export interface RetryOptions {
   maxReplayBytes: number;
 }
 
-/** The defaults. */
-export const RETRY_DEFAULTS: Readonly<RetryOptions> = Object.freeze({
-  maxAttempts: 3,
-  budget: RETRY_BUDGET_DEFAULTS,
-  backoff: BACKOFF_DEFAULTS,
-  retryAfterMaxMs: 10_000,
-  retryTimeouts: false,
-  maxReplayBytes: 64 * 1024,
-});
-
 /** Input form: every field optional; `false` disables retries. */
 export type RetryOptionsInput =
   | false
@@ -79,35 +70,31 @@ export type RetryOptionsInput =
       backoff?: Partial<BackoffOptions>;
     });
 
+/** The retry options and their defaults, declared once (`true` or absent: the defaults; `false`: off). */
+const retryOptions = toggle<Readonly<RetryOptions>>(
+  object({
+    maxAttempts: number({ min: 1, max: 100, integer: true, default: 3 }),
+    budget: object({
+      ttlMs: number({ min: 1, default: RETRY_BUDGET_DEFAULTS.ttlMs }),
+      minRetriesPerSec: number({ min: 0, default: RETRY_BUDGET_DEFAULTS.minRetriesPerSec }),
+      percentCanRetry: number({ min: 0, max: 1000, default: RETRY_BUDGET_DEFAULTS.percentCanRetry }),
+    }),
+    backoff: object({
+      baseMs: number({ min: 0, default: BACKOFF_DEFAULTS.baseMs }),
+      maxMs: number({ min: 0, default: BACKOFF_DEFAULTS.maxMs }),
+    }),
+    retryAfterMaxMs: number({ min: 0, default: 10_000 }),
+    retryTimeouts: boolean({ default: false }),
+    maxReplayBytes: number({ min: 0, integer: true, default: 64 * 1024 }),
+  }),
+  { whenAbsent: 'on', expected: 'an object of retry options, or false' },
+);
+
+/** The defaults. */
+export const RETRY_DEFAULTS: Readonly<RetryOptions> = retryOptions.defaults;
+
 /** The resolved retry settings of a service (`false`: retries off). */
 export const RetryParam = defineParam<Readonly<RetryOptions> | false>('retries', RETRY_DEFAULTS);
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-function num(v: unknown, path: string, min: number, integer = false, max = Infinity): number {
-  if (
-    typeof v !== 'number' ||
-    !Number.isFinite(v) ||
-    v < min ||
-    v > max ||
-    (integer && !Number.isInteger(v))
-  ) {
-    throw new ConfigError(
-      path,
-      v,
-      `${integer ? 'an integer' : 'a finite number'} >= ${min}${max < Infinity ? ` and <= ${max}` : ''}`,
-    );
-  }
-  return v;
-}
-
-function keys(v: Record<string, unknown>, allowed: readonly string[], path: string): void {
-  for (const k of Object.keys(v))
-    if (!allowed.includes(k))
-      throw new ConfigError(`${path}.${k}`, v[k], `no such option (known: ${allowed.join(', ')})`);
-}
 
 /**
  * Validates retry options; throws a {@link ConfigError} naming the field.
@@ -118,48 +105,7 @@ function keys(v: Record<string, unknown>, allowed: readonly string[], path: stri
  * ```
  */
 export function resolveRetryOptions(input: unknown, path: string): Readonly<RetryOptions> | false {
-  if (input === false) return false;
-  if (input === undefined || input === true) return RETRY_DEFAULTS;
-  if (!isObj(input)) throw new ConfigError(path, input, 'an object of retry options, or false');
-  keys(
-    input,
-    ['maxAttempts', 'budget', 'backoff', 'retryAfterMaxMs', 'retryTimeouts', 'maxReplayBytes'],
-    path,
-  );
-  const out: RetryOptions = {
-    ...RETRY_DEFAULTS,
-    budget: { ...RETRY_BUDGET_DEFAULTS },
-    backoff: { ...BACKOFF_DEFAULTS },
-  };
-  if (input.maxAttempts !== undefined)
-    out.maxAttempts = num(input.maxAttempts, `${path}.maxAttempts`, 1, true, 100);
-  if (input.retryAfterMaxMs !== undefined)
-    out.retryAfterMaxMs = num(input.retryAfterMaxMs, `${path}.retryAfterMaxMs`, 0);
-  if (input.maxReplayBytes !== undefined)
-    out.maxReplayBytes = num(input.maxReplayBytes, `${path}.maxReplayBytes`, 0, true);
-  if (input.retryTimeouts !== undefined) {
-    if (typeof input.retryTimeouts !== 'boolean')
-      throw new ConfigError(`${path}.retryTimeouts`, input.retryTimeouts, 'a boolean');
-    out.retryTimeouts = input.retryTimeouts;
-  }
-  if (input.budget !== undefined) {
-    const b = input.budget;
-    if (!isObj(b)) throw new ConfigError(`${path}.budget`, b, 'an object');
-    keys(b, ['ttlMs', 'minRetriesPerSec', 'percentCanRetry'], `${path}.budget`);
-    if (b.ttlMs !== undefined) out.budget.ttlMs = num(b.ttlMs, `${path}.budget.ttlMs`, 1);
-    if (b.minRetriesPerSec !== undefined)
-      out.budget.minRetriesPerSec = num(b.minRetriesPerSec, `${path}.budget.minRetriesPerSec`, 0);
-    if (b.percentCanRetry !== undefined)
-      out.budget.percentCanRetry = num(b.percentCanRetry, `${path}.budget.percentCanRetry`, 0, false, 1000);
-  }
-  if (input.backoff !== undefined) {
-    const b = input.backoff;
-    if (!isObj(b)) throw new ConfigError(`${path}.backoff`, b, 'an object');
-    keys(b, ['baseMs', 'maxMs'], `${path}.backoff`);
-    if (b.baseMs !== undefined) out.backoff.baseMs = num(b.baseMs, `${path}.backoff.baseMs`, 0);
-    if (b.maxMs !== undefined) out.backoff.maxMs = num(b.maxMs, `${path}.backoff.maxMs`, 0);
-  }
-  return Object.freeze(out);
+  return retryOptions.resolve(input, path);
 }
 
 /**

@@ -7,25 +7,17 @@
  */
 import { ConfigError } from '../core/errors.js';
 import { optionPath } from '../core/option-path.js';
+import { custom, func, isPlainObject, number, object, optional, record, string } from '../core/validate.js';
 import type { MeshRequest } from '../core/message.js';
 import type { EndpointInput } from '../discovery/endpoint.js';
 import { StaticDiscovery } from '../discovery/static.js';
-import type { Discovery, Endpoint } from '../discovery/types.js';
+import type { Discovery } from '../discovery/types.js';
 import type { SplitOption } from './hash.js';
+import { subsetSelector, type ResolvedSubset, type SubsetSelector } from './subset.js';
 
-/**
- * A subset of a discovery source's endpoints: those carrying every tag and every meta pair (Consul service tags
- * and meta, or the `tags`/`meta` of static endpoints).
- *
- * @example
- * ```ts
- * const v2: SubsetSelector = { meta: { version: 'v2' } };
- * ```
- */
-export interface SubsetSelector {
-  tags?: readonly string[];
-  meta?: Readonly<Record<string, string>>;
-}
+export { inSubset, resolveSubset, type ResolvedSubset, type SubsetSelector } from './subset.js';
+/** @internal */
+export { subsetOf } from './subset.js';
 
 /**
  * A named concrete destination: a discovery source (its own, or the service's) and optionally a subset of its
@@ -118,13 +110,6 @@ export interface RouteRule {
   sticky?: StickyKey;
 }
 
-/** A validated subset. `key` is its canonical text, e.g. `tag:canary,version=v2`. */
-export interface ResolvedSubset {
-  readonly tags: readonly string[];
-  readonly meta: Readonly<Record<string, string>>;
-  readonly key: string;
-}
-
 /** A validated destination. */
 export interface ResolvedDestination {
   readonly name: string;
@@ -162,28 +147,159 @@ export const PRIMARY = 'primary';
 
 const DEST_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const DC_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const DEST_KEYS = new Set(['endpoints', 'discovery', 'subset', 'datacenter', 'fallbacks']);
-const RULE_KEYS = new Set(['name', 'match', 'to', 'sticky']);
-const MATCH_KEYS = new Set(['method', 'pathPrefix', 'path', 'headers']);
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-function checkKeys(obj: Record<string, unknown>, allowed: Set<string>, path: string): void {
-  for (const k of Object.keys(obj)) {
-    if (!allowed.has(k))
-      throw new ConfigError(
-        optionPath(path, k),
-        obj[k],
-        `no such option (known: ${[...allowed].join(', ')})`,
-      );
-  }
-}
 
 function isDiscovery(v: unknown): v is Discovery {
-  return isObject(v) && typeof v.resolve === 'function';
+  return isPlainObject(v) && typeof v.resolve === 'function';
+}
+
+/** A RegExp that keeps no state between tests (no `g` or `y` flag). */
+function statelessRegExp(v: RegExp, path: string): RegExp {
+  if (v.global || v.sticky)
+    throw new ConfigError(path, String(v), 'a RegExp without the g or y flag (they keep state)');
+  return v;
+}
+
+const destinationName = string({
+  pattern: DEST_RE,
+  expected: 'a destination name (letters, digits, "_", ".", "-"; at most 63)',
+});
+
+/** A destination as given; what it reads and its fallbacks are checked against the service afterwards. */
+const destinationShape = object(
+  {
+    endpoints: optional(custom((v) => v as readonly EndpointInput[])),
+    discovery: optional(
+      custom((v, path) => {
+        if (!isDiscovery(v)) throw new ConfigError(path, v, 'a Discovery (e.g. consulDiscovery({...}))');
+        return v;
+      }),
+    ),
+    subset: optional(subsetSelector),
+    datacenter: optional(
+      string({ pattern: DC_RE, expected: 'a datacenter name (letters, digits, "_", "-")' }),
+    ),
+    fallbacks: optional(custom((v) => v)),
+  },
+  {
+    required: true,
+    expected: 'an object { endpoints?, discovery?, subset?, datacenter?, fallbacks? }',
+    check(d, path) {
+      if (d.endpoints !== undefined && d.discovery !== undefined)
+        throw new ConfigError(
+          optionPath(path, 'discovery'),
+          'both endpoints and discovery',
+          'only one of endpoints or discovery',
+        );
+    },
+  },
+);
+
+const methodName = string({ token: true, expected: 'an HTTP method' });
+
+/** What a rule matches, declared once. */
+const routeMatch = object(
+  {
+    method: optional(
+      custom((v, path): ReadonlySet<string> => {
+        if (typeof v === 'string') return new Set([normalizeMethod(methodName.resolve(v, path))]);
+        if (!Array.isArray(v) || v.length === 0)
+          throw new ConfigError(path, v, 'an HTTP method or a non-empty list of them');
+        return new Set(v.map((m: unknown, i) => normalizeMethod(methodName.resolve(m, optionPath(path, i)))));
+      }),
+    ),
+    pathPrefix: optional(string({ pattern: /^\//, expected: 'a string starting with "/"' })),
+    path: optional(
+      custom((v, path) => {
+        if (!(v instanceof RegExp)) throw new ConfigError(path, v, 'a RegExp');
+        return statelessRegExp(v, path);
+      }),
+    ),
+    headers: optional(
+      record(
+        custom((v, path): string | RegExp => {
+          if (v instanceof RegExp) return statelessRegExp(v, path);
+          if (typeof v !== 'string') throw new ConfigError(path, v, 'a string (exact match) or a RegExp');
+          return v;
+        }),
+        {
+          key: string({ token: true, expected: 'a header name' }),
+          expected: 'an object of header values (string or RegExp)',
+        },
+      ),
+    ),
+  },
+  { expected: 'an object { method?, pathPrefix?, path?, headers? }' },
+);
+
+const stickyHeader = string({ token: true, expected: 'a header name' });
+const stickyFunction = func<(req: MeshRequest) => string | undefined>({
+  expected: 'a function (req) => string',
+});
+
+/** How a split is made sticky: `{ header }` or `{ key }`, exactly one. */
+const stickyKey = optional(
+  custom((v, path): ((req: MeshRequest) => string | undefined) => {
+    const expected = 'either { header: name } or { key: (req) => string }';
+    if (!isPlainObject(v) || Object.keys(v).length !== 1) throw new ConfigError(path, v, expected);
+    if ('header' in v) {
+      const name = stickyHeader.resolve(v.header, optionPath(path, 'header')).toLowerCase();
+      return (req) => {
+        const x = req.headers[name];
+        return Array.isArray(x) ? x[0] : x;
+      };
+    }
+    if ('key' in v) return stickyFunction.resolve(v.key, optionPath(path, 'key'));
+    throw new ConfigError(path, v, expected);
+  }),
+);
+
+const ruleName = optional(
+  string({ pattern: /^[\s\S]{1,100}$/, expected: 'a non-empty string of at most 100 characters' }),
+);
+
+/** A rule, declared once; `to` is checked against the service's destinations (`known`). */
+function routeRule(destinations: ReadonlyMap<string, ResolvedDestination>, known: () => string) {
+  const destination = custom((v, path): string => {
+    if (typeof v !== 'string' || !destinations.has(v))
+      throw new ConfigError(path, v, `a destination of this service (${known()})`);
+    return v;
+  });
+  const weighted = object(
+    { destination, weight: number({ min: 0 }) },
+    { required: true, expected: 'an object { destination, weight }' },
+  );
+  return object(
+    {
+      name: ruleName,
+      match: routeMatch,
+      to: custom((v, path): SplitOption[] => {
+        if (typeof v === 'string') return [{ name: destination.resolve(v, path), weight: 1 }];
+        if (!Array.isArray(v) || v.length === 0)
+          throw new ConfigError(
+            path,
+            v,
+            'a destination name or a non-empty array of { destination, weight }',
+          );
+        const split = v.map((w: unknown, j) => {
+          const r = weighted.resolve(w, optionPath(path, j));
+          return { name: r.destination, weight: r.weight };
+        });
+        const seen = new Set<string>();
+        split.forEach((s, j) => {
+          if (seen.has(s.name))
+            throw new ConfigError(
+              optionPath(optionPath(path, j), 'destination'),
+              s.name,
+              'each destination once per split',
+            );
+          seen.add(s.name);
+        });
+        return split;
+      }),
+      sticky: stickyKey,
+    },
+    { required: true, expected: 'a rule { match?, to, sticky?, name? }' },
+  );
 }
 
 /** Discoveries derived for a datacenter, kept so two destinations in one datacenter share one watch. */
@@ -215,60 +331,6 @@ export function discoveryInDatacenter(base: Discovery, datacenter: string, path:
 }
 
 /**
- * Validates a subset selector.
- *
- * @example
- * ```ts
- * resolveSubset({ tags: ['canary'], meta: { version: 'v2' } }, 'subset').key; // 'tag:canary,version=v2'
- * ```
- */
-export function resolveSubset(v: unknown, path: string): ResolvedSubset | undefined {
-  if (v === undefined) return undefined;
-  if (!isObject(v)) throw new ConfigError(path, v, 'an object { tags?, meta? }');
-  checkKeys(v, new Set(['tags', 'meta']), path);
-  const tags: string[] = [];
-  if (v.tags !== undefined) {
-    if (!Array.isArray(v.tags)) throw new ConfigError(`${path}.tags`, v.tags, 'an array of tags');
-    v.tags.forEach((t: unknown, i: number) => {
-      if (typeof t !== 'string' || t.length === 0)
-        throw new ConfigError(`${path}.tags[${i}]`, t, 'a non-empty string');
-      if (!tags.includes(t)) tags.push(t);
-    });
-  }
-  const meta: Record<string, string> = {};
-  if (v.meta !== undefined) {
-    if (!isObject(v.meta)) throw new ConfigError(`${path}.meta`, v.meta, 'an object of string values');
-    for (const k of Object.keys(v.meta).sort()) {
-      const x = v.meta[k];
-      if (typeof x !== 'string') throw new ConfigError(optionPath(`${path}.meta`, k), x, 'a string');
-      meta[k] = x;
-    }
-  }
-  tags.sort();
-  return subsetOf(tags, meta);
-}
-
-/** @internal Builds a {@link ResolvedSubset} from already-valid parts (sorted tags and meta keys). */
-export function subsetOf(tags: readonly string[], meta: Readonly<Record<string, string>>): ResolvedSubset {
-  const key = [...tags.map((t) => `tag:${t}`), ...Object.keys(meta).map((k) => `${k}=${meta[k]}`)].join(',');
-  return Object.freeze({ tags: Object.freeze([...tags]), meta: Object.freeze({ ...meta }), key });
-}
-
-/**
- * True when `endpoint` carries every tag and meta pair of `subset`.
- *
- * @example
- * ```ts
- * inSubset(endpoint, { tags: [], meta: { version: 'v2' }, key: 'version=v2' });
- * ```
- */
-export function inSubset(endpoint: Endpoint, subset: ResolvedSubset): boolean {
-  for (const t of subset.tags) if (!endpoint.tags.includes(t)) return false;
-  for (const k in subset.meta) if (endpoint.meta[k] !== subset.meta[k]) return false;
-  return true;
-}
-
-/**
  * Validates the named destinations of a service. The service's own discovery (`base`), when it has one, is
  * also the destination `primary` unless one is configured under that name.
  *
@@ -283,7 +345,7 @@ export function resolveDestinations(
   path: string,
 ): Map<string, ResolvedDestination> {
   const out = new Map<string, ResolvedDestination>();
-  if (raw !== undefined && !isObject(raw))
+  if (raw !== undefined && !isPlainObject(raw))
     throw new ConfigError(path, raw, 'an object of destinations by name');
   const entries = Object.entries((raw ?? {}) as Record<string, unknown>);
   if (base !== undefined && !entries.some(([n]) => n === PRIMARY)) {
@@ -296,64 +358,43 @@ export function resolveDestinations(
     });
   }
   const fallbackPaths: Array<[string, unknown]> = [];
-  for (const [name, dc] of entries) {
+  for (const [name, raw] of entries) {
     const p = optionPath(path, name);
-    if (!DEST_RE.test(name))
-      throw new ConfigError(p, name, 'a destination name (letters, digits, "_", ".", "-"; at most 63)');
-    if (!isObject(dc))
-      throw new ConfigError(p, dc, 'an object { endpoints?, discovery?, subset?, datacenter?, fallbacks? }');
-    checkKeys(dc, DEST_KEYS, p);
+    destinationName.resolve(name, p);
+    const dc = destinationShape.resolve(raw, p);
     let discovery: Discovery;
-    if (dc.endpoints !== undefined && dc.discovery !== undefined) {
-      throw new ConfigError(
-        `${p}.discovery`,
-        'both endpoints and discovery',
-        'only one of endpoints or discovery',
-      );
-    } else if (dc.endpoints !== undefined) {
-      discovery = new StaticDiscovery(dc.endpoints as readonly EndpointInput[], `${p}.endpoints`);
+    if (dc.endpoints !== undefined) {
+      discovery = new StaticDiscovery(dc.endpoints, optionPath(p, 'endpoints'));
     } else if (dc.discovery !== undefined) {
-      if (!isDiscovery(dc.discovery))
-        throw new ConfigError(`${p}.discovery`, dc.discovery, 'a Discovery (e.g. consulDiscovery({...}))');
       discovery = dc.discovery;
     } else if (base !== undefined) {
       discovery = base;
     } else {
       throw new ConfigError(
-        `${p}.discovery`,
+        optionPath(p, 'discovery'),
         undefined,
         'a discovery source or endpoints (the service has no discovery of its own to share)',
       );
     }
-    let datacenter: string | undefined;
-    if (dc.datacenter !== undefined) {
-      if (typeof dc.datacenter !== 'string' || !DC_RE.test(dc.datacenter))
-        throw new ConfigError(
-          `${p}.datacenter`,
-          dc.datacenter,
-          'a datacenter name (letters, digits, "_", "-")',
-        );
-      datacenter = dc.datacenter;
-      discovery = discoveryInDatacenter(discovery, datacenter, `${p}.datacenter`);
-    }
-    const subset = resolveSubset(dc.subset, `${p}.subset`);
+    if (dc.datacenter !== undefined)
+      discovery = discoveryInDatacenter(discovery, dc.datacenter, optionPath(p, 'datacenter'));
     fallbackPaths.push([name, dc.fallbacks]);
-    out.set(name, { name, discovery, subset, datacenter, fallbacks: [] });
+    out.set(name, { name, discovery, subset: dc.subset, datacenter: dc.datacenter, fallbacks: [] });
   }
   for (const [name, fb] of fallbackPaths) {
     if (fb === undefined) continue;
-    const p = `${optionPath(path, name)}.fallbacks`;
+    const p = optionPath(optionPath(path, name), 'fallbacks');
     if (!Array.isArray(fb)) throw new ConfigError(p, fb, 'an array of destination names');
     const list: string[] = [];
     fb.forEach((f: unknown, i: number) => {
       if (typeof f !== 'string' || !out.has(f))
         throw new ConfigError(
-          `${p}[${i}]`,
+          optionPath(p, i),
           f,
           `a destination of this service (${[...out.keys()].join(', ')})`,
         );
-      if (f === name) throw new ConfigError(`${p}[${i}]`, f, 'another destination than itself');
-      if (list.includes(f)) throw new ConfigError(`${p}[${i}]`, f, 'each fallback once');
+      if (f === name) throw new ConfigError(optionPath(p, i), f, 'another destination than itself');
+      if (list.includes(f)) throw new ConfigError(optionPath(p, i), f, 'each fallback once');
       list.push(f);
     });
     out.set(name, { ...out.get(name)!, fallbacks: Object.freeze(list) });
@@ -361,91 +402,10 @@ export function resolveDestinations(
   return out;
 }
 
-function resolveMatch(
-  v: unknown,
-  path: string,
-): Pick<CompiledRule, 'methods' | 'pathPrefix' | 'path' | 'headers'> {
-  if (v === undefined) return { methods: undefined, pathPrefix: undefined, path: undefined, headers: [] };
-  if (!isObject(v)) throw new ConfigError(path, v, 'an object { method?, pathPrefix?, path?, headers? }');
-  checkKeys(v, MATCH_KEYS, path);
-  let methods: Set<string> | undefined;
-  if (v.method !== undefined) {
-    const list = typeof v.method === 'string' ? [v.method] : v.method;
-    if (!Array.isArray(list) || list.length === 0)
-      throw new ConfigError(`${path}.method`, v.method, 'an HTTP method or a non-empty list of them');
-    methods = new Set();
-    list.forEach((m: unknown, i: number) => {
-      if (typeof m !== 'string' || !TOKEN_RE.test(m))
-        throw new ConfigError(
-          Array.isArray(v.method) ? `${path}.method[${i}]` : `${path}.method`,
-          m,
-          'an HTTP method',
-        );
-      methods!.add(normalizeMethod(m));
-    });
-  }
-  let pathPrefix: string | undefined;
-  if (v.pathPrefix !== undefined) {
-    if (typeof v.pathPrefix !== 'string' || !v.pathPrefix.startsWith('/'))
-      throw new ConfigError(`${path}.pathPrefix`, v.pathPrefix, 'a string starting with "/"');
-    pathPrefix = v.pathPrefix;
-  }
-  let re: RegExp | undefined;
-  if (v.path !== undefined) {
-    if (!(v.path instanceof RegExp)) throw new ConfigError(`${path}.path`, v.path, 'a RegExp');
-    if (v.path.global || v.path.sticky)
-      throw new ConfigError(
-        `${path}.path`,
-        String(v.path),
-        'a RegExp without the g or y flag (they keep state)',
-      );
-    re = v.path;
-  }
-  const headers: Array<readonly [string, string | RegExp]> = [];
-  if (v.headers !== undefined) {
-    if (!isObject(v.headers))
-      throw new ConfigError(`${path}.headers`, v.headers, 'an object of header values (string or RegExp)');
-    for (const [name, value] of Object.entries(v.headers)) {
-      const hp = optionPath(`${path}.headers`, name);
-      if (!TOKEN_RE.test(name)) throw new ConfigError(hp, name, 'a header name');
-      if (value instanceof RegExp) {
-        if (value.global || value.sticky)
-          throw new ConfigError(hp, String(value), 'a RegExp without the g or y flag (they keep state)');
-      } else if (typeof value !== 'string') {
-        throw new ConfigError(hp, value, 'a string (exact match) or a RegExp');
-      }
-      headers.push([name.toLowerCase(), value]);
-    }
-  }
-  return { methods, pathPrefix, path: re, headers };
-}
-
 /** Upper-cases the standard methods (as the entry points do) and keeps others as given. */
 function normalizeMethod(m: string): string {
   const up = m.toUpperCase();
   return ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'].includes(up) ? up : m;
-}
-
-function resolveSticky(v: unknown, path: string): CompiledRule['sticky'] {
-  if (v === undefined) return undefined;
-  if (!isObject(v) || Object.keys(v).length !== 1)
-    throw new ConfigError(path, v, 'either { header: name } or { key: (req) => string }');
-  if ('header' in v) {
-    const h = v.header;
-    if (typeof h !== 'string' || !TOKEN_RE.test(h))
-      throw new ConfigError(`${path}.header`, h, 'a header name');
-    const name = h.toLowerCase();
-    return (req) => {
-      const x = req.headers[name];
-      return Array.isArray(x) ? x[0] : x;
-    };
-  }
-  if ('key' in v) {
-    if (typeof v.key !== 'function')
-      throw new ConfigError(`${path}.key`, v.key, 'a function (req) => string');
-    return v.key as (req: MeshRequest) => string | undefined;
-  }
-  throw new ConfigError(path, v, 'either { header: name } or { key: (req) => string }');
 }
 
 /**
@@ -474,63 +434,28 @@ export function resolveRoutes(
     raw = [{ name: 'default', to: PRIMARY }];
   }
   if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(path, raw, 'a non-empty array of rules');
+  const rule = routeRule(destinations, known);
   const names = new Set<string>();
   return raw.map((r: unknown, i: number): CompiledRule => {
-    const p = `${path}[${i}]`;
-    if (!isObject(r)) throw new ConfigError(p, r, 'a rule { match?, to, sticky?, name? }');
-    checkKeys(r, RULE_KEYS, p);
-    let name = `rule[${i}]`;
-    if (r.name !== undefined) {
-      if (typeof r.name !== 'string' || r.name.length === 0 || r.name.length > 100)
-        throw new ConfigError(`${p}.name`, r.name, 'a non-empty string of at most 100 characters');
-      name = r.name;
-    }
-    if (names.has(name)) throw new ConfigError(`${p}.name`, name, 'a rule name not already used');
+    const p = optionPath(path, i);
+    const v = rule.resolve(r, p);
+    const name = v.name ?? `rule[${i}]`;
+    if (names.has(name)) throw new ConfigError(optionPath(p, 'name'), name, 'a rule name not already used');
     names.add(name);
-    const match = resolveMatch(r.match, `${p}.match`);
-    let split: SplitOption[];
-    if (typeof r.to === 'string') {
-      if (!destinations.has(r.to))
-        throw new ConfigError(`${p}.to`, r.to, `a destination of this service (${known()})`);
-      split = [{ name: r.to, weight: 1 }];
-    } else if (Array.isArray(r.to) && r.to.length > 0) {
-      split = r.to.map((w: unknown, j: number) => {
-        const wp = `${p}.to[${j}]`;
-        if (!isObject(w)) throw new ConfigError(wp, w, 'an object { destination, weight }');
-        checkKeys(w, new Set(['destination', 'weight']), wp);
-        if (typeof w.destination !== 'string' || !destinations.has(w.destination))
-          throw new ConfigError(
-            `${wp}.destination`,
-            w.destination,
-            `a destination of this service (${known()})`,
-          );
-        if (typeof w.weight !== 'number' || !Number.isFinite(w.weight) || w.weight < 0)
-          throw new ConfigError(`${wp}.weight`, w.weight, 'a finite number >= 0');
-        return { name: w.destination, weight: w.weight };
-      });
-      const seen = new Set<string>();
-      split.forEach((s, j) => {
-        if (seen.has(s.name))
-          throw new ConfigError(`${p}.to[${j}].destination`, s.name, 'each destination once per split');
-        seen.add(s.name);
-      });
-    } else {
-      throw new ConfigError(
-        `${p}.to`,
-        r.to,
-        'a destination name or a non-empty array of { destination, weight }',
-      );
-    }
+    const split = v.to;
     const total = split.reduce((a, s) => a + s.weight, 0);
-    if (!(total > 0)) throw new ConfigError(`${p}.to`, r.to, 'weights with a positive total');
-    const sticky = resolveSticky(r.sticky, `${p}.sticky`);
+    if (!(total > 0))
+      throw new ConfigError(optionPath(p, 'to'), (r as RouteRule).to, 'weights with a positive total');
     return Object.freeze({
       name,
-      ...match,
+      methods: v.match.method,
+      pathPrefix: v.match.pathPrefix,
+      path: v.match.path,
+      headers: Object.entries(v.match.headers ?? {}).map(([h, x]) => [h.toLowerCase(), x] as const),
       split: Object.freeze(split),
       total,
-      sticky,
-      source: r as unknown as RouteRule,
+      sticky: v.sticky,
+      source: r as RouteRule,
     });
   });
 }

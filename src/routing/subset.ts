@@ -14,7 +14,80 @@ import type {
   Resolver,
   Subscription,
 } from '../discovery/types.js';
-import { inSubset, type ResolvedSubset } from './config.js';
+import { array, object, optional, record, string, type Spec } from '../core/validate.js';
+
+/**
+ * A subset of a discovery source's endpoints: those carrying every tag and every meta pair (Consul service tags
+ * and meta, or the `tags`/`meta` of static endpoints).
+ *
+ * @example
+ * ```ts
+ * const v2: SubsetSelector = { meta: { version: 'v2' } };
+ * ```
+ */
+export interface SubsetSelector {
+  tags?: readonly string[];
+  meta?: Readonly<Record<string, string>>;
+}
+
+/** A validated subset. `key` is its canonical text, e.g. `tag:canary,version=v2`. */
+export interface ResolvedSubset {
+  readonly tags: readonly string[];
+  readonly meta: Readonly<Record<string, string>>;
+  readonly key: string;
+}
+
+/** A subset selector, declared once: tags (each once, sorted) and meta pairs (sorted by key). */
+export const subsetSelector: Spec<ResolvedSubset> = (() => {
+  const shape = object(
+    {
+      tags: optional(array(string({ nonEmpty: true }), { expected: 'an array of tags' })),
+      meta: optional(record(string(), { expected: 'an object of string values' })),
+    },
+    { required: true, expected: 'an object { tags?, meta? }' },
+  );
+  return {
+    resolve(input, path) {
+      const v = shape.resolve(input, path);
+      const tags = [...new Set(v.tags ?? [])].sort();
+      const meta: Record<string, string> = {};
+      for (const k of Object.keys(v.meta ?? {}).sort()) meta[k] = v.meta![k]!;
+      return subsetOf(tags, meta);
+    },
+  };
+})();
+
+/**
+ * Validates a subset selector.
+ *
+ * @example
+ * ```ts
+ * resolveSubset({ tags: ['canary'], meta: { version: 'v2' } }, 'subset').key; // 'tag:canary,version=v2'
+ * ```
+ */
+export function resolveSubset(v: unknown, path: string): ResolvedSubset | undefined {
+  return v === undefined ? undefined : subsetSelector.resolve(v, path);
+}
+
+/** @internal Builds a {@link ResolvedSubset} from already-valid parts (sorted tags and meta keys). */
+export function subsetOf(tags: readonly string[], meta: Readonly<Record<string, string>>): ResolvedSubset {
+  const key = [...tags.map((t) => `tag:${t}`), ...Object.keys(meta).map((k) => `${k}=${meta[k]}`)].join(',');
+  return Object.freeze({ tags: Object.freeze([...tags]), meta: Object.freeze({ ...meta }), key });
+}
+
+/**
+ * True when `endpoint` carries every tag and meta pair of `subset`.
+ *
+ * @example
+ * ```ts
+ * inSubset(endpoint, { tags: [], meta: { version: 'v2' }, key: 'version=v2' });
+ * ```
+ */
+export function inSubset(endpoint: Endpoint, subset: ResolvedSubset): boolean {
+  for (const t of subset.tags) if (!endpoint.tags.includes(t)) return false;
+  for (const k in subset.meta) if (endpoint.meta[k] !== subset.meta[k]) return false;
+  return true;
+}
 
 interface SharedEntry {
   readonly resolver: Resolver;

@@ -12,7 +12,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { DEADLINE_HEADER, IDEMPOTENT_HEADER, parseDeadlineHeader } from '../core/call-options.js';
-import { ConfigError } from '../core/errors.js';
+import { boolean, number } from '../core/validate.js';
 
 /** gRPC's deadline header: `<1-8 digits><unit>`, unit one of `H M S m u n`. */
 export const GRPC_TIMEOUT_HEADER = 'grpc-timeout';
@@ -154,16 +154,19 @@ export function isTrusted(
   }
 }
 
+/** The cap on an incoming deadline (`maxDeadlineMs`) and its default, declared once. */
+const maxDeadline = number({
+  min: 0,
+  exclusiveMin: true,
+  infinity: true,
+  default: DEFAULT_MAX_DEADLINE_MS,
+  expected: 'a number of milliseconds > 0 (or Infinity for no cap)',
+});
+
 export function checkMax(path: string, v: unknown): number {
-  if (v === undefined) return DEFAULT_MAX_DEADLINE_MS;
-  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0) {
-    throw new ConfigError(path, v, 'a number of milliseconds > 0 (or Infinity for no cap)');
-  }
-  return v;
+  return maxDeadline.resolve(v, path);
 }
 
 export function checkBool(path: string, v: unknown, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') throw new ConfigError(path, v, 'a boolean');
-  return v;
+  return boolean({ default: dflt }).resolve(v, path);
 }

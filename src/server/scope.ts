@@ -14,6 +14,7 @@
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ConfigError, DeadlineExceededError, type Phase } from '../core/errors.js';
 import { incomingContext, type IncomingContext } from '../core/incoming.js';
+import { custom, isPlainObject, string } from '../core/validate.js';
 import type { RouteOverrides } from '../routing/override.js';
 
 /**
@@ -218,23 +219,23 @@ export function incomingSignal(): AbortSignal | undefined {
   return incomingContext.getStore()?.signal;
 }
 
+/** The service name errors carry (default `'incoming'`), declared once. */
+const serviceName = string({ nonEmpty: true, default: 'incoming' });
+
+/** The clock deadlines are read on (default the system's), declared once. */
+const clockOption = custom(
+  (v, path): Clock => {
+    if (!isPlainObject(v) || ['now', 'setTimeout', 'clearTimeout'].some((m) => typeof v[m] !== 'function'))
+      throw new ConfigError(path, v, 'a Clock { now, wallNow, setTimeout, clearTimeout }');
+    return v as unknown as Clock;
+  },
+  { default: systemClock },
+);
+
 export function checkService(path: string, v: unknown): string {
-  if (v === undefined) return 'incoming';
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(path, v, 'a non-empty string');
-  return v;
+  return serviceName.resolve(v, path);
 }
 
 export function checkClock(path: string, v: unknown): Clock {
-  if (v === undefined) return systemClock;
-  const c = v as Partial<Clock> | null;
-  if (
-    c === null ||
-    typeof c !== 'object' ||
-    typeof c.now !== 'function' ||
-    typeof c.setTimeout !== 'function' ||
-    typeof c.clearTimeout !== 'function'
-  ) {
-    throw new ConfigError(path, v, 'a Clock { now, wallNow, setTimeout, clearTimeout }');
-  }
-  return c as Clock;
+  return clockOption.resolve(v, path);
 }

@@ -17,10 +17,11 @@ import { DEADLINE_HEADER, IDEMPOTENT_HEADER } from '../core/call-options.js';
 import type { Clock } from '../core/clock.js';
 import { ConfigError, MeshError } from '../core/errors.js';
 import { incomingContext } from '../core/incoming.js';
+import { optionPath } from '../core/option-path.js';
+import { boolean, custom, func, number, numberAllowed, object, optional } from '../core/validate.js';
 import { InvalidOverrideError } from '../routing/errors.js';
 import { OVERRIDE_HEADER, readOverrideHeader, type RouteOverrides } from '../routing/override.js';
 import {
-  checkBool,
   checkMax,
   GRPC_TIMEOUT_HEADER,
   isTrusted,
@@ -108,16 +109,41 @@ export interface MeshHandlerOptions {
   overrides?: { trust?: (req: IncomingMessage) => boolean };
 }
 
-const HANDLER_KEYS = new Set([
-  'maxDeadlineMs',
-  'defaultDeadlineMs',
-  'trust',
-  'grpcTimeout',
-  'expiredStatus',
-  'service',
-  'clock',
-  'overrides',
-]);
+const trustPredicate = optional(
+  func<(req: IncomingMessage) => boolean>({ expected: 'a function (req) => boolean' }),
+);
+
+/** The options of {@link meshHandler} and their defaults, declared once. */
+const handlerOptions = object(
+  {
+    maxDeadlineMs: custom((v, path) => checkMax(path, v)),
+    defaultDeadlineMs: optional(custom((v) => v)),
+    trust: trustPredicate,
+    grpcTimeout: boolean({ default: true }),
+    expiredStatus: number({
+      min: 400,
+      max: 599,
+      integer: true,
+      default: DEFAULT_EXPIRED_STATUS,
+      expected: 'an integer HTTP status 400-599',
+    }),
+    service: custom((v, path) => checkService(path, v)),
+    clock: custom((v, path) => checkClock(path, v)),
+    overrides: optional(object({ trust: trustPredicate }, { expected: 'an object { trust }' })),
+  },
+  {
+    expected: 'an options object',
+    check(o, path) {
+      const d = o.defaultDeadlineMs;
+      if (d !== undefined && !numberAllowed(d, { min: 0, exclusiveMin: true, max: o.maxDeadlineMs }))
+        throw new ConfigError(
+          optionPath(path, 'defaultDeadlineMs'),
+          d,
+          `a finite number of milliseconds > 0 and <= maxDeadlineMs (${o.maxDeadlineMs})`,
+        );
+    },
+  },
+);
 
 /**
  * Wraps a node:http-style handler so that it serves each request within the caller's deadline.
@@ -158,46 +184,17 @@ export function meshHandler<
   handler: (req: Req, res: Res) => R,
   options: MeshHandlerOptions = {},
 ): (req: Req, res: Res) => R | undefined {
-  if (typeof handler !== 'function') throw new ConfigError('meshHandler.handler', handler, 'a function');
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new ConfigError('meshHandler', options, 'an options object');
-  }
-  for (const key of Object.keys(options)) {
-    if (!HANDLER_KEYS.has(key))
-      throw new ConfigError(
-        `meshHandler.${key}`,
-        (options as Record<string, unknown>)[key],
-        'a known option',
-      );
-  }
-  const max = checkMax('meshHandler.maxDeadlineMs', options.maxDeadlineMs);
-  const fallback = options.defaultDeadlineMs;
-  if (
-    fallback !== undefined &&
-    (typeof fallback !== 'number' || !Number.isFinite(fallback) || fallback <= 0 || fallback > max)
-  ) {
-    throw new ConfigError(
-      'meshHandler.defaultDeadlineMs',
-      fallback,
-      `a finite number of milliseconds > 0 and <= maxDeadlineMs (${max})`,
-    );
-  }
-  const trust = options.trust;
-  if (trust !== undefined && typeof trust !== 'function') {
-    throw new ConfigError('meshHandler.trust', trust, 'a function (req) => boolean');
-  }
-  const grpc = checkBool('meshHandler.grpcTimeout', options.grpcTimeout, true);
-  const status = options.expiredStatus ?? DEFAULT_EXPIRED_STATUS;
-  if (!Number.isInteger(status) || status < 400 || status > 599) {
-    throw new ConfigError(
-      'meshHandler.expiredStatus',
-      options.expiredStatus,
-      'an integer HTTP status 400-599',
-    );
-  }
-  const service = checkService('meshHandler.service', options.service);
-  const clock = checkClock('meshHandler.clock', options.clock);
-  const overrideTrust = checkOverrides('meshHandler.overrides', options.overrides);
+  func().resolve(handler, 'meshHandler.handler');
+  const o = handlerOptions.resolve(options, 'meshHandler');
+  const max = o.maxDeadlineMs;
+  const fallback = o.defaultDeadlineMs as number | undefined;
+  const trust = o.trust;
+  const grpc = o.grpcTimeout;
+  const status = o.expiredStatus;
+  const service = o.service;
+  const clock = o.clock;
+  // Without the option nobody is trusted with an override; with it, whoever `trust` accepts (default nobody).
+  const overrideTrust = o.overrides === undefined ? undefined : (o.overrides.trust ?? (() => false));
 
   return (req: Req, res: Res): R | undefined => {
     let overrides: RouteOverrides | undefined;
@@ -246,21 +243,6 @@ export function meshHandler<
     res.once('close', onClose);
     return incomingContext.run(overrides ? { ...store, overrides } : store, handler, req, res);
   };
-}
-
-function checkOverrides(path: string, v: unknown): ((req: IncomingMessage) => boolean) | undefined {
-  if (v === undefined) return undefined;
-  if (v === null || typeof v !== 'object' || Array.isArray(v))
-    throw new ConfigError(path, v, 'an object { trust }');
-  for (const k of Object.keys(v)) {
-    if (k !== 'trust')
-      throw new ConfigError(`${path}.${k}`, (v as Record<string, unknown>)[k], 'a known option (trust)');
-  }
-  const trust = (v as { trust?: unknown }).trust;
-  if (trust === undefined) return () => false;
-  if (typeof trust !== 'function')
-    throw new ConfigError(`${path}.trust`, trust, 'a function (req) => boolean');
-  return trust as (req: IncomingMessage) => boolean;
 }
 
 function refuseOverride(res: ServerResponse, err: InvalidOverrideError): void {

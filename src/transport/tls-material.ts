@@ -13,6 +13,8 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
+import { optionPath } from '../core/option-path.js';
+import { boolean, custom, object, optional, string, type Spec } from '../core/validate.js';
 import type { Logger } from '../core/logger.js';
 import type { TlsOptions } from './tls.js';
 
@@ -88,6 +90,55 @@ function isPem(v: unknown): v is string | Buffer {
   return typeof v === 'string' || Buffer.isBuffer(v);
 }
 
+/** PEM text given inline; a key is never echoed back in a message. */
+function pem(expected: string, accept: (v: unknown) => boolean, redact = false): Spec<unknown> {
+  return optional(
+    custom((v, path) => {
+      if (!accept(v)) throw new ConfigError(path, redact ? '<redacted>' : v, expected);
+      return v;
+    }),
+  );
+}
+
+const file = optional(string({ nonEmpty: true, expected: 'a file path (a non-empty string)' }));
+
+/**
+ * The TLS options of a service and what each must be, declared once: PEM inline or a file, never both.
+ * Reading and checking the material itself is {@link TlsMaterial}'s.
+ *
+ * @example
+ * ```ts
+ * tlsOptions.resolve({ caFile: '/etc/ca.pem' }, 'services.users.transport.tls');
+ * ```
+ */
+export const tlsOptions: Spec<Readonly<TlsOptions>> = object(
+  {
+    servername: optional(string({ nonEmpty: true })),
+    ca: pem(
+      'PEM (a string or Buffer, or an array of them)',
+      (v) => isPem(v) || (Array.isArray(v) && v.every(isPem)),
+    ),
+    caFile: file,
+    cert: pem('PEM (a string or Buffer)', isPem),
+    certFile: file,
+    key: pem('PEM (a string or Buffer)', isPem, true),
+    keyFile: file,
+    rejectUnauthorized: optional(boolean()),
+  },
+  {
+    check(o, path) {
+      for (const [inline, f] of [
+        ['ca', 'caFile'],
+        ['cert', 'certFile'],
+        ['key', 'keyFile'],
+      ] as const) {
+        if (o[inline] !== undefined && o[f] !== undefined)
+          throw new ConfigError(optionPath(path, f), o[f], `either ${inline} or ${f}, not both`);
+      }
+    },
+  },
+) as Spec<Readonly<TlsOptions>>;
+
 /**
  * A service's TLS material: PEM given inline or read from files, validated, and (for files) watched.
  *
@@ -114,28 +165,12 @@ export class TlsMaterial {
     /** The option path (`services.users.transport.tls`), for error messages. */
     readonly path: string,
   ) {
-    const o = options;
+    tlsOptions.resolve(options, path);
     const files: Partial<Record<'caFile' | 'certFile' | 'keyFile', string>> = {};
-    for (const [inline, file] of [
-      ['ca', 'caFile'],
-      ['cert', 'certFile'],
-      ['key', 'keyFile'],
-    ] as const) {
-      if (o[inline] !== undefined && o[file] !== undefined)
-        throw new ConfigError(`${path}.${file}`, o[file], `either ${inline} or ${file}, not both`);
-      const f = o[file];
-      if (f !== undefined) {
-        if (typeof f !== 'string' || f.length === 0)
-          throw new ConfigError(`${path}.${file}`, f, 'a file path (a non-empty string)');
-        files[file] = resolvePath(f);
-      }
+    for (const file of ['caFile', 'certFile', 'keyFile'] as const) {
+      const f = options[file];
+      if (f !== undefined) files[file] = resolvePath(f);
     }
-    if (o.ca !== undefined && !isPem(o.ca) && !(Array.isArray(o.ca) && o.ca.every(isPem)))
-      throw new ConfigError(`${path}.ca`, o.ca, 'PEM (a string or Buffer, or an array of them)');
-    if (o.cert !== undefined && !isPem(o.cert))
-      throw new ConfigError(`${path}.cert`, o.cert, 'PEM (a string or Buffer)');
-    if (o.key !== undefined && !isPem(o.key))
-      throw new ConfigError(`${path}.key`, '<redacted>', 'PEM (a string or Buffer)');
     this.files = files;
     this.state = this.load(0);
   }

@@ -4,7 +4,7 @@
 // key that is not a plain word is quoted (`services["users.internal"]`). Each case below walks the config
 // along the reported path and must land on the reported value.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, consulDiscovery, createMesh, type MeshConfig } from 'meshfetch';
+import { ConfigError, consulDiscovery, createMesh, dnsDiscovery, type MeshConfig } from 'meshfetch';
 import { startServer, type TestServer } from '../support/servers.js';
 
 let s: TestServer;
@@ -178,5 +178,39 @@ describe('ConfigError paths: one format everywhere', () => {
       'consulDiscovery.nodeMeta["rack.id"]',
     );
     expect(configError(() => consulDiscovery({ waitMs: 0 })).path).toBe('consulDiscovery.waitMs');
+  });
+
+  it('every options object rejects an unknown key the same way, naming the known ones', () => {
+    const cases: Array<[() => unknown, string]> = [
+      [() => createMesh({ unknownHost: 'reject' } as MeshConfig), 'unknownHost'],
+      [
+        () =>
+          createMesh({
+            services: { users: { endpoints: [{ host: '127.0.0.1', port: 80, wieght: 2 }] } },
+          } as never),
+        'services.users.endpoints[0].wieght',
+      ],
+      [
+        () => createMesh({ services: { users: { endpoints: [ok], retries: { maxAttempt: 2 } } } } as never),
+        'services.users.retries.maxAttempt',
+      ],
+      [() => consulDiscovery({ waitMS: 5 } as never), 'consulDiscovery.waitMS'],
+      [
+        () => dnsDiscovery({ name: 'users.test', port: 80, backoff: { base: 1 } } as never),
+        'dnsDiscovery.backoff.base',
+      ],
+    ];
+    for (const [f, path] of cases) {
+      const e = configError(f);
+      expect(e.path).toBe(path);
+      expect(e.message).toMatch(/: expected no such option \(a known option is one of: [A-Za-z, ]+\), got /);
+    }
+  });
+
+  it('an endpoint given back as discovery reports it (with its id) is accepted', () => {
+    const mesh = createMesh({
+      services: { users: { endpoints: [{ id: '127.0.0.1:80', host: '127.0.0.1', port: 80, weight: 1 }] } },
+    } as never);
+    return mesh.close();
   });
 });

@@ -14,11 +14,13 @@ import {
 import { seededRng } from 'meshfetch/extend';
 import {
   FailureAccrualParam,
+  resolveFailureAccrualOptions,
+  type FailureAccrualOptions,
+} from '../../src/resilience/accrual-options.js';
+import {
   failureAccrualModule,
   failureAccrualOf,
-  resolveFailureAccrualOptions,
   type FailureAccrualFilter,
-  type FailureAccrualOptions,
 } from '../../src/resilience/accrual.js';
 import {
   closedPort,

@@ -17,12 +17,14 @@ import { seededRng, type Rng } from '../../src/core/rng.js';
 import {
   FAILURE_ACCRUAL_DEFAULTS,
   FailureAccrualParam,
+  resolveFailureAccrualOptions,
+  type FailureAccrualOptions,
+} from '../../src/resilience/accrual-options.js';
+import {
   failureAccrualModule,
   failureAccrualOf,
-  resolveFailureAccrualOptions,
   type AccrualTransition,
   type FailureAccrualFilter,
-  type FailureAccrualOptions,
 } from '../../src/resilience/accrual.js';
 import {
   ClassifierParam,

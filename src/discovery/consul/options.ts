@@ -5,6 +5,17 @@
  */
 import { ConfigError } from '../../core/errors.js';
 import { optionPath } from '../../core/option-path.js';
+import {
+  boolean,
+  custom,
+  isPlainObject,
+  number,
+  object,
+  oneOf,
+  optional,
+  string,
+} from '../../core/validate.js';
+import { discoveryBackoff } from '../backoff-options.js';
 import { defaultAgentAddress, parseAgentAddress, type AgentAddress } from './client.js';
 
 /**
@@ -101,31 +112,66 @@ export interface ResolvedConsulOptions {
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
-const OPTION_KEYS = [
-  'address',
-  'token',
-  'service',
-  'datacenter',
-  'tags',
-  'nodeMeta',
-  'consistency',
-  'passingOnly',
-  'waitMs',
-  'timeoutMs',
-  'requestTimeoutMs',
-  'minIntervalMs',
-  'burst',
-  'backoff',
-  'maxResponseBytes',
-];
 
-function num(path: string, v: unknown, min: number, max: number, def: number): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw new ConfigError(path, v, `a number in ${min}..${max}`);
-  }
-  return v;
-}
+/** The options and their defaults, declared once (`timeoutMs` and `backoff.maxMs` default from others). */
+const consulOptions = object(
+  {
+    address: custom((v, path) => parseAgentAddress(v ?? defaultAgentAddress(), path)),
+    token: custom((v, path) => {
+      const token: unknown = v ?? (process.env.CONSUL_HTTP_TOKEN || undefined);
+      // Never echo a token, even a malformed one.
+      if (token !== undefined && (typeof token !== 'string' || /[\r\n]/.test(token)))
+        throw new ConfigError(path, '<redacted>', 'a string without line breaks');
+      return token === '' ? undefined : token;
+    }),
+    service: optional(
+      string({ pattern: NAME_RE, expected: 'a Consul service name (letters, digits, "_", "-", ".")' }),
+    ),
+    datacenter: optional(string({ pattern: NAME_RE, expected: 'a datacenter name' })),
+    tags: custom((v, path): readonly string[] => {
+      const list: unknown = v === undefined ? [] : typeof v === 'string' ? [v] : v;
+      if (!Array.isArray(list) || list.some((t) => typeof t !== 'string' || t === ''))
+        throw new ConfigError(path, v, 'a tag or an array of non-empty tags');
+      return Object.freeze([...(list as string[])]);
+    }),
+    nodeMeta: custom((v, path): readonly string[] => {
+      if (v === undefined) return Object.freeze([]);
+      if (!isPlainObject(v)) throw new ConfigError(path, v, 'an object of string values');
+      const out: string[] = [];
+      for (const [k, x] of Object.entries(v)) {
+        if (typeof x !== 'string' || k === '' || k.includes(':'))
+          throw new ConfigError(optionPath(path, k), x, 'a string value (and a key without ":")');
+        out.push(`${k}:${x}`);
+      }
+      return Object.freeze(out);
+    }),
+    consistency: oneOf(['default', 'stale', 'consistent'], { default: 'default' }),
+    passingOnly: boolean({ default: true }),
+    waitMs: number({ min: 1, max: 600_000, default: 30_000 }),
+    timeoutMs: optional(number({ min: 1, max: 3_600_000 })),
+    requestTimeoutMs: number({ min: 1, max: 600_000, default: 10_000 }),
+    minIntervalMs: number({ min: 0, max: 600_000, default: 250 }),
+    burst: number({ min: 1, max: 1_000, default: 3 }),
+    backoff: discoveryBackoff,
+    maxResponseBytes: number({
+      min: 1024,
+      max: MAX_RESPONSE_BYTES_LIMIT,
+      integer: true,
+      default: DEFAULT_MAX_RESPONSE_BYTES,
+    }),
+  },
+  {
+    expected: 'an options object',
+    check(o, path) {
+      if (o.timeoutMs !== undefined && o.timeoutMs <= o.waitMs + o.waitMs / 16)
+        throw new ConfigError(
+          optionPath(path, 'timeoutMs'),
+          o.timeoutMs,
+          `more than waitMs + waitMs / 16 (${Math.ceil(o.waitMs * 1.0625)})`,
+        );
+    },
+  },
+);
 
 /**
  * Validates {@link ConsulDiscoveryOptions} and applies the defaults. `prefix` starts each option path.
@@ -139,116 +185,17 @@ export function resolveConsulOptions(
   input: ConsulDiscoveryOptions | undefined,
   prefix = 'consulDiscovery',
 ): { options: ResolvedConsulOptions; token: string | undefined } {
-  const o: ConsulDiscoveryOptions = input ?? {};
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
-    throw new ConfigError(prefix, o, 'an options object');
-  }
-  const p = (k: string): string => `${prefix}.${k}`;
-  for (const k of Object.keys(o)) {
-    if (!OPTION_KEYS.includes(k)) {
-      throw new ConfigError(
-        optionPath(prefix, k),
-        k === 'token' ? '<redacted>' : (o as Record<string, unknown>)[k],
-        `no such option (known: ${OPTION_KEYS.join(', ')})`,
-      );
-    }
-  }
-  const address = parseAgentAddress(o.address ?? defaultAgentAddress(), p('address'));
-  let token: string | undefined = o.token ?? (process.env.CONSUL_HTTP_TOKEN || undefined);
-  if (token !== undefined && (typeof token !== 'string' || /[\r\n]/.test(token))) {
-    // Never echo a token, even a malformed one.
-    throw new ConfigError(p('token'), '<redacted>', 'a string without line breaks');
-  }
-  if (token === '') token = undefined;
-  if (o.service !== undefined && (typeof o.service !== 'string' || !NAME_RE.test(o.service))) {
-    throw new ConfigError(p('service'), o.service, 'a Consul service name (letters, digits, "_", "-", ".")');
-  }
-  if (o.datacenter !== undefined && (typeof o.datacenter !== 'string' || !NAME_RE.test(o.datacenter))) {
-    throw new ConfigError(p('datacenter'), o.datacenter, 'a datacenter name');
-  }
-  const tagList = o.tags === undefined ? [] : typeof o.tags === 'string' ? [o.tags] : o.tags;
-  if (!Array.isArray(tagList) || tagList.some((t) => typeof t !== 'string' || t === '')) {
-    throw new ConfigError(p('tags'), o.tags, 'a tag or an array of non-empty tags');
-  }
-  const nodeMeta: string[] = [];
-  if (o.nodeMeta !== undefined) {
-    if (typeof o.nodeMeta !== 'object' || o.nodeMeta === null || Array.isArray(o.nodeMeta)) {
-      throw new ConfigError(p('nodeMeta'), o.nodeMeta, 'an object of string values');
-    }
-    for (const [k, v] of Object.entries(o.nodeMeta)) {
-      if (typeof v !== 'string' || k === '' || k.includes(':')) {
-        throw new ConfigError(optionPath(p('nodeMeta'), k), v, 'a string value (and a key without ":")');
-      }
-      nodeMeta.push(`${k}:${v}`);
-    }
-  }
-  const consistency = o.consistency ?? 'default';
-  if (consistency !== 'default' && consistency !== 'stale' && consistency !== 'consistent') {
-    throw new ConfigError(p('consistency'), consistency, "'default', 'stale' or 'consistent'");
-  }
-  if (o.passingOnly !== undefined && typeof o.passingOnly !== 'boolean') {
-    throw new ConfigError(p('passingOnly'), o.passingOnly, 'a boolean');
-  }
-  const waitMs = num(p('waitMs'), o.waitMs, 1, 600_000, 30_000);
-  const timeoutMs = num(p('timeoutMs'), o.timeoutMs, 1, 3_600_000, Math.ceil(waitMs + waitMs / 16 + 2_000));
-  if (timeoutMs <= waitMs + waitMs / 16) {
-    throw new ConfigError(
-      p('timeoutMs'),
-      timeoutMs,
-      `more than waitMs + waitMs / 16 (${Math.ceil(waitMs * 1.0625)})`,
-    );
-  }
-  const requestTimeoutMs = num(p('requestTimeoutMs'), o.requestTimeoutMs, 1, 600_000, 10_000);
-  const minIntervalMs = num(p('minIntervalMs'), o.minIntervalMs, 0, 600_000, 250);
-  const burst = num(p('burst'), o.burst, 1, 1_000, 3);
-  if (o.backoff !== undefined && (typeof o.backoff !== 'object' || o.backoff === null)) {
-    throw new ConfigError(p('backoff'), o.backoff, 'an object { baseMs, maxMs }');
-  }
-  for (const k of Object.keys(o.backoff ?? {})) {
-    if (k !== 'baseMs' && k !== 'maxMs') {
-      throw new ConfigError(
-        optionPath(p('backoff'), k),
-        (o.backoff as Record<string, unknown>)[k],
-        'no such option (known: baseMs, maxMs)',
-      );
-    }
-  }
-  const backoffBaseMs = num(p('backoff.baseMs'), o.backoff?.baseMs, 1, 600_000, 250);
-  const backoffMaxMs = num(
-    p('backoff.maxMs'),
-    o.backoff?.maxMs,
-    backoffBaseMs,
-    3_600_000,
-    Math.max(10_000, backoffBaseMs),
-  );
-  const maxResponseBytes = num(
-    p('maxResponseBytes'),
-    o.maxResponseBytes,
-    1024,
-    MAX_RESPONSE_BYTES_LIMIT,
-    DEFAULT_MAX_RESPONSE_BYTES,
-  );
-  if (!Number.isInteger(maxResponseBytes)) {
-    throw new ConfigError(p('maxResponseBytes'), maxResponseBytes, 'a whole number of bytes');
-  }
+  const { token, timeoutMs, backoff, burst, ...o } = consulOptions.resolve(input, prefix);
   return {
     token,
     options: Object.freeze({
-      address,
+      ...o,
       service: o.service,
       datacenter: o.datacenter,
-      tags: Object.freeze([...tagList]),
-      nodeMeta: Object.freeze(nodeMeta),
-      consistency,
-      passingOnly: o.passingOnly ?? true,
-      waitMs,
-      timeoutMs,
-      requestTimeoutMs,
-      minIntervalMs,
+      timeoutMs: timeoutMs ?? Math.ceil(o.waitMs + o.waitMs / 16 + 2_000),
       burst: Math.floor(burst),
-      backoffBaseMs,
-      backoffMaxMs,
-      maxResponseBytes,
+      backoffBaseMs: backoff.baseMs,
+      backoffMaxMs: backoff.maxMs,
     }),
   };
 }

@@ -9,6 +9,9 @@
  */
 import { isIP } from 'node:net';
 import { ConfigError } from '../../core/errors.js';
+import { optionPath } from '../../core/option-path.js';
+import { array, custom, number, object, oneOf, optional } from '../../core/validate.js';
+import { discoveryBackoff } from '../backoff-options.js';
 
 /**
  * Which records name the endpoints: addresses (`A`, `AAAA`, or both) on a fixed `port`, or `SRV` records,
@@ -84,19 +87,6 @@ export interface ResolvedDnsOptions {
 }
 
 const LABEL_RE = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
-const KEYS = new Set([
-  'name',
-  'type',
-  'port',
-  'targets',
-  'servers',
-  'minTtlMs',
-  'maxTtlMs',
-  'timeoutMs',
-  'tries',
-  'backoff',
-]);
-
 /**
  * Why `name` is not a DNS name to follow, or undefined when it is one.
  *
@@ -119,20 +109,6 @@ export function dnsNameProblem(name: unknown): string | undefined {
   return undefined;
 }
 
-function num(path: string, v: unknown, min: number, max: number, def: number, integer = false): number {
-  if (v === undefined) return def;
-  if (
-    typeof v !== 'number' ||
-    !Number.isFinite(v) ||
-    v < min ||
-    v > max ||
-    (integer && !Number.isInteger(v))
-  ) {
-    throw new ConfigError(path, v, `${integer ? 'an integer' : 'a number'} in ${min}..${max}`);
-  }
-  return v;
-}
-
 function checkServer(server: unknown): boolean {
   if (typeof server !== 'string') return false;
   if (isIP(server) !== 0) return true;
@@ -141,6 +117,67 @@ function checkServer(server: unknown): boolean {
   const port = Number(m[2]);
   return port >= 1 && port <= 65535;
 }
+
+/** The options and their defaults, declared once (`maxTtlMs` defaults from `minTtlMs`). */
+const dnsOptions = object(
+  {
+    name: optional(
+      custom((v, path) => {
+        const problem = dnsNameProblem(v);
+        if (problem !== undefined) throw new ConfigError(path, v, `a DNS name (this is ${problem})`);
+        return v as string;
+      }),
+    ),
+    type: oneOf(['A', 'AAAA', 'A+AAAA', 'SRV'], { default: 'A' }),
+    port: optional(number({ min: 1, max: 65535, integer: true })),
+    targets: optional(oneOf(['A', 'AAAA', 'A+AAAA'])),
+    servers: optional(
+      array(
+        custom((v, path) => {
+          if (!checkServer(v))
+            throw new ConfigError(path, v, 'an IP address, "ip:port" or "[ipv6]:port" (port 1..65535)');
+          return v as string;
+        }),
+        { minLength: 1, expected: 'a non-empty array of "ip" or "ip:port" strings' },
+      ),
+    ),
+    minTtlMs: number({ min: 0, max: 86_400_000, default: 1_000 }),
+    maxTtlMs: optional(number({ min: 1, max: 86_400_000 })),
+    timeoutMs: number({ min: 1, max: 600_000, default: 2_000 }),
+    tries: number({ min: 1, max: 16, integer: true, default: 2 }),
+    backoff: discoveryBackoff,
+  },
+  {
+    expected: 'an options object',
+    required: true,
+    check(o, path) {
+      if (o.type === 'SRV' && o.port !== undefined)
+        throw new ConfigError(
+          optionPath(path, 'port'),
+          o.port,
+          'no port with type SRV (each SRV record carries its port)',
+        );
+      if (o.type !== 'SRV' && o.port === undefined)
+        throw new ConfigError(
+          optionPath(path, 'port'),
+          o.port,
+          `the port of the ${o.type} addresses (1..65535)`,
+        );
+      if (o.targets !== undefined && o.type !== 'SRV')
+        throw new ConfigError(
+          optionPath(path, 'targets'),
+          o.targets,
+          "nothing unless type is 'SRV' (it says how SRV targets are looked up)",
+        );
+      if (o.maxTtlMs !== undefined && o.maxTtlMs < o.minTtlMs)
+        throw new ConfigError(
+          optionPath(path, 'maxTtlMs'),
+          o.maxTtlMs,
+          `a number >= minTtlMs (${o.minTtlMs})`,
+        );
+    },
+  },
+);
 
 /**
  * Validates {@link DnsDiscoveryOptions} and applies the defaults. `prefix` starts each option path.
@@ -151,96 +188,15 @@ function checkServer(server: unknown): boolean {
  * ```
  */
 export function resolveDnsOptions(input: DnsDiscoveryOptions, prefix = 'dnsDiscovery'): ResolvedDnsOptions {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new ConfigError(prefix, input, 'an options object');
-  }
-  const p = (k: string): string => `${prefix}.${k}`;
-  for (const k of Object.keys(input)) {
-    if (!KEYS.has(k))
-      throw new ConfigError(
-        p(k),
-        (input as Record<string, unknown>)[k],
-        `a known option (${[...KEYS].join(', ')})`,
-      );
-  }
-  const o = input;
-  if (o.name !== undefined) {
-    const problem = dnsNameProblem(o.name);
-    if (problem !== undefined) throw new ConfigError(p('name'), o.name, `a DNS name (this is ${problem})`);
-  }
-  const type = o.type ?? 'A';
-  if (type !== 'A' && type !== 'AAAA' && type !== 'A+AAAA' && type !== 'SRV') {
-    throw new ConfigError(p('type'), type, "'A', 'AAAA', 'A+AAAA' or 'SRV'");
-  }
-  let port: number | undefined;
-  if (type === 'SRV') {
-    if (o.port !== undefined) {
-      throw new ConfigError(p('port'), o.port, 'no port with type SRV (each SRV record carries its port)');
-    }
-  } else {
-    if (o.port === undefined)
-      throw new ConfigError(p('port'), o.port, `the port of the ${type} addresses (1..65535)`);
-    port = num(p('port'), o.port, 1, 65535, 0, true);
-  }
-  const targets = o.targets ?? 'A';
-  if (targets !== 'A' && targets !== 'AAAA' && targets !== 'A+AAAA') {
-    throw new ConfigError(p('targets'), targets, "'A', 'AAAA' or 'A+AAAA'");
-  }
-  if (o.targets !== undefined && type !== 'SRV') {
-    throw new ConfigError(
-      p('targets'),
-      o.targets,
-      "nothing unless type is 'SRV' (it says how SRV targets are looked up)",
-    );
-  }
-  let servers: readonly string[] | undefined;
-  if (o.servers !== undefined) {
-    if (!Array.isArray(o.servers) || o.servers.length === 0) {
-      throw new ConfigError(p('servers'), o.servers, 'a non-empty array of "ip" or "ip:port" strings');
-    }
-    o.servers.forEach((s: unknown, i: number) => {
-      if (!checkServer(s)) {
-        throw new ConfigError(
-          `${p('servers')}[${i}]`,
-          s,
-          'an IP address, "ip:port" or "[ipv6]:port" (port 1..65535)',
-        );
-      }
-    });
-    servers = Object.freeze([...o.servers]);
-  }
-  const minTtlMs = num(p('minTtlMs'), o.minTtlMs, 0, 86_400_000, 1_000);
-  const maxTtlMs = num(
-    p('maxTtlMs'),
-    o.maxTtlMs,
-    Math.max(1, minTtlMs),
-    86_400_000,
-    Math.max(30_000, minTtlMs),
-  );
-  const timeoutMs = num(p('timeoutMs'), o.timeoutMs, 1, 600_000, 2_000);
-  const tries = num(p('tries'), o.tries, 1, 16, 2, true);
-  if (o.backoff !== undefined && (typeof o.backoff !== 'object' || o.backoff === null)) {
-    throw new ConfigError(p('backoff'), o.backoff, 'an object { baseMs, maxMs }');
-  }
-  const backoffBaseMs = num(p('backoff.baseMs'), o.backoff?.baseMs, 1, 600_000, 250);
-  const backoffMaxMs = num(
-    p('backoff.maxMs'),
-    o.backoff?.maxMs,
-    backoffBaseMs,
-    3_600_000,
-    Math.max(10_000, backoffBaseMs),
-  );
+  const { backoff, maxTtlMs, ...o } = dnsOptions.resolve(input, prefix);
   return Object.freeze({
+    ...o,
     name: o.name,
-    type,
-    port,
-    targets,
-    servers,
-    minTtlMs,
-    maxTtlMs,
-    timeoutMs,
-    tries,
-    backoffBaseMs,
-    backoffMaxMs,
+    port: o.port,
+    servers: o.servers,
+    targets: o.targets ?? 'A',
+    maxTtlMs: maxTtlMs ?? Math.max(30_000, o.minTtlMs),
+    backoffBaseMs: backoff.baseMs,
+    backoffMaxMs: backoff.maxMs,
   });
 }
