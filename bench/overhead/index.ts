@@ -87,7 +87,7 @@ const GROUPS: readonly (readonly string[])[] = [
     'haproxy',
   ],
   ['undici-fetch', 'global-fetch', 'mesh-fetch-bal', 'mesh-fetch-full'],
-  ['pool', 'dispatcher-bal', 'dispatcher-full'],
+  ['pool', 'global-fetch-agent', 'dispatcher-bal', 'dispatcher-full'],
 ];
 
 /**

@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Agent, Pool, fetch as undiciFetch } from 'undici';
+import { Agent, Dispatcher1Wrapper, Pool, fetch as undiciFetch, type Dispatcher } from 'undici';
 import { context, metrics, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -90,6 +90,11 @@ export const VARIANTS: readonly VariantSpec[] = [
     label: 'fetch + mesh.dispatcher, full stack',
     entry: 'global fetch + mesh.dispatcher',
     stack: 'full',
+  },
+  {
+    id: 'global-fetch-agent',
+    label: 'fetch + plain Agent',
+    entry: 'global fetch + undici Agent',
   },
   { id: 'haproxy', label: 'HAProxy hop (Pool.request)', entry: 'undici Pool.request -> HAProxy', hop: true },
 ];
@@ -301,6 +306,9 @@ function leafClient(port: number): Client {
   };
 }
 
+/** The built-in fetch is undici 8's (Node 26): it calls a dispatcher with undici 8's handler API only. */
+const FETCH_SPEAKS_UNDICI_8 = Number((process.versions.undici ?? '0').split('.')[0]) >= 8;
+
 /** Builds the client of a variant. */
 export function makeClient(v: VariantSpec, up: Upstreams): Client {
   const port = up.serverPort;
@@ -317,6 +325,25 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
       return {
         async call() {
           const r = await undiciFetch(url, { dispatcher: agent });
+          check(r.status);
+          await r.text();
+        },
+        close: () => agent.close(),
+      };
+    }
+    case 'global-fetch-agent': {
+      // The reference of `mesh.dispatcher`: the built-in fetch with a plain npm-undici Agent as `dispatcher`,
+      // seen by the fetch as mesh.dispatcher is. The fetch of undici 6 and 7 (Node 22, 24) hands legacy
+      // handlers (`onConnect`, `onHeaders`...), which an undici 8 Agent refuses and mesh.dispatcher adapts
+      // itself: undici's public `Dispatcher1Wrapper` does the same adaptation for the Agent. undici 8's fetch
+      // (Node 26) speaks the Agent's API, so the Agent is passed bare there.
+      const agent = new Agent();
+      const dispatcher: Dispatcher = FETCH_SPEAKS_UNDICI_8 ? agent : new Dispatcher1Wrapper(agent);
+      // npm undici's Dispatcher type is not the one the global fetch's types name (undici-types).
+      const init = { dispatcher } as unknown as RequestInit;
+      return {
+        async call() {
+          const r = await fetch(url, init);
           check(r.status);
           await r.text();
         },

@@ -11,11 +11,17 @@
  *
  * On this path a request body arrives as an async iterable even when the caller passed a string (that is how
  * fetch hands bodies to a dispatcher): anything that replays a body must buffer it.
+ *
+ * A caller's deadline is one budget for a whole fetch, redirects included ({@link HopDeadlines}): the built-in
+ * fetch follows redirects itself, dispatching each hop with the caller's original `mesh-deadline-ms`, and
+ * undici's Dispatcher API gives a dispatcher nothing that ties a hop to the fetch it belongs to, so the
+ * dispatcher ties them by what it sees: the redirect it answered and the request that follows it.
  */
 import { Dispatcher, type Agent } from 'undici';
 import type { Readable } from 'node:stream';
 import { InvalidRequestError, MeshClosedError } from '../core/errors.js';
 import { whenBodyDone } from '../core/body-done.js';
+import { DEADLINE_HEADER } from '../core/call-options.js';
 import { wireHeaders } from '../core/header-case.js';
 import { incomingContext } from '../core/incoming.js';
 import type { Clock } from '../core/clock.js';
@@ -26,6 +32,7 @@ import {
   type MeshResponse,
   type ResponseHeaderRecord,
 } from '../core/message.js';
+import { HopDeadlines, RedirectWatch, remember, type Chain } from './dispatcher-hops.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { DeadlineHandler, passthroughDeadline } from './passthrough.js';
 import { validateBody, validateMethod } from './validate.js';
@@ -102,7 +109,7 @@ class LegacyHandler implements Handler {
   }
   onResponseEnd(controller: Dispatcher.DispatchController): void {
     const t = controller.rawTrailers;
-    this.h.onComplete?.(Array.isArray(t) ? (t as Buffer[]) : []);
+    this.h.onComplete?.(Array.isArray(t) ? (t as Buffer[]) : NO_RAW_TRAILERS);
   }
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     this.h.onError?.(err);
@@ -120,9 +127,18 @@ class LegacyHandler implements Handler {
 
 function rawOf(controller: Dispatcher.DispatchController, headers: Record<string, unknown>): Buffer[] {
   const raw = controller.rawHeaders;
+  // The mesh's own controller holds Buffers already (deliver): handed over as they are, not copied.
+  if (controller instanceof Controller && raw !== undefined) return raw as Buffer[];
   if (Array.isArray(raw)) return raw.map((x) => (typeof x === 'string' ? latin1(x) : x));
   return toBuffers((raw ?? headers) as ResponseHeaderRecord);
 }
+
+/** The trailers of a mesh response (the mesh does not carry trailers), and their raw lines. */
+const NO_TRAILERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+const NO_RAW_TRAILERS: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+
+/** The context handed to `onRequestStart` (undici's is per-dispatch data a dispatcher may fill; the mesh has none). */
+const NO_CONTEXT: object = Object.freeze({});
 
 class AbortedByCaller extends Error {
   override name = 'AbortError';
@@ -159,13 +175,21 @@ class Controller implements Dispatcher.DispatchController {
     this._paused = false;
     this.body?.resume();
   }
+  /**
+   * The response is over: the handler keeps this controller (fetch keeps its abort for as long as the
+   * fetch lives), so it lets go of the body and the header lines, and the call's objects with them.
+   */
+  release(): void {
+    this.body = undefined;
+    this.rawHeaders = undefined;
+  }
 }
 
 /**
  * Header strings as latin1 Buffers, shared: response header names and most values repeat from one response
- * to the next (`content-type`, `content-length: 32`, `connection`...), and `Buffer.from` for each of them
- * was 1-2.6 µs per call on the dispatcher path (bench/overhead's profile). Bounded (it starts over when
- * full) and limited to short strings. The Buffers handed to a handler are read-only by contract, as
+ * to the next (`content-type`, `content-length: 32`, `connection`...), and a `Buffer.from` for each of them
+ * stood out in the dispatcher path's profile (docs/benchmarks.md). Bounded (it starts over when full) and
+ * limited to short strings. The Buffers handed to a handler are read-only by contract, as
  * undici's own are.
  */
 const latin1Cache = new Map<string, Buffer>();
@@ -205,6 +229,7 @@ function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
 export class MeshDispatcher extends Dispatcher {
   private isDestroyed = false;
   private readonly origins = new Map<string, Origin>();
+  private readonly hops = new HopDeadlines();
   constructor(private readonly mesh: DispatchHost) {
     super();
   }
@@ -228,8 +253,10 @@ export class MeshDispatcher extends Dispatcher {
       }
       let headers;
       let deadline;
+      let chain: Chain | undefined;
       try {
         headers = normalizeHeaders(opts.headers as HeadersInput);
+        chain = this.chain(origin, opts.path, headers);
         deadline = passthroughDeadline(headers, this.mesh.clock); // the caller's deadline applies here too
       } catch (err) {
         fail(handler, undefined, err as Error);
@@ -240,9 +267,10 @@ export class MeshDispatcher extends Dispatcher {
       const { maxRedirections: _ignored, ...rest } = opts as Dispatcher.DispatchOptions & {
         maxRedirections?: number;
       };
+      const watched = chain === undefined ? handler : new RedirectWatch(handler, chain);
       return agent.dispatch(
         { ...rest, headers: wire },
-        deadline === undefined ? handler : new DeadlineHandler(handler, deadline, hostname, this.mesh.clock),
+        deadline === undefined ? watched : new DeadlineHandler(watched, deadline, hostname, this.mesh.clock),
       );
     }
     const protocol = origin.protocol;
@@ -263,15 +291,18 @@ export class MeshDispatcher extends Dispatcher {
     const controller = new Controller(ac);
     let method: string;
     let req: MeshRequest;
+    let chain: Chain | undefined;
     try {
       method = validateMethod(opts.method);
+      const headers = normalizeHeaders(opts.headers as HeadersInput);
+      if (headers[DEADLINE_HEADER] !== undefined) chain = this.chain(origin, opts.path, headers);
       req = {
         method,
         protocol,
         authority: origin.host,
         service: hostname,
         path: opts.path,
-        headers: normalizeHeaders(opts.headers as HeadersInput),
+        headers,
         body: (opts.body ?? null) as MeshRequest['body'],
       };
       validateBody(req.body);
@@ -279,7 +310,7 @@ export class MeshDispatcher extends Dispatcher {
       fail(handler, controller, err as Error);
       return true;
     }
-    handler.onRequestStart?.(controller, {});
+    handler.onRequestStart?.(controller, NO_CONTEXT);
     if (ac.aborted) {
       fail(handler, controller, ac.reason as Error);
       return true;
@@ -297,6 +328,7 @@ export class MeshDispatcher extends Dispatcher {
     this.mesh.invoke(svc, req, ac).then(
       (res) => {
         if (unlink) whenBodyDone(res.body, unlink);
+        if (chain !== undefined) remember(chain, res.statusCode, responseHeaders(res).location);
         deliver(res, handler, controller);
       },
       (err: Error) => {
@@ -305,6 +337,19 @@ export class MeshDispatcher extends Dispatcher {
       },
     );
     return true;
+  }
+
+  /**
+   * The redirect chain a request with `mesh-deadline-ms` belongs to (a new one, or the one whose redirect it
+   * follows: its header then carries what remains of the chain's budget); undefined without the header.
+   */
+  private chain(origin: Origin, path: string, headers: Record<string, unknown>): Chain | undefined {
+    const header = headers[DEADLINE_HEADER];
+    if (typeof header !== 'string') return undefined;
+    const clock = this.mesh.clock;
+    const url = origin.origin + path;
+    const at = this.hops.carry(url, headers, header, clock.now());
+    return at === undefined ? undefined : { hops: this.hops, url, header, at, clock };
   }
 
   /** Parses an origin once: fetch hands the same origin string to every dispatch. */
@@ -343,6 +388,8 @@ export class MeshDispatcher extends Dispatcher {
 
 /** What the dispatcher needs of an origin. */
 interface Origin {
+  /** Scheme, host and port, as `URL.origin` spells them. */
+  readonly origin: string;
   readonly protocol: string;
   readonly hostname: string;
   readonly host: string;
@@ -351,7 +398,7 @@ interface Origin {
 function parseOrigin(o: string | URL): Origin | undefined {
   try {
     const u = typeof o === 'string' ? new URL(o) : o;
-    return { protocol: u.protocol, hostname: u.hostname, host: u.host };
+    return { origin: u.origin, protocol: u.protocol, hostname: u.hostname, host: u.host };
   } catch {
     return undefined;
   }
@@ -367,6 +414,7 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller): v
   const onError = (err: Error): void => {
     if (done) return;
     done = true;
+    controller.release();
     fail(handler, controller, err);
   };
   body.on('error', onError);
@@ -392,15 +440,17 @@ function deliver(res: MeshResponse, handler: Handler, controller: Controller): v
   }
   if (!controller.paused && body.readableLength === 0 && (body as { complete?: boolean }).complete === true) {
     done = true;
-    handler.onResponseEnd?.(controller, {});
+    handler.onResponseEnd?.(controller, NO_TRAILERS);
     body.read(); // lets the body end and close (its done hooks run)
+    controller.release();
     return;
   }
   body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
   body.on('end', () => {
     if (done) return;
     done = true;
-    handler.onResponseEnd?.(controller, {});
+    handler.onResponseEnd?.(controller, NO_TRAILERS);
+    controller.release();
   });
   if (controller.paused) body.pause();
 }

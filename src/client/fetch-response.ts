@@ -12,6 +12,15 @@ export interface Now {
   now(): number;
 }
 
+/** What the response side needs of the mesh: its clock, and a way to keep a call in flight for `close()`. */
+export interface ResponseHost extends Now {
+  /**
+   * Counts one more call in flight until the returned function is called (once): a body that has arrived in
+   * full but that the caller has not read yet is still a call in flight for `mesh.close({ gracePeriodMs })`.
+   */
+  retain(): () => void;
+}
+
 /** The running Node's undici (its built-in fetch), as [major, minor, patch]. */
 const UNDICI = (process.versions.undici ?? '0.0.0').split('.').map(Number) as [number, number, number];
 export const undiciAtLeast = (major: number, minor: number): boolean =>
@@ -107,7 +116,7 @@ function markTiming(clock: Now, t: Timing, status: number, encoded: number, deco
 
 /** Makes the global `Response` for a mesh response. */
 export function toResponse(
-  clock: Now,
+  clock: ResponseHost,
   res: MeshResponse,
   method: string,
   url: string,
@@ -144,16 +153,22 @@ export function toResponse(
   const body = codings === undefined ? raw : decoded(raw, codings);
   let encoded = 0;
   if (body !== raw) raw.on('data', (c: Buffer) => (encoded += c.length));
+  const entry: Held = { raw: new WeakRef(raw), release: undefined };
   const response = new FetchedResponse(
-    bodyStream(body, signal, (decodedBytes) =>
-      markTiming(clock, timing, status, body === raw ? decodedBytes : encoded, decodedBytes),
+    bodyStream(
+      body,
+      signal,
+      (decodedBytes) =>
+        markTiming(clock, timing, status, body === raw ? decodedBytes : encoded, decodedBytes),
+      clock,
+      raw,
+      entry,
     ),
     init,
     url,
     redirected,
   );
-  registry.register(response, new WeakRef(raw), raw);
-  raw.once('close', () => registry.unregister(raw));
+  registry.register(response, entry, raw);
   return response;
 }
 
@@ -264,17 +279,38 @@ function bodyError(err: unknown, signal: AbortSignal | undefined): unknown {
  * {@link STREAM_HIGH_WATER} bytes the reader has not taken, and resumed when the reader pulls. Chunks are
  * copied, since a byte stream takes ownership of (detaches) the buffer it is given. Cancelling the stream
  * destroys the Readable (the mesh then releases the connection and ends the call).
+ *
+ * When the Readable ends while the stream still holds bytes the reader has not taken, the connection goes
+ * back to the pool at once, but the call stays in flight for `mesh.close()` ({@link ResponseHost.retain})
+ * until the reader has taken the last byte, cancels the stream, or drops the Response: a close with a grace
+ * period waits for a caller who has its answer but has not read it yet.
  */
 function bodyStream(
   body: Readable,
   signal: AbortSignal | undefined,
   onEnd: (bytes: number) => void,
+  host: ResponseHost,
+  raw: Readable,
+  entry: Held,
 ): ReadableStream<Uint8Array> {
   let bytesRead = 0;
   // Set once the stream can take no more (the reader cancelled it, or it closed or errored): a chunk the
   // Readable still emits after that (one already in its buffer when it was destroyed) is dropped, since a
   // closed stream's controller throws on enqueue.
   let finished = false;
+  const close = (controller: ReadableByteStreamController): void => {
+    controller.close();
+    // A BYOB read still waiting when the body ends is answered with zero bytes (the end).
+    controller.byobRequest?.respond(0);
+    onEnd(bytesRead);
+  };
+  // The stream is done with the body: nothing left to release when the Response is collected.
+  const done = (): void => {
+    registry.unregister(raw);
+    const r = entry.release;
+    entry.release = undefined;
+    r?.();
+  };
   return new ReadableStream(
     {
       type: 'bytes',
@@ -290,27 +326,41 @@ function bodyStream(
         body.once('end', () => {
           if (finished) return;
           finished = true;
-          controller.close();
-          // A BYOB read still waiting when the body ends is answered with zero bytes (the end).
-          controller.byobRequest?.respond(0);
-          onEnd(bytesRead);
+          if (controller.desiredSize !== STREAM_HIGH_WATER) {
+            // Bytes the reader has not taken: closed (and the hold released) in pull, once it has.
+            entry.release = host.retain();
+            return;
+          }
+          close(controller);
+          done();
         });
         body.once('error', (err) => {
           if (finished) return;
           finished = true;
           controller.error(bodyError(err, signal));
+          done();
         });
         body.once('close', () => {
           if (finished || body.readableEnded || body.errored) return;
           finished = true;
           controller.error(new DOMException('The body was closed', 'AbortError'));
+          done();
         });
       },
-      pull() {
+      pull(controller) {
+        if (entry.release !== undefined) {
+          // Called after each read the queue answered: the last one leaves it empty.
+          if (controller.desiredSize === STREAM_HIGH_WATER) {
+            close(controller);
+            done();
+          }
+          return;
+        }
         if (!finished && body.isPaused()) body.resume();
       },
       cancel(reason) {
         finished = true;
+        done();
         body.destroy(reason instanceof Error ? reason : undefined);
       },
     },
@@ -318,8 +368,20 @@ function bodyStream(
   );
 }
 
-/** Releases the body of a Response that was dropped unread (its socket would otherwise wait for the deadline). */
-const registry = new FinalizationRegistry<WeakRef<Readable>>((ref) => {
-  const body = ref.deref();
+/** What a Response dropped unread leaves to release: its body, and the call's hold once the body has ended. */
+interface Held {
+  readonly raw: WeakRef<Readable>;
+  release: (() => void) | undefined;
+}
+
+/**
+ * Releases the body of a Response that was dropped unread (its socket would otherwise wait for the deadline),
+ * and the call's hold when its body had arrived in full.
+ */
+const registry = new FinalizationRegistry<Held>((entry) => {
+  const release = entry.release;
+  entry.release = undefined;
+  release?.();
+  const body = entry.raw.deref();
   if (body !== undefined && !body.destroyed) body.destroy();
 });

@@ -67,6 +67,8 @@ export interface FetchHost {
    * deadline is one budget for every redirect hop, and resource timing reads it.
    */
   now(): number;
+  /** Keeps a call in flight for `mesh.close()` while its caller has not read a body that has arrived. */
+  retain(): () => void;
 }
 
 /** A parsed URL that names a mesh service. */

@@ -289,6 +289,15 @@ export class Mesh implements AsyncDisposable {
     },
     send: (target, req, signal) => this.invoke(target.service as LogicalService, req, signal),
     now: () => this.clock.now(),
+    retain: () => {
+      this.calls.started();
+      let once = false;
+      return () => {
+        if (once) return;
+        once = true;
+        this.calls.onBodyDone();
+      };
+    },
     slow: async (input, init) => {
       try {
         // A dispatcher the caller passes is used as given, as fetch uses it; otherwise the mesh's.
