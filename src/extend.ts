@@ -1,8 +1,8 @@
 /**
  * `meshfetch/extend`: what a filter author needs on top of the application surface: Service, Filter and
- * Stack, the call context, typed params, the default stacks and every stack module with its param, the
- * response classifier, the retry budget, load metrics and distributors for custom balancers, discovery
- * building blocks, and the OpenTelemetry and diagnostics helpers the built-in modules use.
+ * Stack, each level's target, the call context, typed params, the default stacks and every stack module with
+ * its param, the response classifier, the retry budget, load metrics and distributors for custom balancers,
+ * discovery building blocks, and the OpenTelemetry and diagnostics helpers the built-in modules use.
  */
 // First: keeps undici from replacing the built-in fetch's dispatcher while it loads (src/core/undici-global.ts).
 import { releaseUndiciGlobals } from './core/undici-global.js';
@@ -13,6 +13,8 @@ export { silentLogger } from './core/logger.js';
 export { CallContext, ChildSignal } from './core/context.js';
 export { Filter, InlineFilter, settledCall } from './core/service.js';
 export { Stack } from './core/stack.js';
+export type { LevelModuleEnv } from './core/stack.js';
+export type { LogicalTarget, ConcreteTarget, EndpointTarget, Targets } from './core/targets.js';
 export { defineParam, Params } from './core/params.js';
 export { StaticDiscovery } from './discovery/static.js';
 export { ConsulDiscovery } from './discovery/consul.js';

@@ -72,9 +72,9 @@ export function buildLogicalService(config: ResolvedServiceConfig, m: LogicalSer
     );
   }
   const sections = new SnapshotSections();
-  const base: ModuleEnv = {
+  const base: ModuleEnv<'logical'> = {
     level: 'logical',
-    service: config.name,
+    target: { service: config.name },
     // One retry budget per logical service, read by every module that spends it.
     params: withRetryBudget(config.params, m.clock),
     clock: m.clock,

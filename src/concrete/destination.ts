@@ -58,11 +58,11 @@ export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
 export interface DestinationOptions {
   readonly name: string;
   readonly balancer: BalancerFactory;
-  readonly endpointStack: Stack;
+  readonly endpointStack: Stack<'endpoint'>;
   readonly transport: Readonly<TransportOptions>;
   /** Host header policy: 'logical' sends the URL authority, 'endpoint' the address, any other string as is. */
   readonly hostHeader: string;
-  readonly env: ModuleEnv;
+  readonly env: ModuleEnv<'concrete'>;
 }
 
 interface Waiter {
@@ -143,7 +143,7 @@ export class Destination implements Service {
           this.endpointEvent(endpointRemovedChannel, id, removed);
           node.service.close().catch((err: unknown) => {
             this.opts.env.logger.warn(
-              { err, endpoint: id, service: this.opts.env.service },
+              { err, endpoint: id, service: this.opts.env.target.service },
               'endpoint close failed',
             );
           });
@@ -164,7 +164,7 @@ export class Destination implements Service {
     // 'failed' keeps whatever endpoints we have (a source that fails after answering reports 'bound' + stale).
     if (events) {
       const e: DiscoveryUpdateEvent = {
-        service: this.opts.env.service,
+        service: this.opts.env.target.service,
         destination: this.opts.name,
         state: addr.state,
         endpoints: addr.state === 'bound' ? addr.endpoints.length : 0,
@@ -214,7 +214,7 @@ export class Destination implements Service {
       this.endpointEvent(endpointRemovedChannel, id, removed);
       node.service.close().catch((err: unknown) => {
         this.opts.env.logger.warn(
-          { err, endpoint: id, service: this.opts.env.service },
+          { err, endpoint: id, service: this.opts.env.target.service },
           'endpoint close failed',
         );
       });
@@ -246,7 +246,7 @@ export class Destination implements Service {
     list.push(endpoint);
     if (!ch.hasSubscribers) return;
     const e: EndpointEvent = {
-      service: this.opts.env.service,
+      service: this.opts.env.target.service,
       destination: this.opts.name,
       endpoint,
       at: this.opts.env.clock.now(),
@@ -258,9 +258,11 @@ export class Destination implements Service {
     const o = this.opts;
     const id = endpointId(ep.host, ep.port);
     const host = o.hostHeader === 'endpoint' ? undefined : o.hostHeader;
-    const leaf = new PoolService(id, o.env.service, ep.id, o.transport, host, o.env.logger, o.env.clock);
+    const { service: name, destination } = o.env.target;
+    const leaf = new PoolService(id, name, ep.id, o.transport, host, o.env.logger, o.env.clock);
     const sections = new SnapshotSections();
-    const env: ModuleEnv = { ...o.env, level: 'endpoint', endpoint: ep.id, sections };
+    const target = { service: name, destination, address: ep.id, tags: ep.tags, meta: ep.meta };
+    const env: ModuleEnv<'endpoint'> = { ...o.env, level: 'endpoint', target, sections };
     const service = o.endpointStack.build(leaf, env);
     const load = o.balancer.newLoad({ clock: o.env.clock, rng: o.env.rng });
     return new EndpointNode(ep, load, leaf, service, o.env.clock, sections);
@@ -416,7 +418,7 @@ export class Destination implements Service {
 
   private noEndpoint(): Error {
     const addr = this.addr;
-    const service = this.opts.env.service;
+    const service = this.opts.env.target.service;
     if (addr.state === 'negative') return new ServiceNotFoundError(service, addr.reason);
     if (addr.state === 'failed') return new DiscoveryError(service, addr.error.message, addr.error);
     return new NoHealthyEndpointsError(service, describeAddr(addr), { endpoint: undefined });
@@ -440,7 +442,7 @@ export class Destination implements Service {
           ? n.leaf
               .destroy(
                 new MeshClosedError('The mesh was closed while the call was in flight', {
-                  service: this.opts.env.service,
+                  service: this.opts.env.target.service,
                   endpoint: n.id,
                 }),
               )

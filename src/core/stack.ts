@@ -7,6 +7,9 @@
  * - concrete: one per resolved destination; its leaf is the balancer.
  * - endpoint: one per address; its leaf is the undici pool.
  *
+ * Each level's stack is built for a typed target (./targets.ts): a module reads `env.target`, typed by the
+ * level of the stack it is in (`StackModule<'endpoint'>` reads an `EndpointTarget`).
+ *
  * Order: the first module listed sees the request first (tower's order), everywhere in meshfetch.
  */
 import type { Clock } from './clock.js';
@@ -16,6 +19,7 @@ import type { Param, Params } from './params.js';
 import type { Rng } from './rng.js';
 import { composeInlineTop } from './inline.js';
 import type { Service } from './service.js';
+import type { Targets } from './targets.js';
 
 /** The three levels of a call. */
 export type StackLevel = 'logical' | 'concrete' | 'endpoint';
@@ -58,16 +62,12 @@ export interface SectionSink {
   expose<T>(section: Section<T>, read: () => T): void;
 }
 
-/** What a module gets when the stack is built. */
-export interface ModuleEnv {
+/** What a module of a stack of level `L` gets when the stack is built. */
+export interface LevelModuleEnv<L extends StackLevel> {
   /** The level of the stack being built. */
-  readonly level: StackLevel;
-  /** The logical service name. */
-  readonly service: string;
-  /** The concrete destination name (concrete and endpoint levels). */
-  readonly destination?: string | undefined;
-  /** The endpoint address host:port (endpoint level). */
-  readonly endpoint?: string | undefined;
+  readonly level: L;
+  /** What the stack is built for: its service, and at the lower levels its destination and address. */
+  readonly target: Targets[L];
   readonly params: Params;
   readonly clock: Clock;
   readonly rng: Rng;
@@ -80,7 +80,20 @@ export interface ModuleEnv {
 }
 
 /**
- * One named layer of a stack.
+ * What a module gets when the stack is built. `ModuleEnv<'endpoint'>` is the endpoint level's; `ModuleEnv`
+ * alone is any level's, narrowed by `env.level`.
+ *
+ * @example
+ * ```ts
+ * const make = (next: Service, env: ModuleEnv) =>
+ *   env.level === 'endpoint' ? new Tagged(next, env.target.address) : next;
+ * ```
+ */
+export type ModuleEnv<L extends StackLevel = StackLevel> = L extends StackLevel ? LevelModuleEnv<L> : never;
+
+/**
+ * One named layer of a stack. `StackModule` fits a stack of any level; `StackModule<'endpoint'>` only the
+ * endpoint stack, and its `make` reads the endpoint's target.
  *
  * @example
  * ```ts
@@ -89,9 +102,14 @@ export interface ModuleEnv {
  *   description: 'Adds x-hello to every request',
  *   make: (next) => new AddHeader(next),
  * };
+ * const tagAddress: StackModule<'endpoint'> = {
+ *   role: 'tag-address',
+ *   description: 'Adds x-endpoint with the address to every request',
+ *   make: (next, env) => new AddHeader(next, env.target.address),
+ * };
  * ```
  */
-export interface StackModule {
+export interface StackModule<L extends StackLevel = StackLevel> {
   /** A unique name within its stack, used to insert, replace or remove it. */
   readonly role: string;
   /** One line: what it does. */
@@ -99,11 +117,12 @@ export interface StackModule {
   /** The params it reads, for documentation and introspection. */
   readonly params?: readonly Param<any>[];
   /** Wraps `next`. Return `next` itself to opt out for this service. */
-  make(next: Service, env: ModuleEnv): Service;
+  make(next: Service, env: ModuleEnv<L>): Service;
 }
 
 /**
- * An immutable ordered list of modules for one level.
+ * An immutable ordered list of modules for one level. `Stack` alone is a stack of some level, for helpers that
+ * work on all three (`(s: Stack): Stack => ...`): it is assignable to and from each level's.
  *
  * @example
  * ```ts
@@ -111,13 +130,13 @@ export interface StackModule {
  * s.roles(); // ['add-header']
  * ```
  */
-export class Stack {
+export class Stack<L extends StackLevel = any> {
   private constructor(
-    readonly level: StackLevel,
-    readonly modules: readonly StackModule[],
+    readonly level: L,
+    readonly modules: readonly StackModule<L>[],
   ) {}
 
-  static of(level: StackLevel, modules: readonly StackModule[]): Stack {
+  static of<L extends StackLevel>(level: L, modules: readonly StackModule<NoInfer<L>>[]): Stack<L> {
     const seen = new Set<string>();
     for (const m of modules) {
       if (seen.has(m.role)) throw new ConfigError(`stack.${level}`, m.role, 'unique module roles');
@@ -136,33 +155,33 @@ export class Stack {
   }
 
   /** Inserts `module` just above (before) `role`. */
-  insertBefore(role: string, module: StackModule): Stack {
+  insertBefore(role: string, module: StackModule<L>): Stack<L> {
     const i = this.indexOf(role);
     return Stack.of(this.level, [...this.modules.slice(0, i), module, ...this.modules.slice(i)]);
   }
 
   /** Inserts `module` just below (after) `role`. */
-  insertAfter(role: string, module: StackModule): Stack {
+  insertAfter(role: string, module: StackModule<L>): Stack<L> {
     const i = this.indexOf(role);
     return Stack.of(this.level, [...this.modules.slice(0, i + 1), module, ...this.modules.slice(i + 1)]);
   }
 
   /** Adds `module` first: it will see the request before every other module of this stack. */
-  prepend(module: StackModule): Stack {
+  prepend(module: StackModule<L>): Stack<L> {
     return Stack.of(this.level, [module, ...this.modules]);
   }
 
   /** Adds `module` last: just above the leaf. */
-  append(module: StackModule): Stack {
+  append(module: StackModule<L>): Stack<L> {
     return Stack.of(this.level, [...this.modules, module]);
   }
 
-  replace(role: string, module: StackModule): Stack {
+  replace(role: string, module: StackModule<L>): Stack<L> {
     const i = this.indexOf(role);
     return Stack.of(this.level, [...this.modules.slice(0, i), module, ...this.modules.slice(i + 1)]);
   }
 
-  remove(role: string): Stack {
+  remove(role: string): Stack<L> {
     const i = this.indexOf(role);
     return Stack.of(this.level, [...this.modules.slice(0, i), ...this.modules.slice(i + 1)]);
   }
@@ -172,7 +191,7 @@ export class Stack {
    * composed into one service that runs their hooks without a promise hop each (src/core/inline.ts); nothing
    * a module or a caller does can tell the difference.
    */
-  build(leaf: Service, env: ModuleEnv): Service {
+  build(leaf: Service, env: ModuleEnv<L>): Service {
     let s = leaf;
     for (let i = this.modules.length - 1; i >= 0; i--) s = this.modules[i]!.make(s, env);
     return composeInlineTop(s);
@@ -195,7 +214,7 @@ export class Stack {
  * ```
  */
 export interface Stacks {
-  readonly logical: Stack;
-  readonly concrete: Stack;
-  readonly endpoint: Stack;
+  readonly logical: Stack<'logical'>;
+  readonly concrete: Stack<'concrete'>;
+  readonly endpoint: Stack<'endpoint'>;
 }

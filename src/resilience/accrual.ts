@@ -439,7 +439,7 @@ export class FailureAccrualFilter extends Filter {
  * });
  * ```
  */
-export const failureAccrualModule: StackModule = {
+export const failureAccrualModule: StackModule<'endpoint'> = {
   role: 'failure-accrual',
   description:
     'Marks an endpoint busy after consecutive failures or a low success rate, for a jittered backoff; probes bring it back',
@@ -453,8 +453,8 @@ export const failureAccrualModule: StackModule = {
       clock: env.clock,
       rng: env.rng,
       logger: env.logger,
-      service: env.service,
-      endpoint: env.endpoint,
+      service: env.target.service,
+      endpoint: env.target.address,
     });
     return exposing(env, AccrualSection, filter, (f) => f.snapshot());
   },

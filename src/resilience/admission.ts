@@ -254,14 +254,14 @@ export class AdmissionFilter extends Filter {
  * });
  * ```
  */
-export const admissionModule: StackModule = {
+export const admissionModule: StackModule<'concrete'> = {
   role: 'admission',
   description: 'Bounds the calls in flight per concrete destination; past the bound, OverloadedError at once',
   params: [AdmissionParam],
   make(next, env) {
     const options = env.params.get(AdmissionParam);
     if (options === false) return next;
-    const filter = new AdmissionFilter(next, options, env.service, env.destination);
+    const filter = new AdmissionFilter(next, options, env.target.service, env.target.destination);
     return exposing(env, AdmissionSection, filter, (f) => f.snapshot());
   },
 };

@@ -205,13 +205,13 @@ export class CircuitBreakerFilter extends InlineFilter {
 
   constructor(
     next: Service,
-    env: Pick<ModuleEnv, 'service' | 'destination' | 'clock' | 'logger'>,
+    env: Pick<ModuleEnv<'concrete'>, 'target' | 'clock' | 'logger'>,
     options: Readonly<CircuitBreakerOptions>,
     classifier: Classifier,
   ) {
     super(next);
-    this.service = env.service;
-    this.destination = env.destination ?? 'primary';
+    this.service = env.target.service;
+    this.destination = env.target.destination;
     this.options = options;
     this.classifier = classifier;
     this.clock = env.clock;
@@ -459,7 +459,7 @@ export function createCircuitBreakerModule(options?: Partial<CircuitBreakerOptio
       const options = set
         ? resolveCircuitBreakerOptions(
             env.params.get(CircuitBreakerParam),
-            `services.${env.service}.circuitBreaker`,
+            `services.${env.target.service}.circuitBreaker`,
           )
         : fallback;
       if (options === false) return next;

@@ -10,6 +10,7 @@ import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
+import type { ConcreteTarget } from '../core/targets.js';
 import type { BalancerFactory } from '../balance/types.js';
 import type { Discovery } from '../discovery/types.js';
 import type { TransportOptions } from '../transport/pool.js';
@@ -28,8 +29,8 @@ export interface ConcreteSource {
 /** What building a concrete destination needs from the mesh. */
 export interface ConcreteFactoryOptions {
   readonly stacks: Stacks;
-  /** The logical service's module environment (level, destination and endpoint are set here). */
-  readonly env: ModuleEnv;
+  /** The logical service's module environment (the concrete level's target is made here). */
+  readonly env: ModuleEnv<'logical'>;
   readonly balancer: BalancerFactory;
   readonly transport: Readonly<TransportOptions>;
   readonly hostHeader: string;
@@ -60,7 +61,13 @@ export class ConcreteDestination {
     readonly source: ConcreteSource,
     options: ConcreteFactoryOptions,
   ) {
-    const env: ModuleEnv = { ...options.env, level: 'concrete', destination: name, sections: this.sections };
+    const target: ConcreteTarget = {
+      service: options.env.target.service,
+      destination: name,
+      discovery: source.discovery.kind,
+      balancer: options.balancer.kind,
+    };
+    const env: ModuleEnv<'concrete'> = { ...options.env, level: 'concrete', target, sections: this.sections };
     this.logger = env.logger;
     const resolver = options.resolvers.acquire(source.discovery, source.subset);
     this.destination = new Destination(resolver, {

@@ -192,7 +192,7 @@ export const logicalSpanModule: StackModule = {
   role: 'logical-span',
   description:
     'OpenTelemetry span of the logical call (until the body ends) with the mesh decisions; call duration, retry and backup metrics',
-  make: (next, env) => new LogicalSpanFilter(next, env.service, env.clock),
+  make: (next, env) => new LogicalSpanFilter(next, env.target.service, env.clock),
 };
 
 /**
@@ -363,9 +363,9 @@ export class AttemptSpanFilter extends Filter {
  * createMesh({ services: {}, stack: (d) => ({ ...d, endpoint: d.endpoint.remove('attempt-span') }) });
  * ```
  */
-export const attemptSpanModule: StackModule = {
+export const attemptSpanModule: StackModule<'endpoint'> = {
   role: 'attempt-span',
   description:
     'OpenTelemetry CLIENT span per attempt (HTTP semantic conventions), W3C trace context injection, http.client.request.duration',
-  make: (next, env) => new AttemptSpanFilter(next, env.service, env.endpoint ?? 'unknown', env.clock),
+  make: (next, env) => new AttemptSpanFilter(next, env.target.service, env.target.address, env.clock),
 };

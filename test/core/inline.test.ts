@@ -27,9 +27,9 @@ function findFilter<T>(service: unknown, cls: abstract new (...args: never[]) =>
   return undefined;
 }
 
-const env: ModuleEnv = {
+const env: ModuleEnv<'logical'> = {
   level: 'logical',
-  service: 'users',
+  target: { service: 'users' },
   params: Params.empty,
   clock: new FakeClock(),
   rng: { next: () => 0 },

@@ -72,7 +72,7 @@ const unavailable: TestHandler = (_req, res) => {
 function accrual(
   created: Map<string, FailureAccrualFilter>,
   options: FailureAccrualOptions = {},
-): StackModule {
+): StackModule<'endpoint'> {
   const resolved = resolveFailureAccrualOptions(options, 'failureAccrual');
   return {
     ...failureAccrualModule,
@@ -81,7 +81,7 @@ function accrual(
         ...env,
         params: env.params.with(FailureAccrualParam, resolved),
       });
-      created.set(env.endpoint!, failureAccrualOf(s)!);
+      created.set(env.target.address, failureAccrualOf(s)!);
       return s;
     },
   };

@@ -36,6 +36,7 @@ import { FakeClock } from '../../src/testing/fake-clock.js';
 import { mockService, type MockHandle } from '../../src/testing/mock.js';
 import { memoryLogger } from '../support/memory-logger.js';
 import { meshRequest } from '../support/requests.js';
+import { targetOf } from '../support/targets.js';
 
 type Outcome = MeshResponse | Error | 'hold';
 
@@ -100,9 +101,7 @@ function setup(
   if (classifier) params = params.with(ClassifierParam, classifier);
   const svc = failureAccrualModule.make(service, {
     level: 'endpoint',
-    service: 'users',
-    destination: 'primary',
-    endpoint: '10.0.0.1:80',
+    target: targetOf('endpoint'),
     params,
     clock,
     rng,
@@ -459,8 +458,7 @@ describe('failure accrual: probing', () => {
       failureAccrualOf(
         failureAccrualModule.make(ep.service, {
           level: 'endpoint',
-          service: 'users',
-          endpoint: `n${i}`,
+          target: { ...targetOf('endpoint'), address: `n${i}` },
           params: Params.empty,
           clock,
           rng,
@@ -571,7 +569,7 @@ describe('failure accrual: options', () => {
     const { service: ep } = mockService();
     const made = failureAccrualModule.make(ep, {
       level: 'endpoint',
-      service: 'users',
+      target: targetOf('endpoint'),
       params: Params.empty.with(FailureAccrualParam, false),
       clock: new FakeClock(),
       rng: fixed(0),

@@ -50,7 +50,7 @@ async function holdingServer(): Promise<{ s: TestServer; held: ServerResponse[];
 }
 
 /** The admission module with a bound of the test's choosing; `filters` receives each filter built. */
-function admission(maxInFlight: number, filters: AdmissionFilter[]): StackModule {
+function admission(maxInFlight: number, filters: AdmissionFilter[]): StackModule<'concrete'> {
   const resolved = resolveAdmissionOptions({ maxInFlight }, 'admission');
   return {
     ...admissionModule,

@@ -22,6 +22,7 @@ import { defaultClassifier } from '../../src/resilience/classifier.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { mockService, type MockCall, type MockHandle } from '../../src/testing/mock.js';
 import { meshRequest } from '../support/requests.js';
+import { targetOf } from '../support/targets.js';
 
 type Held = MockCall<MeshRequest, MeshResponse>;
 
@@ -38,8 +39,7 @@ function setup(maxInFlight = 3): { dest: MockHandle<MeshRequest, MeshResponse>; 
   const { service, handle: dest } = mockService();
   const s = admissionModule.make(service, {
     level: 'concrete',
-    service: 'users',
-    destination: 'primary',
+    target: targetOf('concrete'),
     params: Params.empty.with(AdmissionParam, resolveAdmissionOptions({ maxInFlight }, 'admission')),
     clock: new FakeClock(),
     rng: { next: () => 0 },
@@ -117,7 +117,7 @@ describe('admission', () => {
     const f = admissionOf(
       admissionModule.make(service, {
         level: 'concrete',
-        service: 'users',
+        target: targetOf('concrete'),
         params: Params.empty,
         clock: new FakeClock(),
         rng: { next: () => 0 },
@@ -286,7 +286,7 @@ describe('admission options', () => {
     const { service: dest } = mockService();
     const made = admissionModule.make(dest, {
       level: 'concrete',
-      service: 'users',
+      target: targetOf('concrete'),
       params: Params.empty.with(AdmissionParam, false),
       clock: new FakeClock(),
       rng: { next: () => 0 },

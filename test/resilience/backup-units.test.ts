@@ -438,7 +438,7 @@ describe('BackupRequestFilter: the race', () => {
 describe('BackupRequestFilter: one budget per logical service', () => {
   const env = (params: Params, clock: FakeClock) => ({
     level: 'logical' as const,
-    service: 'svc',
+    target: { service: 'svc' },
     params,
     clock,
     rng: seededRng(1),
@@ -569,7 +569,7 @@ describe('backupRequests config', () => {
 describe('RetryBudgetParam: the logical service budget as a typed param', () => {
   const env = (params: Params, clock: FakeClock) => ({
     level: 'logical' as const,
-    service: 'svc',
+    target: { service: 'svc' },
     params,
     clock,
     rng: seededRng(1),

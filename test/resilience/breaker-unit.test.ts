@@ -31,6 +31,7 @@ import {
   type Classifier,
 } from '../../src/resilience/classifier.js';
 import { meshRequest } from '../support/requests.js';
+import { moduleEnv } from '../support/targets.js';
 
 /** A mock leaf that answers every call with `outcome` (a status code, or an error to fail with). */
 function mockLeaf(outcome: number | Error = 200): {
@@ -56,16 +57,8 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((f) => f.close()));
 });
 
-function env(clock: FakeClock, params = Params.empty, level: ModuleEnv['level'] = 'concrete'): ModuleEnv {
-  return {
-    level,
-    service: 'users',
-    destination: 'primary',
-    params,
-    clock,
-    rng: seededRng(1),
-    logger: silentLogger,
-  };
+function env(clock: FakeClock, params = Params.empty): ModuleEnv<'concrete'> {
+  return moduleEnv('concrete', { params, clock, rng: seededRng(1), logger: silentLogger });
 }
 
 function breaker(
@@ -192,9 +185,13 @@ describe('the circuit-breaker module', () => {
   it('refuses to be built anywhere but the concrete stack', () => {
     const clock = new FakeClock();
     for (const level of ['logical', 'endpoint'] as const) {
-      expect(() => circuitBreakerModule.make(mockLeaf().leaf, env(clock, Params.empty, level))).toThrow(
-        ConfigError,
-      );
+      const wrong = moduleEnv(level, {
+        params: Params.empty,
+        clock,
+        rng: seededRng(1),
+        logger: silentLogger,
+      });
+      expect(() => circuitBreakerModule.make(mockLeaf().leaf, wrong)).toThrow(ConfigError);
     }
   });
 

@@ -14,11 +14,12 @@ import {
   serviceSections,
   SnapshotSections,
 } from '../../src/telemetry/snapshot.js';
+import { targetOf } from '../support/targets.js';
 
-function env(sections: SnapshotSections | undefined, params = Params.empty): ModuleEnv {
+function env(sections: SnapshotSections | undefined, params = Params.empty): ModuleEnv<'logical'> {
   return {
     level: 'logical',
-    service: 'svc',
+    target: { service: 'svc' },
     params,
     clock: new FakeClock(),
     rng: seededRng(1),
@@ -86,7 +87,7 @@ describe('SnapshotSections', () => {
     Stack.of('concrete', [admissionModule]).build(mockService().service, {
       ...env(sections),
       level: 'concrete',
-      destination: 'primary',
+      target: targetOf('concrete', 'svc'),
     });
     expect(sections.read(AdmissionSection)).toEqual({ inFlight: 0, limit: 1024, rejected: 0 });
   });
