@@ -158,6 +158,27 @@ describe('failure accrual through the mesh', () => {
     },
   );
 
+  it.each<BalancerName>(['p2c-least-loaded', 'round-robin'])(
+    'a burst of calls to a probing endpoint sends it exactly one probe: the slot is taken in the turn of the pick (%s)',
+    async (balancer) => {
+      const bad = await server(unavailable);
+      const good = [await server(), await server()];
+      const clock = new JumpClock();
+      const created = new Map<string, FailureAccrualFilter>();
+      const m = meshOver([bad.address, ...good.map((s) => s.address)], clock, created, balancer);
+      for (let i = 0; i < 300 && statusOf(m, bad.address) === 'ready'; i++) await get(m);
+      expect(bad.received).toHaveLength(5);
+      bad.handler = echoHandler;
+      clock.jump(5_000);
+      expect(created.get(bad.address)!.accrualState).toBe('probing');
+      // Every call is sent before any answer comes back: the probe is in flight for the whole burst.
+      const statuses = await Promise.all(Array.from({ length: 40 }, () => get(m)));
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect(bad.received).toHaveLength(6);
+      expect(created.get(bad.address)!.accrualState).toBe('ready');
+    },
+  );
+
   it('a probe that still fails keeps it busy, for longer', async () => {
     const bad = await server(unavailable);
     const good = await server();
