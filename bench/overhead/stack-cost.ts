@@ -11,8 +11,10 @@
  *
  * Run:
  *   npm run build && npx tsx bench/overhead/stack-cost.ts [--concurrency 64] [--calls 200000]
- *     [--passes 5] [--variants bal,full,-deadline,...]
+ *     [--passes 5] [--variants bal,full,-deadline,...] [--entry request|dispatcher]
  * A variant is `floor` (the fake leaf alone, no mesh), `bal` (no module), `full` (the default stacks) or `-ROLE` (the default stacks without ROLE).
+ * `--entry dispatcher` makes each call through the built-in fetch with `mesh.dispatcher` (the body read with
+ * `arrayBuffer()`) instead of `mesh.request`; `floor` stays the fake leaf alone.
  */
 import { fork } from 'node:child_process';
 import { Readable } from 'node:stream';
@@ -37,6 +39,8 @@ const fakeLeaf: StackModule = {
         const body = new Readable({ read() {} });
         body.push(PAYLOAD);
         body.push(null);
+        // As the pool leaf's body says once the whole body has arrived (src/transport/body.ts).
+        (body as Readable & { complete?: boolean }).complete = true;
         const res: MeshResponse = {
           statusCode: 200,
           statusText: 'OK',
@@ -78,7 +82,7 @@ function drain(body: Readable): Promise<void> {
   });
 }
 
-async function child(variant: string, concurrency: number, calls: number): Promise<void> {
+async function child(variant: string, concurrency: number, calls: number, entry: string): Promise<void> {
   // `floor`: the fake leaf called directly, no mesh: what the leaf and the body cost by themselves.
   const mesh =
     variant === 'floor'
@@ -89,12 +93,24 @@ async function child(variant: string, concurrency: number, calls: number): Promi
         });
   const leaf = fakeLeaf.make(undefined as never, undefined as never);
   const url = `http://${SERVICE}/`;
+  // npm undici's Dispatcher type is not the one the global fetch's types name (undici-types).
+  const init = { dispatcher: mesh?.dispatcher } as unknown as RequestInit;
   const call = (): Promise<{ statusCode: number; body: Readable }> =>
     mesh === undefined ? leaf.call(undefined as never, undefined as never) : mesh.request(url);
+  const viaFetch = async (): Promise<number> => {
+    const r = await fetch(url, init);
+    await r.arrayBuffer();
+    return r.status;
+  };
   const run = async (n: number): Promise<void> => {
     let left = n;
     const worker = async (): Promise<void> => {
       while (left-- > 0) {
+        if (entry === 'dispatcher' && mesh !== undefined) {
+          const status = await viaFetch();
+          if (status !== 200) throw new Error(`status ${status}`);
+          continue;
+        }
         const r = await call();
         if (r.statusCode !== 200) throw new Error(`status ${r.statusCode}`);
         await drain(r.body);
@@ -116,11 +132,12 @@ function runChild(
   variant: string,
   concurrency: number,
   calls: number,
+  entry: string,
 ): Promise<{ cpuUs: number; wallUs: number }> {
   return new Promise((resolve, reject) => {
     const p = fork(
       fileURLToPath(import.meta.url),
-      ['--child', variant, '--concurrency', String(concurrency), '--calls', String(calls)],
+      ['--child', variant, '--concurrency', String(concurrency), '--calls', String(calls), '--entry', entry],
       {
         execArgv: ['--import', 'tsx'],
       },
@@ -136,7 +153,9 @@ async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const concurrency = numberFlag(flags, 'concurrency', 64);
   const calls = numberFlag(flags, 'calls', 200_000);
-  if (typeof flags.child === 'string') return child(flags.child, concurrency, calls);
+  const entry = typeof flags.entry === 'string' ? flags.entry : 'request';
+  if (entry !== 'request' && entry !== 'dispatcher') throw new Error(`unknown entry ${entry}`);
+  if (typeof flags.child === 'string') return child(flags.child, concurrency, calls, entry);
   const passes = numberFlag(flags, 'passes', 5);
   const roles = [
     ...defaultStacks().logical.roles(),
@@ -147,7 +166,7 @@ async function main(): Promise<void> {
   const cpu = new Map<string, number[]>(variants.map((v) => [v, []]));
   for (let p = 0; p < passes; p++) {
     for (const v of variants) {
-      const r = await runChild(v, concurrency, calls);
+      const r = await runChild(v, concurrency, calls, entry);
       cpu.get(v)!.push(r.cpuUs);
       process.stderr.write(`pass ${p + 1} ${v}: ${r.cpuUs.toFixed(2)} µs/call\n`);
     }

@@ -35,7 +35,6 @@ class DeadlineCall extends CallSignal implements QueuedTimer {
   qList: TimerList | undefined = undefined;
   /** What the call was waiting for when the deadline passed. */
   phase: Phase = 'headers';
-  private readonly onCallerAbort: (() => void) | undefined;
 
   constructor(
     private readonly queue: TimerQueue,
@@ -45,10 +44,13 @@ class DeadlineCall extends CallSignal implements QueuedTimer {
     private readonly caller: CancelSignal | undefined,
   ) {
     super();
-    if (caller !== undefined) {
-      this.onCallerAbort = () => this.abort(caller.reason);
-      caller.addEventListener('abort', this.onCallerAbort, { once: true });
-    }
+    // This object is the caller's listener itself (handleEvent): no closure per call.
+    caller?.addEventListener('abort', this, { once: true });
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.abort(this.caller!.reason);
   }
 
   /** The deadline passed. */
@@ -70,7 +72,7 @@ class DeadlineCall extends CallSignal implements QueuedTimer {
   }
 
   private unlinkCaller(): void {
-    if (this.onCallerAbort !== undefined) this.caller!.removeEventListener('abort', this.onCallerAbort);
+    this.caller?.removeEventListener('abort', this);
   }
 
   /** The call answered: the deadline now covers the body. */
