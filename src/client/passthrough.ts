@@ -19,6 +19,7 @@ import { incomingContext } from '../core/incoming.js';
 import type { HeaderRecord } from '../core/message.js';
 import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import type { MeshRequestOptions, MeshResponseData } from './call.js';
+import { ForwardingHandler } from './forwarding-handler.js';
 import { stripMeshHeaders } from './headers.js';
 import type { Target } from './url.js';
 
@@ -64,18 +65,19 @@ export function passthroughDeadline(headers: HeaderRecord, clock: Clock): Passth
  * agent.dispatch(opts, new DeadlineHandler(handler, deadline, 'example.com', clock));
  * ```
  */
-export class DeadlineHandler implements Dispatcher.DispatchHandler {
+export class DeadlineHandler extends ForwardingHandler {
   private controller: Dispatcher.DispatchController | undefined = undefined;
   private timer: TimerHandle | undefined;
   private expired: Error | undefined = undefined;
   private phase: 'headers' | 'body' = 'headers';
 
   constructor(
-    private readonly inner: Dispatcher.DispatchHandler,
+    inner: Dispatcher.DispatchHandler,
     private readonly deadline: PassthroughDeadline,
     private readonly host: string,
     private readonly clock: Clock,
   ) {
+    super(inner);
     this.timer = clock.setTimeout(this.onDeadline, Math.max(0, deadline.at - clock.now()));
   }
 
@@ -91,61 +93,46 @@ export class DeadlineHandler implements Dispatcher.DispatchHandler {
     this.timer = undefined;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+  override onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
     this.controller = controller;
     if (this.expired !== undefined) {
       controller.abort(this.expired);
       return;
     }
-    this.inner.onRequestStart?.(controller, context);
+    super.onRequestStart(controller, context);
   }
 
-  onRequestUpgrade(
+  override onRequestUpgrade(
     controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     socket: Duplex,
   ): void {
     this.done();
-    this.inner.onRequestUpgrade?.(controller, statusCode, headers, socket);
+    super.onRequestUpgrade(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(
+  override onResponseStart(
     controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     statusMessage?: string,
   ): void {
     if (statusCode >= 200) this.phase = 'body';
-    this.inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.inner.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(
+  override onResponseEnd(
     controller: Dispatcher.DispatchController,
     trailers: Record<string, string | string[]>,
   ): void {
     this.done();
-    this.inner.onResponseEnd?.(controller, trailers);
+    super.onResponseEnd(controller, trailers);
   }
 
-  onResponseError(controller: Dispatcher.DispatchController | null, err: Error): void {
+  override onResponseError(controller: Dispatcher.DispatchController | null, err: Error): void {
     this.done();
-    this.inner.onResponseError?.(controller as Dispatcher.DispatchController, this.expired ?? err);
-  }
-
-  // The callbacks undici still forwards to a handler that has them (the built-in fetch's timing uses them).
-  onBodySent(chunk: Buffer): void {
-    (this.inner as { onBodySent?(c: Buffer): void }).onBodySent?.(chunk);
-  }
-  onRequestSent(): void {
-    (this.inner as { onRequestSent?(): void }).onRequestSent?.();
-  }
-  onResponseStarted(): void {
-    (this.inner as { onResponseStarted?(): void }).onResponseStarted?.();
+    super.onResponseError(controller, this.expired ?? err);
   }
 }
 
