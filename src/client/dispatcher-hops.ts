@@ -7,11 +7,11 @@
  * sees itself: the redirect it answered, and the request that follows it to the URL its `Location` names.
  * `mesh.fetch` follows its own redirects and carries the deadline exactly (./fetch.ts).
  */
-import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import type { Clock } from '../core/clock.js';
 import { utf8Location } from './fetch-parts.js';
+import { ForwardingHandler } from './forwarding-handler.js';
 
 type Handler = Dispatcher.DispatchHandler;
 
@@ -97,7 +97,9 @@ export class HopDeadlines {
       this.pending.clear();
       this.size = 0;
     }
-    const hop: PendingHop = { header, at, until: Math.min(at, now + HOP_WINDOW_MS) };
+    // Kept for the window even past the chain's deadline: a next hop that arrives late still belongs to the
+    // chain (it fails at once with no time left) rather than starting a fresh budget.
+    const hop: PendingHop = { header, at, until: now + HOP_WINDOW_MS };
     const list = this.pending.get(next);
     if (list === undefined) this.pending.set(next, [hop]);
     else list.push(hop);
@@ -118,52 +120,21 @@ export interface Chain {
  * Watches a pass-through answer for a redirect (the chain's next hop may come back to the dispatcher), and
  * otherwise hands every event to the handler it wraps.
  */
-export class RedirectWatch implements Handler {
+export class RedirectWatch extends ForwardingHandler {
   constructor(
-    private readonly inner: Handler,
+    inner: Handler,
     private readonly chain: Chain,
-  ) {}
-  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
-    this.inner.onRequestStart?.(controller, context);
+  ) {
+    super(inner);
   }
-  onRequestUpgrade(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-    socket: Duplex,
-  ): void {
-    this.inner.onRequestUpgrade?.(controller, statusCode, headers, socket);
-  }
-  onResponseStart(
+  override onResponseStart(
     controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     statusMessage?: string,
   ): void {
     remember(this.chain, statusCode, headers.location);
-    this.inner.onResponseStart?.(controller, statusCode, headers, statusMessage);
-  }
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.inner.onResponseData?.(controller, chunk);
-  }
-  onResponseEnd(
-    controller: Dispatcher.DispatchController,
-    trailers: Record<string, string | string[]>,
-  ): void {
-    this.inner.onResponseEnd?.(controller, trailers);
-  }
-  onResponseError(controller: Dispatcher.DispatchController | null, err: Error): void {
-    this.inner.onResponseError?.(controller as Dispatcher.DispatchController, err);
-  }
-  // The callbacks undici still forwards to a handler that has them (the built-in fetch's timing uses them).
-  onBodySent(chunk: Buffer): void {
-    (this.inner as { onBodySent?(c: Buffer): void }).onBodySent?.(chunk);
-  }
-  onRequestSent(): void {
-    (this.inner as { onRequestSent?(): void }).onRequestSent?.();
-  }
-  onResponseStarted(): void {
-    (this.inner as { onResponseStarted?(): void }).onResponseStarted?.();
+    super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 }
 
