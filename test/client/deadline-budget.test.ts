@@ -17,15 +17,29 @@ async function server(handler: Parameters<typeof startServer>[0]): Promise<TestS
   return s;
 }
 
+/** A backend that answers every request with a redirect to itself after 300 ms. */
+async function loop(forwarded: number[]): Promise<TestServer> {
+  return server((req, res) => {
+    forwarded.push(Number(req.headers['mesh-deadline-ms']));
+    setTimeout(() => {
+      if (!res.destroyed) res.writeHead(302, { location: '/loop' }).end();
+    }, 300);
+  });
+}
+
+function expectRemaining(forwarded: number[]): void {
+  expect(forwarded.length).toBeLessThanOrEqual(4);
+  expect(forwarded[0]).toBeLessThanOrEqual(1_000);
+  for (let i = 1; i < forwarded.length; i++) {
+    // Each hop forwards what remains: at least the 300 ms the previous hop took less.
+    expect(forwarded[i]).toBeLessThanOrEqual(forwarded[i - 1]! - 250);
+  }
+}
+
 describe('mesh.fetch: one deadline for the whole redirect chain', () => {
   it('a backend that redirects to itself after 300 ms ends at the caller deadline (1 s), each hop forwarding what remains', async () => {
     const forwarded: number[] = [];
-    const s = await server((req, res) => {
-      forwarded.push(Number(req.headers['mesh-deadline-ms']));
-      setTimeout(() => {
-        if (!res.destroyed) res.writeHead(302, { location: '/loop' }).end();
-      }, 300);
-    });
+    const s = await loop(forwarded);
     mesh = createMesh({ services: { svc: { endpoints: [s.address] } } });
     const t0 = performance.now();
     const err = await mesh
@@ -35,12 +49,7 @@ describe('mesh.fetch: one deadline for the whole redirect chain', () => {
     expect(err).toBeInstanceOf(DeadlineExceededError);
     // One budget: about 1 s (generous bound for a loaded machine), not 21 hops of a fresh second each.
     expect(elapsed).toBeLessThan(2_500);
-    expect(forwarded.length).toBeLessThanOrEqual(4);
-    expect(forwarded[0]).toBeLessThanOrEqual(1_000);
-    for (let i = 1; i < forwarded.length; i++) {
-      // Each hop forwards what remains: at least the 300 ms the previous hop took less.
-      expect(forwarded[i]).toBeLessThanOrEqual(forwarded[i - 1]! - 250);
-    }
+    expectRemaining(forwarded);
   });
 
   it('a redirect followed within the budget still succeeds and forwards the remaining budget', async () => {
@@ -60,25 +69,6 @@ describe('mesh.fetch: one deadline for the whole redirect chain', () => {
 });
 
 describe('the built-in fetch with mesh.dispatcher: one deadline for the whole redirect chain', () => {
-  /** A backend that answers every request with a redirect to itself after 300 ms. */
-  async function loop(forwarded: number[]): Promise<TestServer> {
-    return server((req, res) => {
-      forwarded.push(Number(req.headers['mesh-deadline-ms']));
-      setTimeout(() => {
-        if (!res.destroyed) res.writeHead(302, { location: '/loop' }).end();
-      }, 300);
-    });
-  }
-
-  function expectRemaining(forwarded: number[]): void {
-    expect(forwarded.length).toBeLessThanOrEqual(4);
-    expect(forwarded[0]).toBeLessThanOrEqual(1_000);
-    for (let i = 1; i < forwarded.length; i++) {
-      // Each hop forwards what remains: at least the 300 ms the previous hop took less.
-      expect(forwarded[i]).toBeLessThanOrEqual(forwarded[i - 1]! - 250);
-    }
-  }
-
   it('a backend that redirects to itself after 300 ms: the fetch fails at the caller deadline (1 s), each hop forwarding what remains', async () => {
     const forwarded: number[] = [];
     const s = await loop(forwarded);
