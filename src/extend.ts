@@ -11,6 +11,7 @@ export { defaultStacks } from './client/default-stack.js';
 export { systemRng, seededRng } from './core/rng.js';
 export { silentLogger } from './core/logger.js';
 export { CallContext, ChildSignal } from './core/context.js';
+export { Attempt, type BreakerStateSeen } from './core/attempt.js';
 export { Filter, InlineFilter, settledCall } from './core/service.js';
 export { Stack } from './core/stack.js';
 export type { LevelModuleEnv } from './core/stack.js';

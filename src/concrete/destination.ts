@@ -324,8 +324,9 @@ export class Destination implements Service {
       this.onBodyDone();
       return Promise.reject(this.noEndpoint());
     }
-    ctx.endpoint = node.id;
-    ctx.balancer = this.opts.balancer.kind;
+    const attempt = ctx.attempt;
+    attempt.endpoint = node.id;
+    attempt.balancer = this.opts.balancer.kind;
     const load = node.load;
     const clock = this.opts.env.clock;
     const t0 = clock.now();
@@ -388,7 +389,7 @@ export class Destination implements Service {
     node.heldUntil = now + Math.min(ms, MAX_RETRY_AFTER_HOLD_MS);
     for (const other of this.nodes.values()) {
       if (other !== node && other.status === 'ready') {
-        ctx.retryAfterHeld = true;
+        ctx.attempt.retryAfterHeld = true;
         return;
       }
     }

@@ -1,8 +1,11 @@
 /**
- * The per-call context: what every filter of a call can read and what the lower levels report back up.
- * One object per logical call (not per attempt), mutated as the call moves down the stack; a class with
- * fixed fields keeps it one hidden class for V8.
+ * The per-call context: what every module of a call reads (the service, the deadline and its signal, the
+ * idempotency the caller declared), the record of the call kept by the logical level (retries, backup
+ * requests), and the current attempt's record, {@link Attempt}, which is where the levels below the logical
+ * one report what they learn. One object per logical call; a class with fixed fields keeps it one hidden
+ * class for V8.
  */
+import { Attempt } from './attempt.js';
 import type { Logger } from './logger.js';
 import type { MeshResponse } from './message.js';
 import { CallSignal, type CancelSignal } from './signal.js';
@@ -15,7 +18,7 @@ import { CallSignal, type CancelSignal } from './signal.js';
  * @example
  * ```ts
  * const child = new ChildSignal(ctx.signal);
- * const attempt = ctx.fork(child);
+ * const attempt = ctx.fork(child, new Attempt(ctx.attempt.number, true));
  * // ... this attempt lost a race: cancel it alone.
  * child.abort(new Error('superseded'));
  * ```
@@ -53,14 +56,21 @@ export class ChildSignal extends CallSignal {
 }
 
 /**
- * Per-call state shared by the filters of one logical call.
+ * The context of one logical call, in three parts:
+ *
+ * - the call: what the caller asked for (service, signal, deadline, idempotency, start time), set by the entry
+ *   point and, for the signal and the deadline, by the deadline module; read by every level;
+ * - the call's record, written by the logical level only (retries and backup requests) and read by the
+ *   logical span and metrics: the endpoints tried, why each retry was sent, the budget, the backups;
+ * - `attempt`, the record of the current attempt: the module that starts an attempt hands it down, the levels
+ *   below write what they learn into it, and it comes back up with the outcome ({@link Attempt}).
  *
  * @example
  * ```ts
  * class LogEndpoint extends Filter {
  *   async call(req: MeshRequest, ctx: CallContext) {
  *     const res = await this.next.call(req, ctx);
- *     console.log(ctx.service, 'answered by', ctx.endpoint, 'on attempt', ctx.attempt);
+ *     console.log(ctx.service, 'answered by', ctx.attempt.endpoint, 'on attempt', ctx.attempt.number);
  *     return res;
  *   }
  * }
@@ -83,47 +93,10 @@ export class CallContext {
    */
   propagateDeadline = false;
   /** Whether the caller marked the call idempotent (per-call option); `undefined` means "by method". */
-  idempotent: boolean | undefined;
-  /** The attempt number, starting at 1 for the first attempt. */
-  attempt = 0;
-  /** The concrete destination chosen by the router. */
-  destination: string | undefined = undefined;
-  /** The endpoint (host:port) chosen by the balancer for the current attempt. */
-  endpoint: string | undefined = undefined;
-  /** Endpoints already tried by this call, so retries can prefer others. */
-  tried: Set<string> | undefined = undefined;
-  /**
-   * True when the current attempt's endpoint answered with a `Retry-After` and the balancer leaf took that
-   * endpoint out of the draw until then while another endpoint is ready: a retry need not wait for it.
-   */
-  retryAfterHeld = false;
-  /** True on the context of a backup attempt ({@link CallContext.fork}, BackupRequestFilter). */
-  backup = false;
-
-  // Telemetry: each field is written by the module that knows it and read by src/telemetry (spans, metrics).
-  /** The balancer of the destination that picked the current attempt's endpoint (set by the balancer leaf). */
-  balancer: string | undefined = undefined;
-  /** The circuit breaker state the current attempt met (set by the circuit-breaker module). */
-  breakerState: 'closed' | 'open' | 'half-open' | undefined = undefined;
-  /**
-   * Why each retry of this call was scheduled, oldest first (set by retries): the status code of the retried
-   * response (`'503'`) or the error type of the failed attempt (`'ECONNREFUSED'`, `'MESH_CIRCUIT_OPEN'`).
-   * Undefined until the first retry, so a call that is not retried allocates nothing.
-   */
-  retryReasons: string[] | undefined = undefined;
-  /** Retries the service's budget allowed after this call's last retry decision (set by retries). */
-  budgetLeft: number | undefined = undefined;
-  /** True when the budget refused a retry this call wanted (set by retries). */
-  budgetExhausted = false;
-  /**
-   * Set by the router when this call's route splits over several destinations, so that a new attempt could
-   * reach another one: only then is a call refused by an open circuit worth retrying.
-   */
-  rerouteable = false;
-  /** Backup requests this call sent (set by backup requests). */
-  backupsSent = 0;
-  /** True when a backup request's answer won the race (set by backup requests). */
-  backupWon = false;
+  readonly idempotent: boolean | undefined;
+  /** When the call started (mesh clock, ms). */
+  readonly startedAt: number;
+  readonly logger: Logger;
   /**
    * The OpenTelemetry `Context` holding the logical call's span: the parent of the attempt spans. Opaque here
    * (core does not depend on OpenTelemetry); set by the `logical-span` module, undefined when not tracing.
@@ -135,21 +108,32 @@ export class CallContext {
    * True (look it up) on a context the entry point did not make.
    */
   otel = true;
+
   /**
-   * @internal The current attempt's outcome (a response or an error), the classifier that judged it and its
-   * classification: the modules that count an attempt (failure accrual, endpoint stats, the breaker,
-   * retries) share one classification instead of each running the classifier (`classifyAttempt`).
+   * The current attempt. A module that starts attempts (retries, backup requests) replaces it with a new
+   * record for each attempt it sends; every other module only writes into it.
    */
-  classifiedOutcome: unknown = undefined;
-  /** @internal */
-  classifiedBy: unknown = undefined;
-  /** @internal */
-  classification: unknown = undefined;
+  attempt: Attempt;
+
+  // The call's record: written by the logical level (retries, backup requests), read by telemetry.
+  /** Endpoints already tried by this call, so that a new attempt can prefer others (read by the balancer). */
+  tried: Set<string> | undefined = undefined;
+  /**
+   * Why each retry of this call was scheduled, oldest first (set by retries): the status code of the retried
+   * response (`'503'`) or the error type of the failed attempt (`'ECONNREFUSED'`, `'MESH_CIRCUIT_OPEN'`).
+   * Undefined until the first retry, so a call that is not retried allocates nothing.
+   */
+  retryReasons: string[] | undefined = undefined;
+  /** Retries the service's budget allowed after this call's last retry decision (set by retries). */
+  budgetLeft: number | undefined = undefined;
+  /** True when the budget refused a retry this call wanted (set by retries). */
+  budgetExhausted = false;
+  /** Backup requests this call sent (set by backup requests). */
+  backupsSent = 0;
+  /** True when a backup request's answer won the race (set by backup requests). */
+  backupWon = false;
   private endHook: CallEndHook | undefined = undefined;
   private moreEndHooks: CallEndHook[] | undefined = undefined;
-  /** When the call started (mesh clock, ms). */
-  readonly startedAt: number;
-  readonly logger: Logger;
 
   constructor(
     service: string,
@@ -166,24 +150,26 @@ export class CallContext {
     this.idempotent = idempotent;
     this.startedAt = startedAt;
     this.logger = logger;
+    this.attempt = new Attempt(1);
   }
 
   /**
-   * A child context for one of several attempts of this call in flight at once (a backup request): the lower
-   * layers write `endpoint`, `attempt` and `signal` per attempt, so concurrent attempts must not share one
-   * context. The child copies service, deadline, idempotent, start time, logger, attempt and destination, gets
-   * its own copy of `tried`, and observes `signal` (normally a {@link ChildSignal} of this context's signal, so
-   * it can be cancelled alone). Nothing is copied back: the caller decides what the parent keeps.
+   * A child context for one of several attempts of this call in flight at once (a backup request): each
+   * attempt has its own record and its own signal, so concurrent attempts share nothing the levels below
+   * write. The child copies the call (service, deadline, idempotency, start time, logger, trace context),
+   * gets its own copy of `tried`, the given `attempt` record, and observes `signal` (normally a
+   * {@link ChildSignal} of this context's signal, so it can be cancelled alone). Nothing is copied back: the
+   * caller decides what the parent keeps.
    *
    * @example
    * ```ts
    * const signal = new ChildSignal(ctx.signal);
-   * const child = ctx.fork(signal);
+   * const child = ctx.fork(signal, new Attempt(ctx.attempt.number, true));
    * const res = await next.call(reqCopy, child);
-   * ctx.endpoint = child.endpoint;
+   * ctx.attempt.learnFrom(child.attempt);
    * ```
    */
-  fork(signal: CancelSignal | undefined): CallContext {
+  fork(signal: CancelSignal | undefined, attempt: Attempt): CallContext {
     const child = new CallContext(
       this.service,
       this.callerSignal,
@@ -194,8 +180,7 @@ export class CallContext {
     );
     child.signal = signal;
     child.propagateDeadline = this.propagateDeadline;
-    child.attempt = this.attempt;
-    child.destination = this.destination;
+    child.attempt = attempt;
     child.traceContext = this.traceContext;
     child.otel = this.otel;
     if (this.tried !== undefined) child.tried = new Set(this.tried);

@@ -197,7 +197,7 @@ export class AdmissionFilter extends Filter {
     if (this.count >= this.limit) {
       this.refused++;
       return Promise.reject(
-        new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt }),
+        new OverloadedError(this.service, this.destination, this.limit, { attempts: ctx.attempt.number }),
       );
     }
     this.count++;

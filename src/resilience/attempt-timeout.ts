@@ -87,8 +87,8 @@ export class AttemptTimeoutFilter extends Filter {
       ac.abort(
         new AttemptTimeoutError(this.timeoutMs, {
           service: ctx.service,
-          endpoint: ctx.endpoint,
-          attempts: ctx.attempt,
+          endpoint: ctx.attempt.endpoint,
+          attempts: ctx.attempt.number,
         }),
       );
     }, this.timeoutMs);

@@ -15,14 +15,15 @@
  * steady state) and the retry budget of the service, shared with the retry filter (one budget per logical
  * service, see budget.ts), so retries and backups together never exceed it.
  *
- * Two attempts in flight at once must share no mutable state: the lower layers write `ctx.endpoint`,
- * `ctx.attempt`, `ctx.signal`, `req.headers` (Host, `mesh-deadline-ms`, `traceparent`) and `req.body`. So
- * each attempt of a race gets its own shallow copy of the request with its own headers object and its own
- * body (byte-identical: a buffered body is shared, a stream is recorded as the original sends it and replayed
- * for the backup), and its own child context (`ctx.fork`) whose {@link ChildSignal} follows the call's
- * signal and can be aborted alone. After the race, what the layers above read (endpoint, destination,
- * attempt, tried) is copied back to the call's context.
+ * Two attempts in flight at once must share no mutable state: the lower layers write into the attempt's
+ * record (`ctx.attempt`), and into `req.headers` (Host, `mesh-deadline-ms`, `traceparent`) and `req.body`.
+ * So each attempt of a race gets its own shallow copy of the request with its own headers object and its
+ * own body (byte-identical: a buffered body is shared, a stream is recorded as the original sends it and
+ * replayed for the backup), and its own child context (`ctx.fork`) with its own attempt record and a
+ * {@link ChildSignal} that follows the call's signal and can be aborted alone. After the race, the winner's
+ * record goes up in the attempt this filter was handed, and the endpoints tried in the call's record.
  */
+import { Attempt } from '../core/attempt.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { ChildSignal, type CallContext } from '../core/context.js';
 import type { Logger } from '../core/logger.js';
@@ -323,8 +324,7 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
 
       const makeLeg = (isBackup: boolean, tried: Set<string> | undefined): Leg => {
         const signal = new ChildSignal(parent.signal);
-        const ctx = parent.fork(signal);
-        ctx.backup = isBackup;
+        const ctx = parent.fork(signal, new Attempt(parent.attempt.number, isBackup));
         if (tried !== undefined) ctx.tried = tried;
         const leg: Leg = {
           req: copyRequest(req, body.forAttempt()),
@@ -355,14 +355,11 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
             loser.signal.unlink();
           }
         }
-        // What the layers above read: the answering attempt's endpoint, and every endpoint tried.
-        parent.endpoint = winner.ctx.endpoint;
-        parent.destination = winner.ctx.destination;
-        parent.attempt = winner.ctx.attempt;
-        parent.balancer = winner.ctx.balancer; // for telemetry: the logical span reads them
-        parent.breakerState = winner.ctx.breakerState;
+        // What the layers above read: the answering attempt's record goes up in the attempt this filter was
+        // handed, and every endpoint tried goes into the call's record.
+        parent.attempt.learnFrom(winner.ctx.attempt);
         for (const leg of [original, backup]) {
-          const ep = leg?.ctx.endpoint;
+          const ep = leg?.ctx.attempt.endpoint;
           if (ep !== undefined) (parent.tried ??= new Set()).add(ep);
         }
         if (winner.backup) {
@@ -386,7 +383,7 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
         leg.res = res;
         leg.error = error;
         // The router's word on whether another attempt could reach another destination (the retries ask).
-        if (leg.ctx.rerouteable) parent.rerouteable = true;
+        if (leg.ctx.attempt.rerouteable) parent.attempt.rerouteable = true;
         if (done) {
           // Lost, and answered anyway (or at the same time as the winner): free its connection.
           if (res !== undefined) drain(res);
@@ -415,7 +412,8 @@ export class BackupRequestFilter extends Filter implements RetryBudgetSpender {
         parent.backupsSent++;
         // Prefer another endpoint than the original's: the balancer skips tried endpoints when it can.
         const tried = new Set(parent.tried);
-        if (original.ctx.endpoint !== undefined) tried.add(original.ctx.endpoint);
+        const first = original.ctx.attempt.endpoint;
+        if (first !== undefined) tried.add(first);
         backup = makeLeg(true, tried);
         start(backup);
       };

@@ -236,9 +236,9 @@ export class CircuitBreakerFilter extends InlineFilter {
         // A rejected trial is a failure unless the classifier called that error a success.
         errorFilter: (err: unknown, _req?: MeshRequest, ctx?: CallContext) =>
           ctx !== undefined &&
-          ctx.classifiedOutcome === err &&
-          ctx.classifiedBy === this.classifier &&
-          (ctx.classification as Classification).kind === 'success',
+          ctx.attempt.classifiedOutcome === err &&
+          ctx.attempt.classifiedBy === this.classifier &&
+          (ctx.attempt.classification as Classification).kind === 'success',
       },
     ));
     b.on('open', () => this.transition('open'));
@@ -268,20 +268,20 @@ export class CircuitBreakerFilter extends InlineFilter {
     if (this.shut) return Promise.reject(new MeshClosedError());
     const b = this.opossum;
     if (b.closed) {
-      ctx.breakerState = 'closed';
+      ctx.attempt.breakerState = 'closed';
       return undefined;
     }
     // opossum's own gate (lib/circuit.js `call`), tested here so that a fast failure is one typed error that
     // never enters opossum's window.
     if (!b.pendingClose) {
       const state = b.halfOpen ? 'half-open' : 'open';
-      ctx.breakerState = state; // for telemetry: the state this attempt met
+      ctx.attempt.breakerState = state; // for telemetry: the state this attempt met
       this.rejectedCount++;
       return Promise.reject(
-        new CircuitOpenError(this.service, this.destination, state, { attempts: ctx.attempt }),
+        new CircuitOpenError(this.service, this.destination, state, { attempts: ctx.attempt.number }),
       );
     }
-    ctx.breakerState = 'half-open';
+    ctx.attempt.breakerState = 'half-open';
     return b.fire(req, ctx).then(undefined, unwrap);
   }
 

@@ -136,11 +136,12 @@ export function classifyAttempt(
   error: unknown,
 ): Classification {
   const outcome = res ?? error;
-  if (outcome !== undefined && ctx.classifiedOutcome === outcome && ctx.classifiedBy === classifier)
-    return ctx.classification as Classification;
+  const a = ctx.attempt;
+  if (outcome !== undefined && a.classifiedOutcome === outcome && a.classifiedBy === classifier)
+    return a.classification as Classification;
   const c = classifier(res !== undefined ? { req, ctx, res } : { req, ctx, error });
-  ctx.classifiedOutcome = outcome;
-  ctx.classifiedBy = classifier;
-  ctx.classification = c;
+  a.classifiedOutcome = outcome;
+  a.classifiedBy = classifier;
+  a.classification = c;
   return c;
 }

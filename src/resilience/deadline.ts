@@ -59,8 +59,8 @@ class DeadlineCall extends CallSignal implements QueuedTimer {
     this.unlinkCaller();
     this.abort(
       new DeadlineExceededError(ctx.service, this.budget, this.phase, {
-        endpoint: ctx.endpoint,
-        attempts: ctx.attempt,
+        endpoint: ctx.attempt.endpoint,
+        attempts: ctx.attempt.number,
       }),
     );
   }

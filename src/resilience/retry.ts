@@ -20,10 +20,11 @@
  * A discarded response's body is drained so its connection goes back to the pool.
  *
  * A Retry-After from one endpoint, which the balancer leaf took out of the draw until then while another
- * endpoint is ready (`ctx.retryAfterHeld`), delays only that endpoint: the retry goes to another one after
+ * endpoint is ready (`ctx.attempt.retryAfterHeld`), delays only that endpoint: the retry goes to another one after
  * the usual backoff, instead of waiting, giving up past `retryAfterMaxMs` or failing past the deadline.
  */
 import type { Clock } from '../core/clock.js';
+import { Attempt } from '../core/attempt.js';
 import type { CallContext } from '../core/context.js';
 import { MeshError, type MeshErrorDetails } from '../core/errors.js';
 import { boolean, number, object, toggle } from '../core/validate.js';
@@ -171,7 +172,7 @@ function notProcessed(err: unknown): boolean {
  * breakers are not retried against the same destination).
  */
 function refusedForGood(err: unknown, ctx: CallContext): boolean {
-  return !ctx.rerouteable && err instanceof MeshError && err.code === 'MESH_CIRCUIT_OPEN';
+  return !ctx.attempt.rerouteable && err instanceof MeshError && err.code === 'MESH_CIRCUIT_OPEN';
 }
 
 /**
@@ -236,10 +237,7 @@ export class RetryFilter extends InlineFilter {
     if (!isStaticBody(req.body))
       return this.attempts(req, ctx, new ReplayableBody(req.body, this.options.maxReplayBytes));
     // The first attempt of a call whose body needs no recording goes on without an async frame (most calls
-    // end with it); `exit` or `fail` decides about it.
-    ctx.attempt = 1;
-    ctx.endpoint = undefined;
-    ctx.retryAfterHeld = false;
+    // end with it), in the record the entry point made for it; `exit` or `fail` decides about it.
     return undefined;
   }
 
@@ -283,9 +281,8 @@ export class RetryFilter extends InlineFilter {
         cls = first.cls;
         body.forAttempt();
       } else {
-        ctx.attempt = attempt;
-        ctx.endpoint = undefined;
-        ctx.retryAfterHeld = false;
+        // A fresh record for each attempt: what the levels below learn comes back in it.
+        if (attempt > 1) ctx.attempt = new Attempt(attempt);
         req.body = body.forAttempt();
         try {
           res = await this.next.call(req, ctx);
@@ -294,7 +291,8 @@ export class RetryFilter extends InlineFilter {
         }
         cls = classifyAttempt(this.classify, req, ctx, res, error);
       }
-      const endpoint = ctx.endpoint;
+      const result = ctx.attempt;
+      const endpoint = result.endpoint;
       if (!cls.retryable || ctx.signal?.aborted || refusedForGood(error, ctx))
         return this.finish(res, error, attempt);
 
@@ -315,7 +313,7 @@ export class RetryFilter extends InlineFilter {
       let delay = 0;
       // The balancer took the endpoint that sent Retry-After out of the draw and another one is ready: the
       // retry goes there after the usual backoff instead of waiting (or failing for want of time).
-      if (res !== undefined && cls.backpressure && !ctx.retryAfterHeld) {
+      if (res !== undefined && cls.backpressure && !result.retryAfterHeld) {
         const ra = parseRetryAfter(rawHeader(res.rawHeaders, 'retry-after'), this.clock.wallNow());
         if (ra !== undefined) {
           const remaining = ctx.deadline - this.clock.now();
@@ -323,7 +321,7 @@ export class RetryFilter extends InlineFilter {
             drain(res);
             throw new RetryAfterExceedsDeadlineError(res.statusCode, ra, remaining, {
               service: ctx.service,
-              endpoint: ctx.endpoint,
+              endpoint,
               attempts: attempt,
             });
           }

@@ -130,7 +130,7 @@ export class ConcreteDestination {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    ctx.destination = this.name;
+    ctx.attempt.destination = this.name;
     return settledCall(this.stack, req, ctx);
   }
 

@@ -62,7 +62,7 @@ export class SingleRouter implements Service {
     return this.destination.status;
   }
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    ctx.destination = this.destinationName;
+    ctx.attempt.destination = this.destinationName;
     return this.destination.call(req, ctx);
   }
   close(): Promise<void> {
@@ -181,7 +181,7 @@ export class RulesRouter implements Service {
       const rule = t.match(req);
       if (rule === undefined) throw new NoRouteError(this.service, req.method, req.path);
       // A split: another attempt may be routed to another destination (the retries ask, on an open circuit).
-      if (rule.split.length > 1) ctx.rerouteable = true;
+      if (rule.split.length > 1) ctx.attempt.rerouteable = true;
       const name = this.pick(rule, req);
       return this.callChain(t.chains.get(name)!, req, ctx);
     } catch (err) {

@@ -247,8 +247,8 @@ class RequestEventRecord implements RequestEvent, CallEndHook {
     this.statusCode = res?.statusCode;
     this.error = error ?? undefined;
     this.durationMs = this.clock.now() - this.startedAt;
-    this.attempts = ctx.attempt > 0 ? ctx.attempt : 1; // 0: no retry filter counted them (one attempt)
-    this.endpoint = ctx.endpoint;
+    this.attempts = ctx.attempt.number;
+    this.endpoint = ctx.attempt.endpoint;
     requestEndChannel.publish(this);
   }
 }

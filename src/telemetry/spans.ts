@@ -61,11 +61,12 @@ class LogicalCall implements CallEndHook {
     const reasons = ctx.retryReasons;
     const span = this.span;
     if (span !== undefined) {
-      const a: Attributes = { [ATTR.attempts]: ctx.attempt > 0 ? ctx.attempt : 1 };
-      if (ctx.destination !== undefined) a[ATTR.destination] = ctx.destination;
-      if (ctx.endpoint !== undefined) a[ATTR.endpoint] = ctx.endpoint;
-      if (ctx.balancer !== undefined) a[ATTR.balancer] = ctx.balancer;
-      if (ctx.breakerState !== undefined) a[ATTR.breakerState] = ctx.breakerState;
+      const last = ctx.attempt; // the attempt whose outcome the call returned
+      const a: Attributes = { [ATTR.attempts]: last.number };
+      if (last.destination !== undefined) a[ATTR.destination] = last.destination;
+      if (last.endpoint !== undefined) a[ATTR.endpoint] = last.endpoint;
+      if (last.balancer !== undefined) a[ATTR.balancer] = last.balancer;
+      if (last.breakerState !== undefined) a[ATTR.breakerState] = last.breakerState;
       if (reasons !== undefined) {
         a[ATTR.retries] = reasons.length;
         a[ATTR.retryReason] = reasons[reasons.length - 1];
@@ -304,6 +305,7 @@ export class AttemptSpanFilter extends Filter {
     host: string,
     port: number,
   ): Attributes {
+    const attempt = ctx.attempt;
     const a: Attributes = {
       [ATTR.method]: method,
       [ATTR.serverAddress]: host,
@@ -313,17 +315,17 @@ export class AttemptSpanFilter extends Filter {
       [ATTR.peerPort]: this.peerPort,
       [ATTR.service]: this.service,
       [ATTR.endpoint]: this.endpoint,
-      [ATTR.attempt]: ctx.attempt > 0 ? ctx.attempt : 1, // 0: retries off, the only attempt
+      [ATTR.attempt]: attempt.number,
     };
     if (method === '_OTHER') a[ATTR.methodOriginal] = req.method;
-    if (ctx.attempt > 1) {
-      a[ATTR.resendCount] = ctx.attempt - 1;
+    if (attempt.number > 1) {
+      a[ATTR.resendCount] = attempt.number - 1;
       const reasons = ctx.retryReasons;
       if (reasons !== undefined) a[ATTR.retryReason] = reasons[reasons.length - 1];
     }
-    if (ctx.backup) a[ATTR.backup] = true;
-    if (ctx.balancer !== undefined) a[ATTR.balancer] = ctx.balancer;
-    if (ctx.breakerState !== undefined) a[ATTR.breakerState] = ctx.breakerState;
+    if (attempt.backup) a[ATTR.backup] = true;
+    if (attempt.balancer !== undefined) a[ATTR.balancer] = attempt.balancer;
+    if (attempt.breakerState !== undefined) a[ATTR.breakerState] = attempt.breakerState;
     return a;
   }
 

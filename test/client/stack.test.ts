@@ -29,7 +29,7 @@ class Tag extends Filter {
     super(next);
   }
   async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    this.log.push(`${this.name}:${ctx.endpoint ?? '-'}`);
+    this.log.push(`${this.name}:${ctx.attempt.endpoint ?? '-'}`);
     const prev = req.headers['x-order'];
     req.headers['x-order'] = prev ? `${String(prev)},${this.name}` : this.name;
     return this.next.call(req, ctx);

@@ -4,6 +4,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { Attempt } from '../../src/core/attempt.js';
 import { CallContext } from '../../src/core/context.js';
 import { ConfigError, MeshError, TransportError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -133,7 +134,7 @@ describe('admission', () => {
     const calls = [0, 1, 2].map(() => f.call(request(), context()));
     expect(f.status).toBe('busy');
     const ctx = context();
-    ctx.attempt = 2;
+    ctx.attempt = new Attempt(2);
     const e = await f.call(request(), ctx).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OverloadedError);
     expect(e).toBeInstanceOf(MeshError);

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, createMesh } from 'meshfetch';
 import { FakeClock, mockResponse, mockService, seededRng } from 'meshfetch/testing';
+import { Attempt } from '../../src/core/attempt.js';
 import { CallContext, ChildSignal } from '../../src/core/context.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
@@ -51,7 +52,7 @@ function scripted(endpoints = ['a:1', 'b:2', 'c:3']): { service: Service; calls:
   const calls: Pending[] = [];
   handle.onCall = (call) => {
     const { request: req, ctx } = call;
-    ctx.endpoint = endpoints.find((e) => !ctx.tried?.has(e)) ?? endpoints[0]!;
+    ctx.attempt.endpoint = endpoints.find((e) => !ctx.tried?.has(e)) ?? endpoints[0]!;
     req.headers.host = 'svc';
     req.headers['mesh-deadline-ms'] = String(calls.length);
     calls.push({
@@ -93,10 +94,12 @@ function request(method = 'GET', body: MeshRequest['body'] = null): MeshRequest 
   };
 }
 
-function context(clock: FakeClock, signal: CallSignal | undefined = new CallSignal()): CallContext {
-  const ctx = new CallContext('svc', signal, clock.now() + 10_000, undefined, clock.now(), silentLogger);
-  ctx.attempt = 1;
-  return ctx;
+function context(
+  clock: FakeClock,
+  signal: CallSignal | undefined = new CallSignal(),
+  idempotent?: boolean,
+): CallContext {
+  return new CallContext('svc', signal, clock.now() + 10_000, idempotent, clock.now(), silentLogger);
 }
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -193,29 +196,27 @@ describe('ChildSignal and CallContext.fork', () => {
 
   it('fork copies what an attempt reads and shares nothing an attempt writes', () => {
     const clock = new FakeClock();
-    const ctx = context(clock);
-    ctx.idempotent = true;
-    ctx.attempt = 2;
-    ctx.destination = 'primary';
+    const ctx = context(clock, new CallSignal(), true);
+    ctx.attempt = new Attempt(2);
+    ctx.attempt.destination = 'primary';
     ctx.tried = new Set(['a:1']);
     const signal = new ChildSignal(ctx.signal);
-    const child = ctx.fork(signal);
+    const record = new Attempt(2, true);
+    const child = ctx.fork(signal, record);
     expect(child).toMatchObject({
       service: 'svc',
       deadline: ctx.deadline,
       idempotent: true,
-      attempt: 2,
-      destination: 'primary',
       startedAt: ctx.startedAt,
       callerSignal: ctx.callerSignal,
-      backup: false,
     });
+    expect(child.attempt).toBe(record);
     expect(child.signal).toBe(signal);
     expect(child.tried).not.toBe(ctx.tried);
     child.tried!.add('b:2');
-    child.endpoint = 'b:2';
+    child.attempt.endpoint = 'b:2';
     expect([...ctx.tried]).toEqual(['a:1']);
-    expect(ctx.endpoint).toBeUndefined();
+    expect(ctx.attempt.endpoint).toBeUndefined();
     signal.unlink();
   });
 });
@@ -269,11 +270,12 @@ describe('BackupRequestFilter: the race', () => {
     expect(backup.ctx).not.toBe(orig.ctx);
     expect(orig.ctx).not.toBe(ctx);
     expect(backup.ctx.signal).not.toBe(orig.ctx.signal);
-    expect(backup.ctx.backup).toBe(true);
-    expect(orig.ctx.backup).toBe(false);
+    expect(backup.ctx.attempt.backup).toBe(true);
+    expect(orig.ctx.attempt.backup).toBe(false);
+    expect(backup.ctx.attempt).not.toBe(orig.ctx.attempt);
     // The backup prefers another endpoint.
-    expect(orig.ctx.endpoint).toBe('a:1');
-    expect(backup.ctx.endpoint).toBe('b:2');
+    expect(orig.ctx.attempt.endpoint).toBe('a:1');
+    expect(backup.ctx.attempt.endpoint).toBe('b:2');
     expect(parentSignal.listenerCount).toBe(2);
 
     const winner = backup.ok(200, 'from b');
@@ -283,10 +285,11 @@ describe('BackupRequestFilter: the race', () => {
     expect(orig.ctx.signal!.aborted).toBe(true);
     expect(orig.ctx.signal!.reason).toMatchObject({ name: 'AbortError' });
     expect(parentSignal.aborted).toBe(false); // only the loser was cancelled
-    // What the layers above read is copied back.
-    expect(ctx.endpoint).toBe('b:2');
+    // What the layers above read comes back: the winner's record in the attempt the filter was handed.
+    expect(ctx.attempt.endpoint).toBe('b:2');
     expect([...ctx.tried!].sort()).toEqual(['a:1', 'b:2']);
-    expect(ctx.attempt).toBe(1);
+    expect(ctx.attempt.number).toBe(1);
+    expect(ctx.attempt.backup).toBe(false);
     // The winner's link to the call's signal lasts until its body closes.
     expect(parentSignal.listenerCount).toBe(1);
     expect(Buffer.concat(await res.body.toArray()).toString()).toBe('from b');
@@ -344,7 +347,7 @@ describe('BackupRequestFilter: the race', () => {
     await flush();
     const late = orig.ok(200, 'late but fine');
     expect(await p).toBe(late);
-    expect(ctx.endpoint).toBe('a:1');
+    expect(ctx.attempt.endpoint).toBe('a:1');
     expect(s.filter.stats.won).toBe(0);
     await late.body.toArray();
   });
@@ -387,8 +390,7 @@ describe('BackupRequestFilter: the race', () => {
     expect(s.next.calls).toHaveLength(1);
     s.next.calls[0]!.ok();
     await (await post).body.toArray();
-    const ctx = context(s.clock);
-    ctx.idempotent = true;
+    const ctx = context(s.clock, new CallSignal(), true);
     const marked = s.filter.call(request('POST', 'x'), ctx);
     s.clock.advance(2_000); // the slow POST is in the window too: the p99 is now ~1 s
     expect(s.next.calls).toHaveLength(3);

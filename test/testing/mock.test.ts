@@ -75,12 +75,12 @@ describe('mockService', () => {
   it('onCall answers calls as they arrive; a call it leaves unsettled waits for nextCall', async () => {
     const { service, handle } = mockService();
     handle.onCall = (call) => {
-      call.ctx.endpoint = 'a:1';
+      call.ctx.attempt.endpoint = 'a:1';
       if (call.request.path !== '/hold') call.respond(mockResponse(503));
     };
     const c = ctx();
     expect((await service.call(req('/now'), c)).statusCode).toBe(503);
-    expect(c.endpoint).toBe('a:1');
+    expect(c.attempt.endpoint).toBe('a:1');
     const held = service.call(req('/hold'), ctx());
     const call = await handle.nextCall();
     expect(call.request.path).toBe('/hold'); // the answered call was not handed out
