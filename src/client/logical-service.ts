@@ -10,7 +10,7 @@ import type { Service } from '../core/service.js';
 import type { ModuleEnv, StackModule, Stacks } from '../core/stack.js';
 import type { Destination } from '../concrete/destination.js';
 import { RulesRouter } from '../routing/router.js';
-import { SharedResolvers } from '../routing/subset.js';
+import { SharedResolvers } from '../concrete/subset.js';
 import { withRetryBudget } from '../resilience/retry.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
 import { servicePath, type ResolvedServiceConfig } from './config.js';

@@ -13,11 +13,11 @@ import type { EndpointInput } from '../discovery/endpoint.js';
 import { StaticDiscovery } from '../discovery/static.js';
 import type { Discovery } from '../discovery/types.js';
 import type { SplitOption } from './hash.js';
-import { subsetSelector, type ResolvedSubset, type SubsetSelector } from './subset.js';
+import { subsetSelector, type ResolvedSubset, type SubsetSelector } from '../concrete/subset.js';
 
-export { inSubset, resolveSubset, type ResolvedSubset, type SubsetSelector } from './subset.js';
+export { inSubset, resolveSubset, type ResolvedSubset, type SubsetSelector } from '../concrete/subset.js';
 /** @internal */
-export { subsetOf } from './subset.js';
+export { subsetOf } from '../concrete/subset.js';
 
 /**
  * A named concrete destination: a discovery source (its own, or the service's) and optionally a subset of its

@@ -12,7 +12,7 @@
  *
  * The rules and destinations form an immutable {@link RoutingTable} (table.ts: the rules, matching and the
  * failover chains); {@link RulesRouter.setRouting} swaps it in one assignment, so a call in flight keeps the
- * table it started with. Destinations the new table no longer references drain (see concrete.ts). What
+ * table it started with. Destinations the new table no longer references drain (see src/concrete/concrete-destination.ts). What
  * `mesh.snapshot()` shows of it is assembled in snapshot.ts.
  */
 import type { CallContext } from '../core/context.js';
@@ -23,7 +23,11 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
 import type { Service, ServiceStatus } from '../core/service.js';
-import { ConcreteDestination, type ConcreteFactoryOptions, type ConcreteSource } from './concrete.js';
+import {
+  ConcreteDestination,
+  type ConcreteFactoryOptions,
+  type ConcreteSource,
+} from '../concrete/concrete-destination.js';
 import {
   discoveryInDatacenter,
   PRIMARY,

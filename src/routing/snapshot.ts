@@ -8,7 +8,7 @@
  */
 import type { ServiceStatus } from '../core/service.js';
 import { BreakerSection } from '../telemetry/snapshot.js';
-import type { ConcreteDestination } from './concrete.js';
+import type { ConcreteDestination } from '../concrete/concrete-destination.js';
 import type { RoutingTable } from './table.js';
 
 /** One rule of a {@link RoutingSnapshot}. */

@@ -10,7 +10,7 @@
  * validation (config.ts).
  */
 import type { MeshRequest } from '../core/message.js';
-import { ConcreteDestination, type ConcreteFactoryOptions } from './concrete.js';
+import { ConcreteDestination, type ConcreteFactoryOptions } from '../concrete/concrete-destination.js';
 import type { CompiledRule, ResolvedRouting } from './config.js';
 
 /**

@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { seededRng } from '../../src/core/rng.js';
 import type { Addr } from '../../src/discovery/types.js';
 import { staticDiscovery } from '../../src/discovery/static.js';
-import { SubsetResolver } from '../../src/routing/subset.js';
+import { SubsetResolver } from '../../src/concrete/subset.js';
 import { FakeClock } from '../../src/testing/index.js';
 
 const v = (version: string, port: number) => ({ host: '127.0.0.1', port, meta: { version } });

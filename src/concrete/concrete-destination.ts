@@ -14,9 +14,8 @@ import type { ConcreteTarget } from '../core/targets.js';
 import type { BalancerFactory } from '../balance/types.js';
 import type { Discovery } from '../discovery/types.js';
 import type { TransportOptions } from '../transport/pool.js';
-import { Destination } from '../concrete/destination.js';
-import type { ResolvedSubset } from './config.js';
-import type { SharedResolvers } from './subset.js';
+import { Destination } from './destination.js';
+import type { ResolvedSubset, SharedResolvers } from './subset.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
 
 /** What a concrete destination is made of (two with equal sources can take each other's place). */
