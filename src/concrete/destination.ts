@@ -35,6 +35,7 @@ import {
 import { endpointId } from '../discovery/endpoint.js';
 import { PoolService, type TransportOptions } from '../transport/pool.js';
 import { parseRetryAfter } from '../resilience/backoff.js';
+import { writeDeadlineHeader } from '../resilience/deadline.js';
 import {
   ClassifierParam,
   classifyAttempt,
@@ -48,7 +49,6 @@ import {
   type DiscoveryUpdateEvent,
   type EndpointEvent,
 } from '../telemetry/events.js';
-import { DEADLINE_HEADER } from '../core/call-options.js';
 import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
 
@@ -330,10 +330,8 @@ export class Destination implements Service {
     const load = node.load;
     const clock = this.opts.env.clock;
     const t0 = clock.now();
-    // The next hop gets the time that remains (relative ms, so clock skew does not matter), when the deadline
-    // was chosen rather than the built-in default (CallContext.propagateDeadline).
-    if (ctx.propagateDeadline && ctx.deadline !== Infinity)
-      req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - t0)));
+    // The next hop gets the time that remains, when the deadline was chosen rather than the default.
+    writeDeadlineHeader(req, ctx, t0);
     // Probably a new connection (the connect is in this sample): nothing sent or answered here for longer
     // than the pool keeps an idle socket (the transport's keep-alive timeout), or never used. (A request in
     // flight that long holds its socket, so this one needs another.)

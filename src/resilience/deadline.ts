@@ -11,7 +11,8 @@
  * The whole of a call's deadline lives here: reading the per-call `mesh-deadline-ms` header
  * ({@link takeDeadlineHeader}), merging it with the service's timeout and an incoming request's deadline
  * ({@link callDeadline}: the effective deadline is min(incoming, local), as gRPC and Finagle do), deciding
- * whether the next hop is told ({@link propagatesDeadline}), and enforcing it ({@link DeadlineFilter}).
+ * whether the next hop is told ({@link propagatesDeadline}) and telling it ({@link writeDeadlineHeader}, for
+ * each attempt as it is sent), and enforcing it ({@link DeadlineFilter}).
  */
 import { DEADLINE_HEADER, parseDeadlineHeader } from '../core/call-options.js';
 import type { Clock } from '../core/clock.js';
@@ -205,6 +206,21 @@ export function propagatesDeadline(
   incoming: number,
 ): boolean {
   return timeoutConfigured || own !== undefined || incoming !== Infinity;
+}
+
+/**
+ * Tells the next hop the time that remains (`mesh-deadline-ms`, relative ms, so clock skew does not matter)
+ * when the call's deadline is to be propagated ({@link propagatesDeadline}). The balancer leaf calls it for
+ * each attempt at the moment it sends it, `now` being the time it read then.
+ *
+ * @example
+ * ```ts
+ * writeDeadlineHeader(req, ctx, clock.now()); // req.headers['mesh-deadline-ms'] = '742'
+ * ```
+ */
+export function writeDeadlineHeader(req: MeshRequest, ctx: CallContext, now: number): void {
+  if (ctx.propagateDeadline && ctx.deadline !== Infinity)
+    req.headers[DEADLINE_HEADER] = String(Math.max(0, Math.floor(ctx.deadline - now)));
 }
 
 /**
