@@ -11,6 +11,7 @@
  *
  * A class with fixed fields keeps it one hidden class for V8.
  */
+import type { CancelSignal } from './signal.js';
 
 /** The circuit breaker state an attempt met. */
 export type BreakerStateSeen = 'closed' | 'open' | 'half-open';
@@ -54,6 +55,12 @@ export class Attempt {
    * then while another endpoint is ready: a retry need not wait for it.
    */
   retryAfterHeld = false;
+  /**
+   * A signal of this attempt's own, which aborts when the call's does or when the attempt alone must end (set
+   * by a per-attempt timeout); undefined when the attempt observes the call's signal. Read it through
+   * `ctx.attemptSignal`.
+   */
+  signal: CancelSignal | undefined = undefined;
 
   /**
    * @internal The outcome (a response or an error) that was classified, the classifier that judged it and its

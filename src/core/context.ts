@@ -83,6 +83,13 @@ export class CallContext {
   signal: CancelSignal | undefined;
   /** The caller's own signal, as given. */
   readonly callerSignal: CancelSignal | undefined;
+  /**
+   * The signal the current attempt observes, which a transport links to: the attempt's own (a per-attempt
+   * timeout's, {@link Attempt.signal}) or else the call's.
+   */
+  get attemptSignal(): CancelSignal | undefined {
+    return this.attempt.signal ?? this.signal;
+  }
   /** Absolute deadline on the mesh clock (ms); `Infinity` when the call has none. */
   deadline: number;
   /**

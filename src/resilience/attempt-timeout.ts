@@ -78,7 +78,7 @@ export class AttemptTimeoutFilter extends Filter {
   }
 
   async call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    const parent = ctx.signal;
+    const parent = ctx.attemptSignal;
     if (parent?.aborted) throw parent.reason;
     const ac = new CallSignal();
     const onParentAbort = (): void => ac.abort(parent!.reason);
@@ -94,16 +94,10 @@ export class AttemptTimeoutFilter extends Filter {
     }, this.timeoutMs);
     const unlink = (): void => parent?.removeEventListener('abort', onParentAbort);
     let res: MeshResponse;
-    // The layers below read ctx.signal synchronously when the attempt starts; restore it for the caller.
-    ctx.signal = ac;
-    let pending: Promise<MeshResponse>;
+    // The attempt's own signal, in its record: the layers below (the transport) observe it.
+    ctx.attempt.signal = ac;
     try {
-      pending = this.next.call(req, ctx);
-    } finally {
-      ctx.signal = parent;
-    }
-    try {
-      res = await pending;
+      res = await this.next.call(req, ctx);
     } catch (err) {
       this.clock.clearTimeout(timer);
       unlink();

@@ -16,6 +16,7 @@ import { Readable } from 'node:stream';
 import type { CallContext } from '../core/context.js';
 import { ParsedResponse, type MeshRequest, type MeshResponse } from '../core/message.js';
 import type { Service, ServiceStatus } from '../core/service.js';
+import type { CancelSignal } from '../core/signal.js';
 
 /** One call the mock service received, to be answered by the test. */
 export interface MockCall<Req, Res> {
@@ -66,14 +67,18 @@ class Call<Req, Res> implements MockCall<Req, Res> {
   private readonly onAbort = (): void => {
     if (this.settled) return;
     this.aborted = true;
-    this.fail(this.ctx.signal!.reason);
+    this.fail(this.signal!.reason);
   };
+  /** The signal the call observes, as a transport would: the attempt's own, or the call's. */
+  private readonly signal: CancelSignal | undefined;
 
   constructor(
     readonly request: Req,
     readonly ctx: CallContext,
     private readonly onSettle: () => void,
-  ) {}
+  ) {
+    this.signal = ctx.attemptSignal;
+  }
 
   respond(res: Res): void {
     this.settle();
@@ -85,7 +90,7 @@ class Call<Req, Res> implements MockCall<Req, Res> {
   }
   /** Rejects the call if its signal is aborted, and otherwise when it aborts. */
   follow(): void {
-    const signal = this.ctx.signal;
+    const signal = this.signal;
     if (this.settled || signal === undefined) return;
     if (signal.aborted) this.onAbort();
     else signal.addEventListener('abort', this.onAbort);
@@ -98,7 +103,7 @@ class Call<Req, Res> implements MockCall<Req, Res> {
   private settle(): void {
     if (this.settled) throw new Error('mockService: this call was already settled');
     this.settled = true;
-    this.ctx.signal?.removeEventListener('abort', this.onAbort);
+    this.signal?.removeEventListener('abort', this.onAbort);
     this.onSettle();
   }
 }

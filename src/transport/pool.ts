@@ -397,7 +397,7 @@ export class PoolService implements Service {
     // the signal; the body is undici's BodyReadable as with pool.request.
     const method = req.method;
     const body = req.body;
-    const signal = ctx.signal;
+    const signal = ctx.attemptSignal;
     const opts: Dispatcher.DispatchOptions = {
       method: method as Dispatcher.HttpMethod,
       path: req.path,
