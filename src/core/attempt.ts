@@ -80,7 +80,7 @@ export class Attempt {
 
   /**
    * Takes what another record learned (a backup request's winning attempt, reported into the record of the
-   * attempt the backup filter was handed), its number and backup flag excepted.
+   * attempt the backup filter was handed), except its number, backup flag and own signal.
    */
   learnFrom(other: Attempt): void {
     this.destination = other.destination;

@@ -5,19 +5,9 @@ import { FakeClock, mockResponse, mockService, seededRng } from 'meshfetch/testi
 import { Attempt } from '../../src/core/attempt.js';
 import { CallContext } from '../../src/core/context.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { MeshRequest } from '../../src/core/message.js';
 import { defaultClassifier } from '../../src/resilience/classifier.js';
 import { RETRY_DEFAULTS, RetryFilter } from '../../src/resilience/retry.js';
-
-const request = (): MeshRequest => ({
-  method: 'GET',
-  protocol: 'http:',
-  authority: 'svc',
-  service: 'svc',
-  path: '/',
-  headers: {},
-  body: null,
-});
+import { meshRequest } from '../support/requests.js';
 
 describe('Attempt', () => {
   it('a retried call gets a new record per attempt, and each keeps what its own attempt learned', async () => {
@@ -42,7 +32,7 @@ describe('Attempt', () => {
     );
     const ctx = new CallContext('svc', undefined, Infinity, undefined, clock.now(), silentLogger);
     const first = ctx.attempt;
-    const res = await retry.call(request(), ctx);
+    const res = await retry.call(meshRequest(), ctx);
     expect(res.statusCode).toBe(200);
 
     expect(seen).toHaveLength(2);

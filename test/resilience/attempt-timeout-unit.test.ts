@@ -4,19 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock, mockResponse, mockService } from 'meshfetch/testing';
 import { CallContext } from '../../src/core/context.js';
 import { silentLogger } from '../../src/core/logger.js';
-import type { MeshRequest } from '../../src/core/message.js';
 import { CallSignal } from '../../src/core/signal.js';
 import { AttemptTimeoutError, AttemptTimeoutFilter } from '../../src/resilience/attempt-timeout.js';
-
-const request = (): MeshRequest => ({
-  method: 'GET',
-  protocol: 'http:',
-  authority: 'svc',
-  service: 'svc',
-  path: '/',
-  headers: {},
-  body: null,
-});
+import { meshRequest } from '../support/requests.js';
 
 describe('AttemptTimeoutFilter', () => {
   it("ends the attempt through the attempt's own signal, leaving the call's signal in place", async () => {
@@ -29,7 +19,7 @@ describe('AttemptTimeoutFilter', () => {
       signalBelow = call.ctx.signal; // what a module below sees as the call's signal
     };
     const filter = new AttemptTimeoutFilter(service, 100, clock);
-    const pending = filter.call(request(), ctx);
+    const pending = filter.call(meshRequest(), ctx);
     const call = await handle.nextCall();
     expect(signalBelow).toBe(callSignal);
     expect(ctx.signal).toBe(callSignal);
@@ -52,7 +42,7 @@ describe('AttemptTimeoutFilter', () => {
     const callSignal = new CallSignal();
     const ctx = new CallContext('svc', callSignal, Infinity, undefined, clock.now(), silentLogger);
     handle.onCall = (call) => call.respond(mockResponse(200, {}, 'ok'));
-    const res = await new AttemptTimeoutFilter(service, 100, clock).call(request(), ctx);
+    const res = await new AttemptTimeoutFilter(service, 100, clock).call(meshRequest(), ctx);
     expect(res.statusCode).toBe(200);
     expect(clock.pendingTimers).toBe(0);
     expect(callSignal.listenerCount).toBe(1); // until the body closes
