@@ -132,7 +132,8 @@ const WITH_DEADLINE_HEADER: readonly VariantSpec[] = [
 /**
  * The variant with this id: one of {@link VARIANTS}, or an ablation made on demand,
  * `mesh-request-without:ROLE[,ROLE...]` (mesh.request over the full default stack minus those roles), for
- * measuring what one module costs on the wire (`--only pool,mesh-request-full,mesh-request-without:retries`).
+ * measuring what one module costs on the wire (`--only pool,mesh-request-full,mesh-request-without:retries`),
+ * or `dispatcher-without:ROLE[,ROLE...]`, the same through the built-in fetch with `mesh.dispatcher`.
  */
 export function findVariant(id: string): VariantSpec | undefined {
   const known = VARIANTS.find((x) => x.id === id);
@@ -140,13 +141,14 @@ export function findVariant(id: string): VariantSpec | undefined {
   if (id === 'leaf') return LEAF;
   const withHeader = WITH_DEADLINE_HEADER.find((x) => x.id === id);
   if (withHeader !== undefined) return withHeader;
-  const m = /^mesh-request-without:([\w,-]+)$/.exec(id);
+  const m = /^(mesh-request|dispatcher)-without:([\w,-]+)$/.exec(id);
   if (m === null) return undefined;
-  const roles = m[1]!.split(',');
+  const roles = m[2]!.split(',');
+  const dispatcher = m[1] === 'dispatcher';
   return {
     id,
-    label: `mesh.request, full stack without ${roles.join(', ')}`,
-    entry: 'mesh.request',
+    label: `${dispatcher ? 'fetch + mesh.dispatcher' : 'mesh.request'}, full stack without ${roles.join(', ')}`,
+    entry: dispatcher ? 'global fetch + mesh.dispatcher' : 'mesh.request',
     stack: { without: roles },
   };
 }

@@ -147,25 +147,20 @@ class AbortedByCaller extends Error {
   }
 }
 
-/** The controller handed to a handler for a mesh service's response. */
-class Controller implements Dispatcher.DispatchController {
-  body: Readable | undefined;
+/**
+ * The controller handed to a handler for a mesh service's response, and the call's signal (the handler aborts
+ * the call through the controller): one object per call.
+ */
+class Controller extends CallSignal implements Dispatcher.DispatchController {
+  body: Readable | undefined = undefined;
   /** The response's header lines (undici 8's fetch reads these rather than the parsed record). */
   rawHeaders: Buffer[] | undefined = undefined;
   rawTrailers: Buffer[] | undefined = undefined;
+  /** A controller's reason is null until it aborts (a signal's is undefined). */
+  override reason: any = null;
   private _paused = false;
-  constructor(private readonly ac: CallSignal) {}
-  get aborted(): boolean {
-    return this.ac.aborted;
-  }
   get paused(): boolean {
     return this._paused;
-  }
-  get reason(): Error | null {
-    return this.ac.aborted ? (this.ac.reason as Error) : null;
-  }
-  abort(reason: Error): void {
-    this.ac.abort(reason);
   }
   pause(): void {
     this._paused = true;
@@ -205,15 +200,46 @@ function latin1(s: string): Buffer {
   return b;
 }
 
+/**
+ * A header name's Buffer and the Buffer of the last value seen with it. Response header values are new
+ * strings on every response, so finding their Buffer in {@link latin1Cache} hashes each one; comparing a
+ * value with the last one under its name does not, and most names keep their value from one response to the
+ * next (`content-length`, `content-type`, `connection`).
+ */
+interface NameLine {
+  readonly name: Buffer;
+  value: string;
+  valueBuffer: Buffer;
+}
+
+const nameLines = new Map<string, NameLine>();
+
+function nameLine(k: string, v: string): NameLine {
+  let line = nameLines.get(k);
+  if (line === undefined) {
+    line = { name: latin1(k), value: v, valueBuffer: latin1(v) };
+    if (nameLines.size >= 256) nameLines.clear();
+    nameLines.set(k, line);
+  } else if (line.value !== v) {
+    line.valueBuffer = latin1(v);
+    line.value = v;
+  }
+  return line;
+}
+
 /** Raw header lines as Buffers, from the parsed record. */
 function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
   const out: Buffer[] = [];
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined) continue;
-    const name = latin1(k);
-    if (typeof v === 'string') out.push(name, latin1(v));
-    else for (const x of v) out.push(name, latin1(x));
+    if (typeof v === 'string') {
+      const line = nameLine(k, v);
+      out.push(line.name, line.valueBuffer);
+    } else {
+      const name = latin1(k);
+      for (const x of v) out.push(name, latin1(x));
+    }
   }
   return out;
 }
@@ -229,6 +255,11 @@ function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
 export class MeshDispatcher extends Dispatcher {
   private isDestroyed = false;
   private readonly origins = new Map<string, Origin>();
+  /**
+   * The origin of the last dispatch, checked before the map: fetch makes a new origin string for every
+   * request (`url.origin`), so a map lookup hashes it each time, where comparing it with the last one does not.
+   */
+  private lastOrigin: Origin | undefined = undefined;
   private readonly hops = new HopDeadlines();
   constructor(private readonly mesh: DispatchHost) {
     super();
@@ -286,9 +317,9 @@ export class MeshDispatcher extends Dispatcher {
       );
       return true;
     }
-    // A cheap signal: fetch aborts through the controller, never through a signal of its own.
-    const ac = new CallSignal();
-    const controller = new Controller(ac);
+    // The controller is the call's signal: fetch aborts through the controller, never through a signal of its
+    // own.
+    const controller = new Controller();
     let method: string;
     let req: MeshRequest;
     let chain: Chain | undefined;
@@ -311,8 +342,8 @@ export class MeshDispatcher extends Dispatcher {
       return true;
     }
     handler.onRequestStart?.(controller, NO_CONTEXT);
-    if (ac.aborted) {
-      fail(handler, controller, ac.reason as Error);
+    if (controller.aborted) {
+      fail(handler, controller, controller.reason as Error);
       return true;
     }
     // fetch gives a dispatcher no signal of its own, only the controller above; inside a handler served
@@ -320,12 +351,12 @@ export class MeshDispatcher extends Dispatcher {
     const incoming = incomingContext.getStore()?.signal;
     let unlink: (() => void) | undefined;
     if (incoming !== undefined) {
-      if (incoming.aborted) ac.abort(incoming.reason);
-      const onAbort = (): void => ac.abort(incoming.reason);
+      if (incoming.aborted) controller.abort(incoming.reason);
+      const onAbort = (): void => controller.abort(incoming.reason);
       incoming.addEventListener('abort', onAbort, { once: true });
       unlink = () => incoming.removeEventListener('abort', onAbort);
     }
-    this.mesh.invoke(svc, req, ac).then(
+    this.mesh.invoke(svc, req, controller).then(
       (res) => {
         if (unlink) whenBodyDone(res.body, unlink);
         if (chain !== undefined) remember(chain, res.statusCode, responseHeaders(res).location);
@@ -355,6 +386,8 @@ export class MeshDispatcher extends Dispatcher {
   /** Parses an origin once: fetch hands the same origin string to every dispatch. */
   private origin(o: unknown): Origin | undefined {
     if (typeof o === 'string') {
+      const last = this.lastOrigin;
+      if (last !== undefined && last.given === o) return last;
       let hit = this.origins.get(o);
       if (hit === undefined) {
         hit = parseOrigin(o);
@@ -362,6 +395,7 @@ export class MeshDispatcher extends Dispatcher {
         if (this.origins.size >= 256) this.origins.clear();
         this.origins.set(o, hit);
       }
+      this.lastOrigin = hit;
       return hit;
     }
     return o instanceof URL ? parseOrigin(o) : undefined;
@@ -388,6 +422,8 @@ export class MeshDispatcher extends Dispatcher {
 
 /** What the dispatcher needs of an origin. */
 interface Origin {
+  /** The origin as the caller gave it (a string: fetch's, or the URL's `href`). */
+  readonly given: string;
   /** Scheme, host and port, as `URL.origin` spells them. */
   readonly origin: string;
   readonly protocol: string;
@@ -398,14 +434,20 @@ interface Origin {
 function parseOrigin(o: string | URL): Origin | undefined {
   try {
     const u = typeof o === 'string' ? new URL(o) : o;
-    return { origin: u.origin, protocol: u.protocol, hostname: u.hostname, host: u.host };
+    return {
+      given: typeof o === 'string' ? o : u.href,
+      origin: u.origin,
+      protocol: u.protocol,
+      hostname: u.hostname,
+      host: u.host,
+    };
   } catch {
     return undefined;
   }
 }
 
 function fail(handler: Handler, controller: Controller | undefined, err: Error): void {
-  handler.onResponseError?.(controller ?? new Controller(new CallSignal()), err);
+  handler.onResponseError?.(controller ?? new Controller(), err);
 }
 
 function deliver(res: MeshResponse, handler: Handler, controller: Controller): void {

@@ -72,3 +72,34 @@ describe('the built-in fetch through mesh.dispatcher, default stack', () => {
     expect(bodies).toEqual(Array.from({ length: 16 }, (_, i) => `/c/${i} payload-${i}`).sort());
   });
 });
+
+describe('mesh.dispatcher, from one fetch to the next', () => {
+  it('alternating origins each reach their own service, and header values that change reach fetch as sent', async () => {
+    const made: TestServer[] = [];
+    for (const name of ['a', 'b']) {
+      let n = 0;
+      made.push(
+        await startServer((_req, res) => {
+          n++;
+          // Same names on every answer; the values change from one answer to the next (and one repeats).
+          res.setHeader('x-server', name);
+          res.setHeader('x-count', String(n));
+          res.setHeader('x-parity', n % 2 === 0 ? 'even' : 'odd');
+          res.end(name);
+        }),
+      );
+    }
+    servers.push(...made);
+    mesh = createMesh({
+      services: { a: { endpoints: [made[0]!.address] }, b: { endpoints: [made[1]!.address] } },
+    });
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const host = i % 3 === 2 ? 'b' : 'a';
+      const res = await fetch(`http://${host}/x`, via(mesh));
+      const h = res.headers;
+      seen.push(`${await res.text()} ${h.get('x-server')} ${h.get('x-count')} ${h.get('x-parity')}`);
+    }
+    expect(seen).toEqual(['a a 1 odd', 'a a 2 even', 'b b 1 odd', 'a a 3 odd', 'a a 4 even', 'b b 2 even']);
+  });
+});
