@@ -259,6 +259,27 @@ export class Mesh implements AsyncDisposable {
     return svc.stack.call(req, ctx);
   }
 
+  /**
+   * @internal {@link Mesh.invoke} for an entry point that hands the outcome on itself: `onResponse` or
+   * `onError` runs in the stack's own reaction (no promise hop of the caller's). Neither may throw.
+   */
+  invokeThen(
+    svc: LogicalService,
+    req: MeshRequest,
+    signal: CancelSignal | undefined,
+    onResponse: (res: MeshResponse) => void,
+    onError: (err: unknown) => void,
+  ): void {
+    let ctx: CallContext;
+    try {
+      ctx = this.context(svc, req, signal);
+    } catch (err) {
+      onError(err);
+      return;
+    }
+    void callMapped(svc.stack, req, ctx, onResponse, onError);
+  }
+
   /** Reads the per-call headers and the incoming context into a new CallContext (./call.ts). */
   private context(svc: LogicalService, req: MeshRequest, signal: CancelSignal | undefined): CallContext {
     if (this.closing) throw new MeshClosedError();

@@ -42,16 +42,23 @@ export class InlineRun extends Filter {
 
   /**
    * `call`, with `map` applied to the answer inside the run's own reaction: an entry point's conversion of
-   * the response (to its own shape) without a promise hop of its own.
+   * the response (to its own shape) without a promise hop of its own. With `onError`, a failure is handed to
+   * it in that same reaction too, and what it returns resolves the promise.
    */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: (res: MeshResponse) => T): Promise<T> {
-    return this.send(req, ctx, map);
+  callMapped<T>(
+    req: MeshRequest,
+    ctx: CallContext,
+    map: (res: MeshResponse) => T,
+    onError?: (err: unknown) => T,
+  ): Promise<T> {
+    return this.send(req, ctx, map, onError);
   }
 
   private send<T>(
     req: MeshRequest,
     ctx: CallContext,
     map: ((res: MeshResponse) => T) | undefined,
+    onError?: (err: unknown) => T,
   ): Promise<T> {
     const run = this.filters;
     let entered = 0;
@@ -67,26 +74,45 @@ export class InlineRun extends Filter {
     } catch (err) {
       pending = Promise.reject(err);
     }
-    if (entered === 0) return map === undefined ? (pending as Promise<T>) : pending.then(map);
+    if (entered === 0) return map === undefined ? (pending as Promise<T>) : pending.then(map, onError);
     if (map === undefined)
       return pending.then(
         (res) => exitRun(run, entered, req, ctx, false, res),
         (err: unknown) => exitRun(run, entered, req, ctx, true, err),
       ) as Promise<T>;
     return pending.then(
-      (res) => mapped(exitRun(run, entered, req, ctx, false, res), map),
-      (err: unknown) => mapped(exitRun(run, entered, req, ctx, true, err), map),
+      (res) => mapped(run, entered, req, ctx, false, res, map, onError),
+      (err: unknown) => mapped(run, entered, req, ctx, true, err, map, onError),
     );
   }
 }
 
-function mapped<T>(out: MeshResponse | Promise<MeshResponse>, map: (res: MeshResponse) => T): T | Promise<T> {
-  return out instanceof Promise ? out.then(map) : map(out);
+/** The exits of a run on an outcome (see {@link exitRun}), then `map` or `onError` on what they give. */
+function mapped<T>(
+  run: readonly InlineFilter[],
+  n: number,
+  req: MeshRequest,
+  ctx: CallContext,
+  failed: boolean,
+  outcome: unknown,
+  map: (res: MeshResponse) => T,
+  onError: ((err: unknown) => T) | undefined,
+): T | Promise<T> {
+  let out: MeshResponse | Promise<MeshResponse>;
+  if (onError === undefined) out = exitRun(run, n, req, ctx, failed, outcome);
+  else {
+    try {
+      out = exitRun(run, n, req, ctx, failed, outcome);
+    } catch (err) {
+      return onError(err);
+    }
+  }
+  return out instanceof Promise ? out.then(map, onError) : map(out);
 }
 
 /**
- * Calls `service` and maps its answer with `map`: in the service's own reaction when it is an
- * {@link InlineRun}, otherwise with one `then`.
+ * Calls `service` and maps its answer with `map` (and, when given, its failure with `onError`): in the
+ * service's own reaction when it is an {@link InlineRun}, otherwise with one `then`.
  *
  * @example
  * ```ts
@@ -98,9 +124,10 @@ export function callMapped<T>(
   req: MeshRequest,
   ctx: CallContext,
   map: (res: MeshResponse) => T,
+  onError?: (err: unknown) => T,
 ): Promise<T> {
-  if (service instanceof InlineRun) return service.callMapped(req, ctx, map);
-  return settledCall(service, req, ctx).then(map);
+  if (service instanceof InlineRun) return service.callMapped(req, ctx, map, onError);
+  return settledCall(service, req, ctx).then(map, onError);
 }
 
 /**
