@@ -155,6 +155,36 @@ describe('a composed run', () => {
     expect(await callMapped(run, meshRequest(), context(), (r) => r.statusCode)).toBe(204);
     expect(await callMapped(service, meshRequest(), context(), (r) => r.statusCode)).toBe(204);
   });
+
+  it('hands a failure to onError after the exits ran, and resolves with what it returns', async () => {
+    const log: string[] = [];
+    const { service, handle } = mockService();
+    handle.onCall = (call) => call.fail(new Error('down'));
+    const run = Stack.of('logical', [logged('a', log), logged('b', log)]).build(service, env);
+    const seen: string[] = [];
+    const out = await callMapped(
+      run,
+      meshRequest(),
+      context(),
+      (r) => `response ${r.statusCode}`,
+      (err) => {
+        seen.push(`${(err as Error).message} after ${log.join(', ')}`);
+        return 'handled';
+      },
+    );
+    expect(out).toBe('handled');
+    expect(seen).toEqual(['down after enter a, enter b, fail b down, fail a down']);
+    // The same on a service that is not a run.
+    expect(
+      await callMapped(
+        service,
+        meshRequest(),
+        context(),
+        () => 'response',
+        () => 'handled',
+      ),
+    ).toBe('handled');
+  });
 });
 
 describe("a mesh's logical stack", () => {
