@@ -26,7 +26,7 @@ import { MeshError, type MeshErrorDetails } from '../core/errors.js';
 import { number, object, toggle } from '../core/validate.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { defineParam, type Param } from '../core/params.js';
-import { Filter, type Service, type ServiceStatus } from '../core/service.js';
+import { InlineFilter, type Service, type ServiceStatus } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { AdmissionSection, exposing } from '../telemetry/snapshot.js';
 
@@ -161,7 +161,7 @@ export interface AdmissionSnapshot {
  * filter.inFlight; // 0
  * ```
  */
-export class AdmissionFilter extends Filter {
+export class AdmissionFilter extends InlineFilter {
   /** Calls admitted and not yet finished. */
   private count = 0;
   private refused = 0;
@@ -193,7 +193,8 @@ export class AdmissionFilter extends Filter {
     return below === 'ready' && this.inFlight >= this.limit ? 'busy' : below;
   }
 
-  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  /** Full: refused at once. Otherwise the call is counted and goes on. */
+  enter(_req: MeshRequest, ctx: CallContext): Promise<MeshResponse> | undefined {
     if (this.count >= this.limit) {
       this.refused++;
       return Promise.reject(
@@ -201,27 +202,20 @@ export class AdmissionFilter extends Filter {
       );
     }
     this.count++;
-    let pending: Promise<MeshResponse>;
-    try {
-      pending = this.next.call(req, ctx);
-    } catch (err) {
-      this.count--;
-      return Promise.reject(err);
-    }
-    // No async frame and nothing allocated per call: pre-bound handlers, this filter as the body-done hook.
-    return pending.then(this.onResponse, this.onFailure);
+    return undefined;
   }
 
-  private readonly onResponse = (res: MeshResponse): MeshResponse => {
-    // Released once, when the body closes (ends, is destroyed, aborted or errors).
+  /** Released once, when the body closes (ends, is destroyed, aborted or errors): this filter is the hook. */
+  exit(res: MeshResponse): MeshResponse {
     whenBodyDone(res.body, this);
     return res;
-  };
+  }
 
-  private readonly onFailure = (err: unknown): never => {
+  /** The call failed before a response (a throw below included): released now. */
+  fail(err: unknown): never {
     this.count--;
     throw err;
-  };
+  }
 
   /** @internal The body of a call this filter admitted is done. */
   onBodyDone(): void {

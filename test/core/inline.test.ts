@@ -11,6 +11,9 @@ import { Params } from '../../src/core/params.js';
 import { Filter, InlineFilter, type Service } from '../../src/core/service.js';
 import { Stack, type ModuleEnv, type StackModule } from '../../src/core/stack.js';
 import { createMesh } from '../../src/client/mesh.js';
+import { defaultStacks } from '../../src/client/default-stack.js';
+import { AdmissionFilter } from '../../src/resilience/admission.js';
+import { CircuitBreakerFilter } from '../../src/resilience/breaker.js';
 import { DeadlineFilter } from '../../src/resilience/deadline.js';
 import { RetryFilter } from '../../src/resilience/retry.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
@@ -184,6 +187,37 @@ describe('a composed run', () => {
         () => 'handled',
       ),
     ).toBe('handled');
+  });
+});
+
+describe('the default concrete stack', () => {
+  it('is one composed run: admission and the circuit breaker over the balancer leaf', async () => {
+    const { service, handle } = mockService();
+    handle.onCall = (call) => call.respond(mockResponse(200, {}, 'ok'));
+    const concreteEnv: ModuleEnv<'concrete'> = {
+      ...env,
+      level: 'concrete',
+      target: { service: 'users', destination: 'primary', discovery: 'static', balancer: 'p2c-peak-ewma' },
+    };
+    const built = defaultStacks().concrete.build(service, concreteEnv);
+    try {
+      expect(built).toBeInstanceOf(InlineRun);
+      const run = built as InlineRun;
+      expect(run.filters.map((f) => f.constructor.name)).toEqual([
+        AdmissionFilter.name,
+        CircuitBreakerFilter.name,
+      ]);
+      expect(run.below).toBe(service);
+      // A call admitted is counted until its body is done.
+      const admission = run.filters[0] as AdmissionFilter;
+      const res = await built.call(meshRequest(), context());
+      expect(admission.inFlight).toBe(1);
+      await res.body.toArray();
+      await new Promise((r) => setImmediate(r));
+      expect(admission.inFlight).toBe(0);
+    } finally {
+      await built.close();
+    }
   });
 });
 
