@@ -99,13 +99,11 @@ function mapped<T>(
   onError: ((err: unknown) => T) | undefined,
 ): T | Promise<T> {
   let out: MeshResponse | Promise<MeshResponse>;
-  if (onError === undefined) out = exitRun(run, n, req, ctx, failed, outcome);
-  else {
-    try {
-      out = exitRun(run, n, req, ctx, failed, outcome);
-    } catch (err) {
-      return onError(err);
-    }
+  try {
+    out = exitRun(run, n, req, ctx, failed, outcome);
+  } catch (err) {
+    if (onError === undefined) throw err;
+    return onError(err);
   }
   return out instanceof Promise ? out.then(map, onError) : map(out);
 }
