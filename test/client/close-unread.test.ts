@@ -37,6 +37,28 @@ async function settle(): Promise<void> {
 }
 
 type Read = () => Promise<string>;
+
+/**
+ * A mesh on a fake clock whose one call has its whole answer (`text`) but has not read it, closed with a
+ * 5 s grace period; checks that close is still waiting once the event loop has turned.
+ */
+async function closeWithAnswerUnread(
+  call: (m: Mesh) => Promise<Read>,
+  text: string,
+): Promise<{ m: Mesh; read: Read; closed: Promise<unknown>; clock: FakeClock }> {
+  const { s, sent } = await answered(text);
+  const clock = new FakeClock();
+  const m = createMesh({ clock, services: { svc: { endpoints: [s.address] } } });
+  mesh = m;
+  const read = await call(m);
+  await until(sent);
+  await settle();
+  let closedYet = false;
+  const closed = m.close({ gracePeriodMs: 5_000 }).then(() => (closedYet = true));
+  await settle();
+  expect(closedYet).toBe(false);
+  return { m, read, closed, clock };
+}
 const entryPoints: Array<[string, (m: Mesh) => Promise<Read>]> = [
   [
     'mesh.request',
@@ -69,33 +91,15 @@ describe('close() with a response that has arrived but whose body is unread', ()
   for (const [name, call, text] of cases) {
     if (name.startsWith('fetch with mesh.dispatcher, small')) continue; // below
     it(`${name}: close waits for it; the body read within the grace period is whole`, async () => {
-      const { s, sent } = await answered(text);
-      const clock = new FakeClock();
-      mesh = createMesh({ clock, services: { svc: { endpoints: [s.address] } } });
-      const read = await call(mesh);
-      await until(sent);
-      await settle();
-      let closedYet = false;
-      const closed = mesh.close({ gracePeriodMs: 5_000 }).then(() => (closedYet = true));
-      await settle();
-      expect(closedYet).toBe(false);
-      expect(mesh.inflightCalls).toBe(1);
+      const { m, read, closed } = await closeWithAnswerUnread(call, text);
+      expect(m.inflightCalls).toBe(1);
       expect(await read()).toBe(text);
       await closed;
-      expect(mesh.inflightCalls).toBe(0);
+      expect(m.inflightCalls).toBe(0);
     });
 
     it(`${name}: never read, close ends with the grace period and the body settles`, async () => {
-      const { s, sent } = await answered(text);
-      const clock = new FakeClock();
-      mesh = createMesh({ clock, services: { svc: { endpoints: [s.address] } } });
-      const read = await call(mesh);
-      await until(sent);
-      await settle();
-      let closedYet = false;
-      const closed = mesh.close({ gracePeriodMs: 5_000 }).then(() => (closedYet = true));
-      await settle();
-      expect(closedYet).toBe(false);
+      const { read, closed, clock } = await closeWithAnswerUnread(call, text);
       clock.advance(5_000);
       await closed;
       // Read after close: it settles (whole, or rejected), it does not hang.

@@ -27,6 +27,15 @@ async function loop(forwarded: number[]): Promise<TestServer> {
   });
 }
 
+/** `/from` redirects to `/to` after 100 ms; `/to` answers. Records the deadline each hop was sent with. */
+async function redirectOnce(forwarded: number[]): Promise<TestServer> {
+  return server((req, res) => {
+    forwarded.push(Number(req.headers['mesh-deadline-ms']));
+    if (req.url === '/from') setTimeout(() => res.writeHead(307, { location: '/to' }).end(), 100);
+    else res.end('arrived');
+  });
+}
+
 function expectRemaining(forwarded: number[]): void {
   expect(forwarded.length).toBeLessThanOrEqual(4);
   expect(forwarded[0]).toBeLessThanOrEqual(1_000);
@@ -54,11 +63,7 @@ describe('mesh.fetch: one deadline for the whole redirect chain', () => {
 
   it('a redirect followed within the budget still succeeds and forwards the remaining budget', async () => {
     const forwarded: number[] = [];
-    const s = await server((req, res) => {
-      forwarded.push(Number(req.headers['mesh-deadline-ms']));
-      if (req.url === '/from') setTimeout(() => res.writeHead(307, { location: '/to' }).end(), 100);
-      else res.end('arrived');
-    });
+    const s = await redirectOnce(forwarded);
     mesh = createMesh({ services: { svc: { endpoints: [s.address] } } });
     const res = await mesh.fetch('http://svc/from', { headers: callOptions({ deadlineMs: 5_000 }) });
     expect(await res.text()).toBe('arrived');
@@ -88,11 +93,7 @@ describe('the built-in fetch with mesh.dispatcher: one deadline for the whole re
 
   it('a redirect followed within the budget still succeeds and forwards the remaining budget', async () => {
     const forwarded: number[] = [];
-    const s = await server((req, res) => {
-      forwarded.push(Number(req.headers['mesh-deadline-ms']));
-      if (req.url === '/from') setTimeout(() => res.writeHead(307, { location: '/to' }).end(), 100);
-      else res.end('arrived');
-    });
+    const s = await redirectOnce(forwarded);
     mesh = createMesh({ services: { svc: { endpoints: [s.address] } } });
     const res = await fetch('http://svc/from', {
       dispatcher: mesh.dispatcher,
