@@ -8,7 +8,14 @@
  */
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
+import {
+  callMapped,
+  settledCall,
+  type OnAnswer,
+  type OnFailure,
+  type Service,
+  type ServiceStatus,
+} from '../core/service.js';
 import type { ModuleEnv, Stacks } from '../core/stack.js';
 import type { ConcreteTarget } from '../core/targets.js';
 import type { BalancerFactory } from '../balance/types.js';
@@ -131,6 +138,12 @@ export class ConcreteDestination {
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
     ctx.attempt.destination = this.name;
     return settledCall(this.stack, req, ctx);
+  }
+
+  /** `call(req, ctx).then(map, onError)`, run in the reaction of its stack (`MappingService`). */
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+    ctx.attempt.destination = this.name;
+    return callMapped(this.stack, req, ctx, map, onError);
   }
 
   /** Takes it out of service: it closes as soon as its calls in flight are done. Idempotent. */

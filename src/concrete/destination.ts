@@ -21,7 +21,15 @@ import {
   ServiceNotFoundError,
 } from '../core/errors.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
-import { settledCall, type Service, type ServiceStatus } from '../core/service.js';
+import {
+  callMapped,
+  handOnError,
+  same,
+  type MappingService,
+  type OnAnswer,
+  type OnFailure,
+  type ServiceStatus,
+} from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
 import { TieredDistributor } from '../balance/tiers.js';
 import { applyChanges, type BalancerFactory, type Distributor } from '../balance/types.js';
@@ -79,7 +87,7 @@ interface Waiter {
  * const res = await dest.call(req, ctx);
  * ```
  */
-export class Destination implements Service {
+export class Destination implements MappingService {
   private readonly nodes = new Map<string, EndpointNode>();
   private readonly distributor: Distributor<EndpointNode>;
   private readonly subscription: Subscription;
@@ -293,18 +301,26 @@ export class Destination implements Service {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    if (this.closed) return Promise.reject(new MeshClosedError());
+    return this.callMapped(req, ctx, same);
+  }
+
+  /**
+   * `call(req, ctx).then(map, onError)`, with `map` or `onError` run right after this leaf's own reaction to
+   * the endpoint's answer, in that same reaction (`MappingService`).
+   */
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new MeshClosedError()).then(map, onError);
     this.active++;
     if (this.addr.state === 'pending') {
       return this.waitForAnswer(ctx).then(
-        () => this.send(req, ctx),
+        () => this.send(req, ctx, map, onError),
         (err: unknown) => {
           this.onBodyDone();
-          throw err;
+          return handOnError(err, onError);
         },
       );
     }
-    return this.send(req, ctx);
+    return this.send(req, ctx, map, onError);
   }
 
   /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */
@@ -318,11 +334,16 @@ export class Destination implements Service {
   }
 
   /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
-  private send(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+  private send<T>(
+    req: MeshRequest,
+    ctx: CallContext,
+    map: OnAnswer<T>,
+    onError: OnFailure<T> | undefined,
+  ): Promise<T> {
     const node = this.distributor.pick(ctx.tried);
     if (node === undefined) {
       this.onBodyDone();
-      return Promise.reject(this.noEndpoint());
+      return Promise.reject(this.noEndpoint()).then(map, onError);
     }
     const attempt = ctx.attempt;
     attempt.endpoint = node.id;
@@ -340,38 +361,48 @@ export class Destination implements Service {
     load.start(t0);
     // The endpoint's stack runs synchronously up to its first await, in this turn: a module at its top that
     // reserves something at the start of its call (failure accrual's probe slot) does so before another pick.
-    const pending = settledCall(node.service, req, ctx);
-    return pending.then(
+    return callMapped(
+      node.service,
+      req,
+      ctx,
       (res) => {
-        // One clock read for the outcome: the RTT and the stats.
-        const t1 = clock.now();
-        node.lastActive = t1;
-        const c = this.count(node, req, ctx, res, undefined, t1);
-        // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
-        // costlier instead. Retry-After also takes the endpoint out of the draw until then.
-        if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, cold);
-        else {
-          load.observeFailure?.(t1 - t0, t1);
-          if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
+        try {
+          // One clock read for the outcome: the RTT and the stats.
+          const t1 = clock.now();
+          node.lastActive = t1;
+          const c = this.count(node, req, ctx, res, undefined, t1);
+          // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
+          // costlier instead. Retry-After also takes the endpoint out of the draw until then.
+          if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, cold);
+          else {
+            load.observeFailure?.(t1 - t0, t1);
+            if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
+          }
+          whenBodyDone(res.body, node);
+          whenBodyDone(res.body, this);
+        } catch (err) {
+          return handOnError(err, onError);
         }
-        whenBodyDone(res.body, node);
-        whenBodyDone(res.body, this);
-        return res;
+        return map(res);
       },
       (err: unknown) => {
-        const t1 = clock.now();
-        node.lastActive = t1;
-        const c = this.count(node, req, ctx, undefined, err, t1);
-        // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
-        // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the
-        // classifier ignores (the idle-close race, the mesh's own refusal) says nothing about its latency.
-        if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
-        else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
-        else if ((err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
-          load.observeCancelled?.(t1 - t0, t1);
-        load.end(t1);
-        this.onBodyDone();
-        throw err;
+        try {
+          const t1 = clock.now();
+          node.lastActive = t1;
+          const c = this.count(node, req, ctx, undefined, err, t1);
+          // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
+          // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the
+          // classifier ignores (the idle-close race, the mesh's own refusal) says nothing about its latency.
+          if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
+          else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
+          else if ((err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+            load.observeCancelled?.(t1 - t0, t1);
+          load.end(t1);
+          this.onBodyDone();
+        } catch (e) {
+          return handOnError(e, onError);
+        }
+        return handOnError(err, onError);
       },
     );
   }

@@ -1,8 +1,9 @@
 /**
  * The composition of adjacent inline filters, done once when a stack is built (`Stack.build`). A run of
  * {@link InlineFilter}s at the top of a stack becomes one service, {@link InlineRun}, whose `call` enters them
- * in order, calls the service below the run, and runs their exits (innermost first) in one promise reaction:
- * each filter of the run costs a call no promise hop of its own. The filters keep their own `next` and their
+ * in order, calls the service below the run, and runs their exits (innermost first) in one promise reaction,
+ * the reaction of the service below when that is a `MappingService` (core/service.ts): each filter of the
+ * run costs a call no promise hop of its own. The filters keep their own `next` and their
  * own `call`, so a filter that sends the rest of a call itself (its `enter` returns that promise) or a caller
  * holding one of them sees nothing different; the same hooks run in the same order as when each filter runs
  * its own `call` (test/client/inline.test.ts compares the two).
@@ -13,7 +14,17 @@
  */
 import type { CallContext } from './context.js';
 import type { MeshRequest, MeshResponse } from './message.js';
-import { Filter, InlineFilter, settledCall, type Service } from './service.js';
+import {
+  callMapped,
+  Filter,
+  handOn,
+  handOnError,
+  InlineFilter,
+  type MappingService,
+  type OnAnswer,
+  type OnFailure,
+  type Service,
+} from './service.js';
 
 /**
  * Adjacent inline filters (outermost first) run as one service over `below`, the first service under them.
@@ -26,7 +37,7 @@ import { Filter, InlineFilter, settledCall, type Service } from './service.js';
  * await run.call(req, ctx);
  * ```
  */
-export class InlineRun extends Filter {
+export class InlineRun extends Filter implements MappingService {
   constructor(
     /** The filters, outermost first (at least two). */
     readonly filters: readonly InlineFilter[],
@@ -41,49 +52,44 @@ export class InlineRun extends Filter {
   }
 
   /**
-   * `call`, with `map` applied to the answer inside the run's own reaction: an entry point's conversion of
-   * the response (to its own shape) without a promise hop of its own. With `onError`, a failure is handed to
-   * it in that same reaction too, and what it returns resolves the promise.
+   * `call(req, ctx).then(map, onError)` without a promise hop of its own: `map` (or `onError`) runs after the
+   * run's exits, in the reaction of the service below (see `MappingService`).
    */
-  callMapped<T>(
-    req: MeshRequest,
-    ctx: CallContext,
-    map: (res: MeshResponse) => T,
-    onError?: (err: unknown) => T,
-  ): Promise<T> {
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
     return this.send(req, ctx, map, onError);
   }
 
   private send<T>(
     req: MeshRequest,
     ctx: CallContext,
-    map: ((res: MeshResponse) => T) | undefined,
-    onError?: (err: unknown) => T,
+    map: OnAnswer<T> | undefined,
+    onError?: OnFailure<T>,
   ): Promise<T> {
     const run = this.filters;
     let entered = 0;
-    let pending: Promise<MeshResponse> | undefined;
+    let early: Promise<MeshResponse> | undefined;
     try {
       // A filter whose `enter` returns a promise (its whole result) or throws ends the run there: the ones
       // above it exit (or fail) with that result, as when each runs its own `call`.
       for (; entered < run.length; entered++) {
-        pending = run[entered]!.enter(req, ctx);
-        if (pending !== undefined) break;
+        early = run[entered]!.enter(req, ctx);
+        if (early !== undefined) break;
       }
-      pending ??= this.below.call(req, ctx);
     } catch (err) {
-      pending = Promise.reject(err);
+      early = Promise.reject(err);
     }
-    if (entered === 0) return map === undefined ? (pending as Promise<T>) : pending.then(map, onError);
-    if (map === undefined)
-      return pending.then(
-        (res) => exitRun(run, entered, req, ctx, false, res),
-        (err: unknown) => exitRun(run, entered, req, ctx, true, err),
-      ) as Promise<T>;
-    return pending.then(
-      (res) => mapped(run, entered, req, ctx, false, res, map, onError),
-      (err: unknown) => mapped(run, entered, req, ctx, true, err, map, onError),
-    );
+    if (entered === 0) return map === undefined ? (early as Promise<T>) : early!.then(map, onError);
+    const exits: OnAnswer<T> =
+      map === undefined
+        ? (res) => exitRun(run, entered, req, ctx, false, res) as T | Promise<T>
+        : (res) => mapped(run, entered, req, ctx, false, res, map, onError);
+    const fails: OnFailure<T> =
+      map === undefined
+        ? (err) => exitRun(run, entered, req, ctx, true, err) as T | Promise<T>
+        : (err) => mapped(run, entered, req, ctx, true, err, map, onError);
+    // The service below runs the exits in its own reaction when it can (a MappingService): one reaction
+    // for the whole call, whatever the levels below.
+    return early === undefined ? callMapped(this.below, req, ctx, exits, fails) : early.then(exits, fails);
   }
 }
 
@@ -95,37 +101,16 @@ function mapped<T>(
   ctx: CallContext,
   failed: boolean,
   outcome: unknown,
-  map: (res: MeshResponse) => T,
-  onError: ((err: unknown) => T) | undefined,
-): T | Promise<T> {
+  map: OnAnswer<T>,
+  onError: OnFailure<T> | undefined,
+): T | PromiseLike<T> {
   let out: MeshResponse | Promise<MeshResponse>;
   try {
     out = exitRun(run, n, req, ctx, failed, outcome);
   } catch (err) {
-    if (onError === undefined) throw err;
-    return onError(err);
+    return handOnError(err, onError);
   }
-  return out instanceof Promise ? out.then(map, onError) : map(out);
-}
-
-/**
- * Calls `service` and maps its answer with `map` (and, when given, its failure with `onError`): in the
- * service's own reaction when it is an {@link InlineRun}, otherwise with one `then`.
- *
- * @example
- * ```ts
- * return callMapped(svc.stack, req, ctx, toResponseData);
- * ```
- */
-export function callMapped<T>(
-  service: Service,
-  req: MeshRequest,
-  ctx: CallContext,
-  map: (res: MeshResponse) => T,
-  onError?: (err: unknown) => T,
-): Promise<T> {
-  if (service instanceof InlineRun) return service.callMapped(req, ctx, map, onError);
-  return settledCall(service, req, ctx).then(map, onError);
+  return handOn(out, map, onError);
 }
 
 /**

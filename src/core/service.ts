@@ -73,6 +73,75 @@ export function settledCall<Req, Res>(service: Service<Req, Res>, req: Req, ctx:
   }
 }
 
+/** A continuation of a call: what the caller would pass to `then`. */
+export type OnAnswer<T> = (res: MeshResponse) => T | PromiseLike<T>;
+/** A continuation of a call's failure: what the caller would pass as `then`'s second argument. */
+export type OnFailure<T> = (err: unknown) => T | PromiseLike<T>;
+
+/**
+ * A service that can run its caller's continuation inside its own last promise reaction.
+ * `callMapped(req, ctx, map, onError)` settles exactly as `call(req, ctx).then(map, onError)` would: `map`
+ * gets the response, `onError` (when given) the failure, and a throw from `map` is not handed to `onError`.
+ * Neither runs before the service's own reaction. A chain of such services (a stack's inline filters, the
+ * router, the concrete destination, the balancer leaf) thus settles a call in one reaction over the
+ * transport's promise instead of one per level: this is how `Stack.build` and the levels keep the hot path
+ * short without any caller knowing (docs/architecture.md, "the hot path"). Call it through
+ * {@link callMapped}, which falls back to `then` for a plain service.
+ */
+export interface MappingService extends Service {
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T>;
+}
+
+/**
+ * `service.call(req, ctx).then(map, onError)`, with `map` and `onError` run in the service's own reaction
+ * when it is a {@link MappingService} (no promise hop of the caller's). A call that throws becomes a
+ * rejection, as with {@link settledCall}.
+ *
+ * @example
+ * ```ts
+ * return callMapped(this.next, req, ctx, (res) => this.count(res), (err) => this.blame(err));
+ * ```
+ */
+export function callMapped<T>(
+  service: Service,
+  req: MeshRequest,
+  ctx: CallContext,
+  map: OnAnswer<T>,
+  onError?: OnFailure<T>,
+): Promise<T> {
+  if ((service as Partial<MappingService>).callMapped !== undefined) {
+    try {
+      return (service as MappingService).callMapped(req, ctx, map, onError);
+    } catch (err) {
+      return Promise.reject(err).then(map, onError);
+    }
+  }
+  return settledCall(service, req, ctx).then(map, onError);
+}
+
+/**
+ * For a {@link MappingService}: hands what its own hook made of the outcome (a response, or a promise of one
+ * such as a retry's) on to the caller's continuation.
+ */
+export function handOn<T>(
+  out: MeshResponse | Promise<MeshResponse>,
+  map: OnAnswer<T>,
+  onError: OnFailure<T> | undefined,
+): T | PromiseLike<T> {
+  return out instanceof Promise ? out.then(map, onError) : map(out);
+}
+
+/** For a {@link MappingService}: hands an error its own hook threw to the caller's `onError`, or rethrows it. */
+export function handOnError<T>(err: unknown, onError: OnFailure<T> | undefined): T | PromiseLike<T> {
+  if (onError === undefined) throw err;
+  return onError(err);
+}
+
+/** The continuation of a plain `call`: the response as it is. */
+export function same(res: MeshResponse): MeshResponse {
+  return res;
+}
+
 /**
  * A filter whose work around the call below is synchronous: {@link InlineFilter.enter} before the call goes
  * on, {@link InlineFilter.exit} or {@link InlineFilter.fail} when it settles. Its own `call` chains one
@@ -127,9 +196,50 @@ export abstract class InlineFilter extends Filter {
     return this.sendBelow(req, ctx);
   }
 
+  /**
+   * `call(req, ctx).then(map, onError)` in one reaction with the service below (see {@link MappingService}).
+   * A subclass that overrides `call` is called as it is, and mapped with `then`.
+   */
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+    if (this.call !== InlineFilter.prototype.call) return settledCall(this, req, ctx).then(map, onError);
+    let early: Promise<MeshResponse> | undefined;
+    try {
+      early = this.enter(req, ctx);
+    } catch (err) {
+      return Promise.reject(err).then(map, onError);
+    }
+    if (early !== undefined) return early.then(map, onError);
+    return callMapped(
+      this.next,
+      req,
+      ctx,
+      (res) => {
+        let out: MeshResponse | Promise<MeshResponse>;
+        try {
+          out = this.exit(res, req, ctx);
+        } catch (err) {
+          return handOnError(err, onError);
+        }
+        return handOn(out, map, onError);
+      },
+      (err: unknown) => {
+        let out: MeshResponse | Promise<MeshResponse>;
+        try {
+          out = this.fail(err, req, ctx);
+        } catch (e) {
+          return handOnError(e, onError);
+        }
+        return handOn(out, map, onError);
+      },
+    );
+  }
+
   /** The rest of `call` once entered: the service below, then `exit` or `fail` in one reaction. */
   protected sendBelow(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return settledCall(this.next, req, ctx).then(
+    return callMapped(
+      this.next,
+      req,
+      ctx,
       (res) => this.exit(res, req, ctx),
       (err: unknown) => this.fail(err, req, ctx),
     );

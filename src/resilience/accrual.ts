@@ -39,7 +39,17 @@ import type { CallContext } from '../core/context.js';
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
-import { settledCall, Filter, type Service, type ServiceStatus } from '../core/service.js';
+import {
+  callMapped,
+  Filter,
+  handOnError,
+  same,
+  type MappingService,
+  type OnAnswer,
+  type OnFailure,
+  type Service,
+  type ServiceStatus,
+} from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { FailureAccrualParam, type FailureAccrualEnv } from './accrual-options.js';
 import { ClassifierParam, classifyAttempt, type Classification, type Classifier } from './classifier.js';
@@ -169,7 +179,7 @@ const MAX_SHIFT = 52;
  * filter.snapshot(); // { state: 'ready', consecutiveFailures: 0, ... }
  * ```
  */
-export class FailureAccrualFilter extends Filter {
+export class FailureAccrualFilter extends Filter implements MappingService {
   private readonly options: FailureAccrualEnv['options'];
   private readonly classifier: Classifier;
   private readonly clock: Clock;
@@ -221,6 +231,14 @@ export class FailureAccrualFilter extends Filter {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return this.callMapped(req, ctx, same);
+  }
+
+  /**
+   * `call(req, ctx).then(map, onError)`, with the outcome counted and then handed to `map` or `onError` in the
+   * one reaction of the service below (`MappingService`): no async frame and no promise of its own.
+   */
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
     // Probing with no probe in flight: this call takes the slot, in the same synchronous turn as the
     // balancer's pick (the destination calls the endpoint's stack right after it), so the next pick already
     // reads `busy`. The token is the generation the call started in, negative for the probe.
@@ -230,15 +248,18 @@ export class FailureAccrualFilter extends Filter {
       this.probeInFlight = true;
       token = -1 - token;
     }
-    // `then` rather than an async frame: one reaction per outcome on the hot path.
-    return settledCall(this.next, req, ctx).then(
+    // `settleAttempt` does not throw: a throwing classifier or transition listener is caught and logged.
+    return callMapped(
+      this.next,
+      req,
+      ctx,
       (res) => {
         this.settleAttempt(token, req, ctx, res, undefined);
-        return res;
+        return map(res);
       },
       (err: unknown) => {
         this.settleAttempt(token, req, ctx, undefined, err);
-        throw err;
+        return handOnError(err, onError);
       },
     );
   }

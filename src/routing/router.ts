@@ -22,7 +22,14 @@ import { incomingContext } from '../core/incoming.js';
 import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
-import type { Service, ServiceStatus } from '../core/service.js';
+import {
+  same,
+  type MappingService,
+  type OnAnswer,
+  type OnFailure,
+  type Service,
+  type ServiceStatus,
+} from '../core/service.js';
 import {
   ConcreteDestination,
   type ConcreteFactoryOptions,
@@ -106,7 +113,7 @@ export interface RulesRouterOptions {
  * router.setRouting(resolveRouting({ routes, destinations }, base, 'services.users'));
  * ```
  */
-export class RulesRouter implements Service {
+export class RulesRouter implements MappingService {
   readonly service: string;
   readonly overrides: boolean;
   private table: RoutingTable;
@@ -170,27 +177,33 @@ export class RulesRouter implements Service {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return this.callMapped(req, ctx, same);
+  }
+
+  /** `call(req, ctx).then(map, onError)`, run in the reaction of the destination's stack (`MappingService`). */
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
     const t = this.table;
+    let chain: readonly ConcreteDestination[];
     try {
       if (this.overrides) {
         const o = this.inheritOverrides(req);
         const entry = o?.get(this.service);
-        if (entry !== undefined) return this.callChain(this.overrideChain(entry, t), req, ctx);
+        if (entry !== undefined) return this.callChain(this.overrideChain(entry, t), req, ctx, map, onError);
       } else if (req.headers[OVERRIDE_HEADER] !== undefined) {
         // Overrides are off in this mesh: neither applied nor forwarded.
         delete req.headers[OVERRIDE_HEADER];
       }
       const simple = t.simple;
-      if (simple !== undefined) return simple.call(req, ctx);
+      if (simple !== undefined) return simple.callMapped(req, ctx, map, onError);
       const rule = t.match(req);
       if (rule === undefined) throw new NoRouteError(this.service, req.method, req.path);
       // A split: another attempt may be routed to another destination (the retries ask, on an open circuit).
       if (rule.split.length > 1) ctx.attempt.rerouteable = true;
-      const name = this.pick(rule, req);
-      return this.callChain(t.chains.get(name)!, req, ctx);
+      chain = t.chains.get(this.pick(rule, req))!;
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err).then(map, onError);
     }
+    return this.callChain(chain, req, ctx, map, onError);
   }
 
   /** The split's choice for this request: by the sticky key's hash when there is one, else at random. */
@@ -317,12 +330,14 @@ export class RulesRouter implements Service {
    * Calls the first available destination of `chain` (ready, else busy, else the first), and on a refusal that
    * provably did not send the request, the others in order.
    */
-  private callChain(
+  private callChain<T>(
     chain: readonly ConcreteDestination[],
     req: MeshRequest,
     ctx: CallContext,
-  ): Promise<MeshResponse> {
-    if (chain.length === 1) return chain[0]!.call(req, ctx);
+    map: OnAnswer<T>,
+    onError: OnFailure<T> | undefined,
+  ): Promise<T> {
+    if (chain.length === 1) return chain[0]!.callMapped(req, ctx, map, onError);
     let start = -1;
     let busy = -1;
     for (let i = 0; i < chain.length; i++) {
@@ -334,7 +349,7 @@ export class RulesRouter implements Service {
       if (a === 'busy' && busy < 0) busy = i;
     }
     if (start < 0) start = busy < 0 ? 0 : busy;
-    return this.callFrom(chain, start, req, ctx);
+    return this.callFrom(chain, start, req, ctx).then(map, onError);
   }
 
   private async callFrom(

@@ -4,11 +4,21 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { CallContext } from '../../src/core/context.js';
-import { callMapped, InlineRun } from '../../src/core/inline.js';
+import { InlineRun } from '../../src/core/inline.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
-import { Filter, InlineFilter, type Service } from '../../src/core/service.js';
+import {
+  callMapped,
+  Filter,
+  handOnError,
+  InlineFilter,
+  same,
+  type MappingService,
+  type OnAnswer,
+  type OnFailure,
+  type Service,
+} from '../../src/core/service.js';
 import { Stack, type ModuleEnv, type StackModule } from '../../src/core/stack.js';
 import { createMesh } from '../../src/client/mesh.js';
 import { defaultStacks } from '../../src/client/default-stack.js';
@@ -187,6 +197,130 @@ describe('a composed run', () => {
         () => 'handled',
       ),
     ).toBe('handled');
+  });
+});
+
+/** A level with a hook of its own on the answer that runs the caller's continuation in its own reaction. */
+class Counting implements MappingService {
+  readonly status = 'ready' as const;
+  constructor(
+    private readonly next: Service,
+    private readonly log: string[],
+    private readonly throwOwn = false,
+  ) {}
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return this.callMapped(req, ctx, same);
+  }
+  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+    return callMapped(
+      this.next,
+      req,
+      ctx,
+      (res) => {
+        this.log.push(`count ${res.statusCode}`);
+        if (this.throwOwn) return handOnError(new Error('own hook'), onError);
+        return map(res);
+      },
+      (err) => {
+        this.log.push(`count ${(err as Error).message}`);
+        return handOnError(err, onError);
+      },
+    );
+  }
+  close(): Promise<void> {
+    return this.next.close();
+  }
+}
+
+describe('callMapped over levels that map in their own reaction (MappingService)', () => {
+  it("settles a run over such levels in the transport's reaction: no promise hop per level", async () => {
+    const log: string[] = [];
+    const { service, handle } = mockService();
+    const leaf = new Counting(new Counting(service, log), log);
+    const run = Stack.of('logical', [logged('a', log), logged('b', log)]).build(leaf, env);
+    const pending = callMapped(run, meshRequest(), context(), (r) => {
+      log.push('mapped');
+      return r.statusCode;
+    });
+    const call = await handle.nextCall();
+    call.respond(mockResponse(200));
+    // The mock's promise settles; its one reaction runs both levels' hooks, the exits and the caller's map
+    // before this continuation (queued after it).
+    await Promise.resolve();
+    expect(log).toEqual([
+      'enter a',
+      'enter b',
+      'count 200',
+      'count 200',
+      'exit b 200',
+      'exit a 200',
+      'mapped',
+    ]);
+    expect(await pending).toBe(200);
+  });
+
+  it('hands a failure below through every level to onError, and a throw of map to no one', async () => {
+    const log: string[] = [];
+    const { service, handle } = mockService();
+    handle.onCall = (call) => call.fail(new Error('down'));
+    const run = Stack.of('logical', [logged('a', log)]).build(new Counting(service, log), env);
+    const out = await callMapped(
+      run,
+      meshRequest(),
+      context(),
+      String,
+      (err) => `handled ${(err as Error).message}`,
+    );
+    expect(out).toBe('handled down');
+    expect(log).toEqual(['enter a', 'count down', 'fail a down']);
+
+    handle.onCall = (call) => call.respond(mockResponse(200));
+    let handed = false;
+    const thrown = callMapped(
+      new Counting(service, []),
+      meshRequest(),
+      context(),
+      () => {
+        throw new Error('from map');
+      },
+      () => (handed = true),
+    );
+    await expect(thrown).rejects.toThrow('from map');
+    expect(handed).toBe(false);
+  });
+
+  it("hands a level's own throw to the levels above, as a rejection would be", async () => {
+    const log: string[] = [];
+    const { service, handle } = mockService();
+    handle.onCall = (call) => call.respond(mockResponse(200));
+    const run = Stack.of('logical', [logged('a', log)]).build(new Counting(service, log, true), env);
+    await expect(run.call(meshRequest(), context())).rejects.toThrow('own hook');
+    expect(log).toEqual(['enter a', 'count 200', 'fail a own hook']);
+  });
+
+  it('turns a service that throws instead of rejecting into a later call of onError', async () => {
+    const throwing: Service = {
+      status: 'ready',
+      call() {
+        throw new Error('sync');
+      },
+      close: () => Promise.resolve(),
+    };
+    const mapping: MappingService = {
+      ...throwing,
+      callMapped() {
+        throw new Error('sync mapped');
+      },
+    };
+    for (const [svc, msg] of [
+      [throwing, 'sync'],
+      [mapping, 'sync mapped'],
+    ] as const) {
+      let seen: string | undefined;
+      const p = callMapped(svc, meshRequest(), context(), String, (err) => (seen = (err as Error).message));
+      expect(seen).toBeUndefined();
+      expect(await p).toBe(msg);
+    }
   });
 });
 
