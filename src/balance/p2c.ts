@@ -239,11 +239,11 @@ export class P2CDistributor<N extends BalancerNode> implements Distributor<N> {
     return this.tracker.panic(this.panicThreshold);
   }
 
-  pick(avoid?: ReadonlySet<string>): N | undefined {
+  pick(avoid?: ReadonlySet<string>, at?: number): N | undefined {
     const nodes = this.nodes;
     const n = nodes.length;
     if (n < 2) return nodes[0];
-    const now = this.clock.now();
+    const now = at ?? this.clock.now();
     const tracker = this.tracker;
     if (tracker.due(now)) {
       tracker.scan(nodes, now);

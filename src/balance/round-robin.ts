@@ -198,12 +198,12 @@ export class RoundRobinDistributor<N extends BalancerNode> implements Distributo
     return this.tracker.panic(this.panicThreshold);
   }
 
-  pick(avoid?: ReadonlySet<string>): N | undefined {
+  pick(avoid?: ReadonlySet<string>, at?: number): N | undefined {
     const nodes = this.nodes;
     const n = nodes.length;
     if (n < 2) return nodes[0];
     const tracker = this.tracker;
-    const now = this.clock.now();
+    const now = at ?? this.clock.now();
     // At most once per statusRefreshMs: recount, and rebuild the schedule if any status changed since it was
     // built (seen by this scan or by an earlier pick).
     if (tracker.due(now)) {

@@ -154,13 +154,13 @@ export class TieredDistributor<N extends BalancerNode> implements Distributor<N>
     if (tiersChanged) this.reorder();
   }
 
-  pick(avoid?: ReadonlySet<string>): N | undefined {
+  pick(avoid?: ReadonlySet<string>, now?: number): N | undefined {
     const tiers = this.tiers;
-    if (tiers.length === 1) return tiers[0]!.distributor.pick(avoid);
+    if (tiers.length === 1) return tiers[0]!.distributor.pick(avoid, now);
     let readyTried: N | undefined;
     let lastResort: N | undefined;
     for (let i = 0; i < tiers.length; i++) {
-      const n = tiers[i]!.distributor.pick(avoid);
+      const n = tiers[i]!.distributor.pick(avoid, now);
       if (n === undefined) continue;
       if (n.status === 'ready') {
         if (avoid === undefined || !avoid.has(n.id)) return n;

@@ -149,9 +149,11 @@ export interface Distributor<N extends BalancerNode = BalancerNode> {
   apply?(added: readonly N[], removed: readonly N[], updated: readonly N[]): void;
   /**
    * Picks a node, preferring ready ones and ones whose id is not in `avoid`. Returns `undefined` only when
-   * there are no nodes at all.
+   * there are no nodes at all. `now` is the time of the pick on the mesh clock, when the caller has just read
+   * it (the balancer leaf reads it once for the pick and the load sample); the distributor reads the clock
+   * itself otherwise.
    */
-  pick(avoid?: ReadonlySet<string>): N | undefined;
+  pick(avoid?: ReadonlySet<string>, now?: number): N | undefined;
 }
 
 /**

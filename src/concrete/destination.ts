@@ -340,7 +340,10 @@ export class Destination implements MappingService {
     map: OnAnswer<T>,
     onError: OnFailure<T> | undefined,
   ): Promise<T> {
-    const node = this.distributor.pick(ctx.tried);
+    const clock = this.opts.env.clock;
+    // One clock read for the pick and the start of the attempt's latency sample.
+    const t0 = clock.now();
+    const node = this.distributor.pick(ctx.tried, t0);
     if (node === undefined) {
       this.onBodyDone();
       return Promise.reject(this.noEndpoint()).then(map, onError);
@@ -349,8 +352,6 @@ export class Destination implements MappingService {
     attempt.endpoint = node.id;
     attempt.balancer = this.opts.balancer.kind;
     const load = node.load;
-    const clock = this.opts.env.clock;
-    const t0 = clock.now();
     // The next hop gets the time that remains, when the deadline was chosen rather than the default.
     writeDeadlineHeader(req, ctx, t0);
     // Probably a new connection (the connect is in this sample): nothing sent or answered here for longer
@@ -368,7 +369,7 @@ export class Destination implements MappingService {
       (res) => {
         try {
           // One clock read for the outcome: the RTT and the stats.
-          const t1 = clock.now();
+          const t1 = attempt.outcomeTime(clock);
           node.lastActive = t1;
           const c = this.count(node, req, ctx, res, undefined, t1);
           // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
@@ -387,7 +388,7 @@ export class Destination implements MappingService {
       },
       (err: unknown) => {
         try {
-          const t1 = clock.now();
+          const t1 = attempt.outcomeTime(clock);
           node.lastActive = t1;
           const c = this.count(node, req, ctx, undefined, err, t1);
           // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least

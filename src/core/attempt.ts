@@ -11,6 +11,7 @@
  *
  * A class with fixed fields keeps it one hidden class for V8.
  */
+import type { Clock } from './clock.js';
 import type { CancelSignal } from './signal.js';
 
 /** The circuit breaker state an attempt met. */
@@ -72,6 +73,11 @@ export class Attempt {
   classifiedBy: unknown = undefined;
   /** @internal */
   classification: unknown = undefined;
+  /**
+   * @internal When the attempt's outcome (its response head, or its error) came back, on the mesh clock:
+   * read once, by the first module that needs it ({@link Attempt.outcomeTime}).
+   */
+  settledAt: number | undefined = undefined;
 
   constructor(number: number, backup = false) {
     this.number = number;
@@ -82,6 +88,14 @@ export class Attempt {
    * Takes what another record learned (a backup request's winning attempt, reported into the record of the
    * attempt the backup filter was handed), except its number, backup flag and own signal.
    */
+  /**
+   * When this attempt's outcome came back: the modules that judge one outcome in its reaction (failure
+   * accrual's window, the balancer's latency sample) share one clock read.
+   */
+  outcomeTime(clock: Clock): number {
+    return (this.settledAt ??= clock.now());
+  }
+
   learnFrom(other: Attempt): void {
     this.destination = other.destination;
     this.rerouteable ||= other.rerouteable;

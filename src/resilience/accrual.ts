@@ -33,6 +33,7 @@
  * No timers: the end of a busy period is noticed lazily, on the next status read or call, from `clock.now()`.
  * Nothing is left running after `close()`.
  */
+import type { Attempt } from '../core/attempt.js';
 import { OutcomeWindow } from '../core/outcome-window.js';
 import type { Clock } from '../core/clock.js';
 import type { CallContext } from '../core/context.js';
@@ -325,7 +326,7 @@ export class FailureAccrualFilter extends Filter implements MappingService {
     error: unknown,
   ): void {
     const probe = token < 0;
-    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe);
+    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe, ctx.attempt);
   }
 
   /** Runs the classifier; one that throws is logged and its outcome ignored (the response still goes back). */
@@ -349,13 +350,13 @@ export class FailureAccrualFilter extends Filter implements MappingService {
   }
 
   /** Applies one outcome of a request that started in `generation`. */
-  private settle(kind: Classification['kind'], generation: number, probe: boolean): void {
+  private settle(kind: Classification['kind'], generation: number, probe: boolean, attempt: Attempt): void {
     if (generation !== this.generation) return;
     if (probe) this.probeInFlight = false;
     const state = this.state;
     // BUSY: outcomes of calls sent in panic mode neither revive nor extend (Finagle's Dead state).
     if (kind === 'ignored' || state === BUSY) return;
-    const now = this.clock.now();
+    const now = attempt.outcomeTime(this.clock);
     if (state === READY) {
       if (kind === 'success') {
         this.consecutive = 0;

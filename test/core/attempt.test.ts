@@ -70,4 +70,20 @@ describe('Attempt', () => {
       rerouteable: true, // one of the two routes splitting is enough
     });
   });
+
+  it('the time of an outcome is read once per attempt, so the modules judging it see one instant', () => {
+    const clock = new FakeClock();
+    let reads = 0;
+    const counting = Object.assign(Object.create(clock) as FakeClock, {
+      now: () => (reads++, clock.now()),
+    });
+    const first = new Attempt(1);
+    const t = first.outcomeTime(counting);
+    clock.advance(5);
+    expect(first.outcomeTime(counting)).toBe(t);
+    expect(reads).toBe(1);
+    // Another attempt reads its own.
+    expect(new Attempt(2).outcomeTime(counting)).toBe(t + 5);
+    expect(reads).toBe(2);
+  });
 });
