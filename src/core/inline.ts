@@ -6,7 +6,7 @@
  * run costs a call no promise hop of its own. The filters keep their own `next` and their
  * own `call`, so a filter that sends the rest of a call itself (its `enter` returns that promise) or a caller
  * holding one of them sees nothing different; the same hooks run in the same order as when each filter runs
- * its own `call` (test/client/inline.test.ts compares the two).
+ * its own `call` (test/core/inline-run.test.ts compares the two).
  *
  * tower keeps one `Service` trait and puts every optimisation inside a layer; Finagle's `Stack` builds its
  * modules into one `ServiceFactory`. This is the same rule: no caller and no module runs an interpreter of
