@@ -213,24 +213,8 @@ export abstract class InlineFilter extends Filter {
       this.next,
       req,
       ctx,
-      (res) => {
-        let out: MeshResponse | Promise<MeshResponse>;
-        try {
-          out = this.exit(res, req, ctx);
-        } catch (err) {
-          return handOnError(err, onError);
-        }
-        return handOn(out, map, onError);
-      },
-      (err: unknown) => {
-        let out: MeshResponse | Promise<MeshResponse>;
-        try {
-          out = this.fail(err, req, ctx);
-        } catch (e) {
-          return handOnError(e, onError);
-        }
-        return handOn(out, map, onError);
-      },
+      (res) => hookThen(this, false, res, req, ctx, map, onError),
+      (err: unknown) => hookThen(this, true, err, req, ctx, map, onError),
     );
   }
 
@@ -244,4 +228,23 @@ export abstract class InlineFilter extends Filter {
       (err: unknown) => this.fail(err, req, ctx),
     );
   }
+}
+
+/** An inline filter's `exit` (or `fail`) on an outcome, then the caller's continuation on what it gives. */
+function hookThen<T>(
+  f: InlineFilter,
+  failed: boolean,
+  outcome: unknown,
+  req: MeshRequest,
+  ctx: CallContext,
+  map: OnAnswer<T>,
+  onError: OnFailure<T> | undefined,
+): T | PromiseLike<T> {
+  let out: MeshResponse | Promise<MeshResponse>;
+  try {
+    out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
+  } catch (err) {
+    return handOnError(err, onError);
+  }
+  return handOn(out, map, onError);
 }
