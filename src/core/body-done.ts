@@ -23,16 +23,19 @@ const HOOKS = Symbol('meshfetch.bodyDone');
 export const BODY_DONE_HOOKS: typeof HOOKS = HOOKS;
 
 /**
- * The hooks of one body: the first five in fields, more in an array. A call through the default stacks adds
- * three to five (the attempt's signal, the endpoint, the destination, the deadline, the mesh's in-flight
- * count): one small object per body instead of an array grown by `push` (which reserves 17 slots) and the
- * wrapper and bound function of `once`.
+ * The hooks of one body: the first eight in fields, more in an array. A call through the default stacks adds
+ * six (the attempt's signal, the endpoint, the destination, admission, the deadline, the mesh's in-flight
+ * count), seven or eight with telemetry's end hook and a per-attempt timeout: one small object per body
+ * instead of an array grown by `push` (which reserves 17 slots) and the wrapper and bound function of `once`.
  */
 class HookList {
   b: BodyDoneHook | undefined = undefined;
   c: BodyDoneHook | undefined = undefined;
   d: BodyDoneHook | undefined = undefined;
   e: BodyDoneHook | undefined = undefined;
+  f: BodyDoneHook | undefined = undefined;
+  g: BodyDoneHook | undefined = undefined;
+  h: BodyDoneHook | undefined = undefined;
   more: BodyDoneHook[] | undefined = undefined;
   constructor(public a: BodyDoneHook) {}
 
@@ -41,6 +44,9 @@ class HookList {
     else if (this.c === undefined) this.c = hook;
     else if (this.d === undefined) this.d = hook;
     else if (this.e === undefined) this.e = hook;
+    else if (this.f === undefined) this.f = hook;
+    else if (this.g === undefined) this.g = hook;
+    else if (this.h === undefined) this.h = hook;
     else (this.more ??= []).push(hook);
   }
 
@@ -54,6 +60,12 @@ class HookList {
     run(this.d);
     if (this.e === undefined) return;
     run(this.e);
+    if (this.f === undefined) return;
+    run(this.f);
+    if (this.g === undefined) return;
+    run(this.g);
+    if (this.h === undefined) return;
+    run(this.h);
     const more = this.more;
     if (more !== undefined) for (let i = 0; i < more.length; i++) run(more[i]!);
   }
