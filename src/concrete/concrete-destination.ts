@@ -9,10 +9,9 @@
 import type { CallContext } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import {
-  callMapped,
+  callThen,
   settledCall,
-  type OnAnswer,
-  type OnFailure,
+  type Continuation,
   type Service,
   type ServiceStatus,
 } from '../core/service.js';
@@ -140,10 +139,10 @@ export class ConcreteDestination {
     return settledCall(this.stack, req, ctx);
   }
 
-  /** `call(req, ctx).then(map, onError)`, run in the reaction of its stack (`MappingService`). */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+  /** `call(req, ctx)` continued with `k` in the reaction of its stack (`MappingService`). */
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     ctx.attempt.destination = this.name;
-    return callMapped(this.stack, req, ctx, map, onError);
+    return callThen(this.stack, req, ctx, k);
   }
 
   /** Takes it out of service: it closes as soon as its calls in flight are done. Idempotent. */

@@ -22,12 +22,11 @@ import {
 } from '../core/errors.js';
 import { rawHeader, type MeshRequest, type MeshResponse } from '../core/message.js';
 import {
-  callMapped,
-  handOnError,
-  same,
+  callThen,
+  continueWhenSettled,
+  SAME,
+  type Continuation,
   type MappingService,
-  type OnAnswer,
-  type OnFailure,
   type ServiceStatus,
 } from '../core/service.js';
 import type { ModuleEnv, Stack } from '../core/stack.js';
@@ -60,8 +59,6 @@ import {
 import { EndpointNode, MAX_RETRY_AFTER_HOLD_MS } from './endpoint-node.js';
 import { SnapshotSections } from '../telemetry/snapshot.js';
 
-export { EndpointNode, MAX_RETRY_AFTER_HOLD_MS };
-
 /** What a destination needs from the mesh. */
 export interface DestinationOptions {
   readonly name: string;
@@ -73,10 +70,8 @@ export interface DestinationOptions {
   readonly env: ModuleEnv<'concrete'>;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(err: unknown): void;
-}
+/** A call waiting for discovery's first answer. */
+type Waiter = { resolve(): void; reject(err: unknown): void };
 
 /**
  * The balancer leaf of a concrete stack.
@@ -301,26 +296,26 @@ export class Destination implements MappingService {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callMapped(req, ctx, same);
+    return this.callThen(req, ctx, SAME);
   }
 
   /**
-   * `call(req, ctx).then(map, onError)`, with `map` or `onError` run right after this leaf's own reaction to
-   * the endpoint's answer, in that same reaction (`MappingService`).
+   * `call(req, ctx)` continued with `k` right after this leaf's own work on the endpoint's answer, in that
+   * same reaction (`MappingService`).
    */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new MeshClosedError()).then(map, onError);
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
+    if (this.closed) return continueWhenSettled(Promise.reject(new MeshClosedError()), k);
     this.active++;
     if (this.addr.state === 'pending') {
       return this.waitForAnswer(ctx).then(
-        () => this.send(req, ctx, map, onError),
+        () => this.send(req, ctx, k),
         (err: unknown) => {
           this.onBodyDone();
-          return handOnError(err, onError);
+          return k.failed(err);
         },
       );
     }
-    return this.send(req, ctx, map, onError);
+    return this.send(req, ctx, k);
   }
 
   /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */
@@ -334,24 +329,17 @@ export class Destination implements MappingService {
   }
 
   /** Picks an endpoint and sends one attempt to it (no async frame: this runs on every attempt). */
-  private send<T>(
-    req: MeshRequest,
-    ctx: CallContext,
-    map: OnAnswer<T>,
-    onError: OnFailure<T> | undefined,
-  ): Promise<T> {
-    const clock = this.opts.env.clock;
+  private send<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     // One clock read for the pick and the start of the attempt's latency sample.
-    const t0 = clock.now();
+    const t0 = this.opts.env.clock.now();
     const node = this.distributor.pick(ctx.tried, t0);
     if (node === undefined) {
       this.onBodyDone();
-      return Promise.reject(this.noEndpoint()).then(map, onError);
+      return continueWhenSettled(Promise.reject(this.noEndpoint()), k);
     }
     const attempt = ctx.attempt;
     attempt.endpoint = node.id;
     attempt.balancer = this.opts.balancer.kind;
-    const load = node.load;
     // The next hop gets the time that remains, when the deadline was chosen rather than the default.
     writeDeadlineHeader(req, ctx, t0);
     // Probably a new connection (the connect is in this sample): nothing sent or answered here for longer
@@ -359,53 +347,44 @@ export class Destination implements MappingService {
     // flight that long holds its socket, so this one needs another.)
     const cold = t0 - node.lastActive >= this.opts.transport.keepAliveTimeoutMs;
     node.lastActive = t0;
-    load.start(t0);
+    node.load.start(t0);
     // The endpoint's stack runs synchronously up to its first await, in this turn: a module at its top that
     // reserves something at the start of its call (failure accrual's probe slot) does so before another pick.
-    return callMapped(
-      node.service,
-      req,
-      ctx,
-      (res) => {
-        try {
-          // One clock read for the outcome: the RTT and the stats.
-          const t1 = attempt.outcomeTime(clock);
-          node.lastActive = t1;
-          const c = this.count(node, req, ctx, res, undefined, t1);
-          // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
-          // costlier instead. Retry-After also takes the endpoint out of the draw until then.
-          if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, cold);
-          else {
-            load.observeFailure?.(t1 - t0, t1);
-            if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
-          }
-          whenBodyDone(res.body, node);
-          whenBodyDone(res.body, this);
-        } catch (err) {
-          return handOnError(err, onError);
-        }
-        return map(res);
-      },
-      (err: unknown) => {
-        try {
-          const t1 = attempt.outcomeTime(clock);
-          node.lastActive = t1;
-          const c = this.count(node, req, ctx, undefined, err, t1);
-          // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least
-          // this long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the
-          // classifier ignores (the idle-close race, the mesh's own refusal) says nothing about its latency.
-          if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
-          else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
-          else if ((err as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
-            load.observeCancelled?.(t1 - t0, t1);
-          load.end(t1);
-          this.onBodyDone();
-        } catch (e) {
-          return handOnError(e, onError);
-        }
-        return handOnError(err, onError);
-      },
-    );
+    return callThen(node.service, req, ctx, new SentAttempt(this, node, req, ctx, t0, cold, k));
+  }
+
+  /**
+   * @internal An attempt's outcome, a response or (`failed`) an error: the latency sample (one clock read
+   * for the outcome), the endpoint's stats and, for a response, the body-done hooks.
+   */
+  attemptSettled(a: SentAttempt<unknown>, failed: boolean, outcome: unknown): void {
+    const { node, ctx, t0 } = a;
+    const load = node.load;
+    const t1 = ctx.attempt.outcomeTime(this.opts.env.clock);
+    node.lastActive = t1;
+    const res = failed ? undefined : (outcome as MeshResponse);
+    const c = this.count(node, a.req, ctx, res, failed ? outcome : undefined, t1);
+    if (res !== undefined) {
+      // A failure or back-pressure (a fast 429 or 503) is not a latency sample: it makes the endpoint
+      // costlier instead. Retry-After also takes the endpoint out of the draw until then.
+      if (c === undefined || (c.kind !== 'failure' && !c.backpressure)) load.observe(t1 - t0, t1, a.cold);
+      else {
+        load.observeFailure?.(t1 - t0, t1);
+        if (c.backpressure) this.holdForRetryAfter(node, res, ctx, t1);
+      }
+      whenBodyDone(res.body, node);
+      whenBodyDone(res.body, this);
+      return;
+    }
+    // A cancelled attempt (backup won, caller or deadline gave up) only says the endpoint took at least this
+    // long. A failure (reset, refused, per-attempt timeout) makes it costlier; an error the classifier ignores
+    // (the idle-close race, the mesh's own refusal) says nothing about its latency.
+    if (ctx.signal?.aborted === true) load.observeCancelled?.(t1 - t0, t1);
+    else if (c?.kind === 'failure') load.observeFailure?.(t1 - t0, t1);
+    else if ((outcome as { code?: unknown })?.code === 'MESH_ATTEMPT_TIMEOUT')
+      load.observeCancelled?.(t1 - t0, t1);
+    load.end(t1);
+    this.onBodyDone();
   }
 
   /**
@@ -481,5 +460,39 @@ export class Destination implements MappingService {
           : n.service.close(),
       ),
     ]);
+  }
+}
+
+/**
+ * One attempt sent to an endpoint, and what to do with its outcome: the balancer leaf's own work, then the
+ * caller's continuation (one object per attempt: the state the way back needs, no closures).
+ */
+class SentAttempt<T> implements Continuation<T> {
+  constructor(
+    readonly dest: Destination,
+    readonly node: EndpointNode,
+    readonly req: MeshRequest,
+    readonly ctx: CallContext,
+    readonly t0: number,
+    readonly cold: boolean,
+    private readonly k: Continuation<T>,
+  ) {}
+
+  answered(res: MeshResponse): T | PromiseLike<T> {
+    return this.settle(false, res);
+  }
+
+  failed(err: unknown): T | PromiseLike<T> {
+    return this.settle(true, err);
+  }
+
+  /** The leaf's own work on the outcome (a throw from it fails the call), then the caller's continuation. */
+  private settle(failed: boolean, outcome: unknown): T | PromiseLike<T> {
+    try {
+      this.dest.attemptSettled(this, failed, outcome);
+    } catch (err) {
+      return this.k.failed(err);
+    }
+    return failed ? this.k.failed(outcome) : this.k.answered(outcome as MeshResponse);
   }
 }

@@ -15,14 +15,14 @@
 import type { CallContext } from './context.js';
 import type { MeshRequest, MeshResponse } from './message.js';
 import {
-  callMapped,
+  callThen,
+  continueWhenSettled,
   Filter,
-  handOn,
-  handOnError,
   InlineFilter,
+  RunExit,
+  SAME,
+  type Continuation,
   type MappingService,
-  type OnAnswer,
-  type OnFailure,
   type Service,
 } from './service.js';
 
@@ -48,23 +48,14 @@ export class InlineRun extends Filter implements MappingService {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.send(req, ctx, undefined);
+    return this.callThen(req, ctx, SAME);
   }
 
   /**
-   * `call(req, ctx).then(map, onError)` without a promise hop of its own: `map` (or `onError`) runs after the
-   * run's exits, in the reaction of the service below (see `MappingService`).
+   * `call(req, ctx)` continued with `k` without a promise hop of its own: `k` runs after the run's exits, in
+   * the reaction of the service below (see `MappingService`).
    */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
-    return this.send(req, ctx, map, onError);
-  }
-
-  private send<T>(
-    req: MeshRequest,
-    ctx: CallContext,
-    map: OnAnswer<T> | undefined,
-    onError?: OnFailure<T>,
-  ): Promise<T> {
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     const run = this.filters;
     let entered = 0;
     let early: Promise<MeshResponse> | undefined;
@@ -78,77 +69,12 @@ export class InlineRun extends Filter implements MappingService {
     } catch (err) {
       early = Promise.reject(err);
     }
-    if (entered === 0) return map === undefined ? (early as Promise<T>) : early!.then(map, onError);
-    const exits: OnAnswer<T> =
-      map === undefined
-        ? (res) => exitRun(run, entered, req, ctx, false, res) as T | Promise<T>
-        : (res) => mapped(run, entered, req, ctx, false, res, map, onError);
-    const fails: OnFailure<T> =
-      map === undefined
-        ? (err) => exitRun(run, entered, req, ctx, true, err) as T | Promise<T>
-        : (err) => mapped(run, entered, req, ctx, true, err, map, onError);
+    if (entered === 0) return k === SAME ? (early as Promise<T>) : continueWhenSettled(early!, k);
+    const exits = new RunExit(run, entered, req, ctx, k);
     // The service below runs the exits in its own reaction when it can (a MappingService): one reaction
     // for the whole call, whatever the levels below.
-    return early === undefined ? callMapped(this.below, req, ctx, exits, fails) : early.then(exits, fails);
+    return early === undefined ? callThen(this.below, req, ctx, exits) : continueWhenSettled(early, exits);
   }
-}
-
-/** The exits of a run on an outcome (see {@link exitRun}), then `map` or `onError` on what they give. */
-function mapped<T>(
-  run: readonly InlineFilter[],
-  n: number,
-  req: MeshRequest,
-  ctx: CallContext,
-  failed: boolean,
-  outcome: unknown,
-  map: OnAnswer<T>,
-  onError: OnFailure<T> | undefined,
-): T | PromiseLike<T> {
-  let out: MeshResponse | Promise<MeshResponse>;
-  try {
-    out = exitRun(run, n, req, ctx, failed, outcome);
-  } catch (err) {
-    return handOnError(err, onError);
-  }
-  return handOn(out, map, onError);
-}
-
-/**
- * Runs the exits of the first `n` filters of a run on an outcome, innermost first: `exit` on a response,
- * `fail` on an error. A hook that throws passes its error to the next one's `fail`; a `fail` that recovers
- * passes its response to the next one's `exit`. One that returns a promise (a retry loop) hands the rest of
- * the exits to that promise.
- */
-function exitRun(
-  run: readonly InlineFilter[],
-  n: number,
-  req: MeshRequest,
-  ctx: CallContext,
-  failed: boolean,
-  outcome: unknown,
-): MeshResponse | Promise<MeshResponse> {
-  for (let i = n - 1; i >= 0; i--) {
-    const f = run[i]!;
-    let out: MeshResponse | Promise<MeshResponse>;
-    try {
-      out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
-    } catch (err) {
-      failed = true;
-      outcome = err;
-      continue;
-    }
-    if (out instanceof Promise) {
-      if (i === 0) return out;
-      return out.then(
-        (res) => exitRun(run, i, req, ctx, false, res),
-        (err: unknown) => exitRun(run, i, req, ctx, true, err),
-      );
-    }
-    failed = false;
-    outcome = out;
-  }
-  if (failed) throw outcome;
-  return outcome as MeshResponse;
 }
 
 /**

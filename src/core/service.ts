@@ -79,27 +79,70 @@ export type OnAnswer<T> = (res: MeshResponse) => T | PromiseLike<T>;
 export type OnFailure<T> = (err: unknown) => T | PromiseLike<T>;
 
 /**
+ * What a caller does with the outcome of a call, as one object: `then`'s two arguments. `failed` handles the
+ * error or throws it (the call's promise then rejects with what it threw). A level keeps its per-call state
+ * for the way back in its continuation's fields: one object per level and call, no closures.
+ */
+export interface Continuation<T> {
+  answered(res: MeshResponse): T | PromiseLike<T>;
+  failed(err: unknown): T | PromiseLike<T>;
+}
+
+/**
  * A service that can run its caller's continuation inside its own last promise reaction.
- * `callMapped(req, ctx, map, onError)` settles exactly as `call(req, ctx).then(map, onError)` would: `map`
- * gets the response, `onError` (when given) the failure, and a throw from `map` is not handed to `onError`.
- * Neither runs before the service's own reaction. A chain of such services (a stack's inline filters, the
- * router, the concrete destination, the balancer leaf) thus settles a call in one reaction over the
- * transport's promise instead of one per level: this is how `Stack.build` and the levels keep the hot path
- * short without any caller knowing (docs/architecture.md, "the hot path"). Call it through
- * {@link callMapped}, which falls back to `then` for a plain service.
+ * `callThen(req, ctx, k)` settles exactly as `call(req, ctx).then((r) => k.answered(r), (e) => k.failed(e))`
+ * would: `answered` gets the response, `failed` the failure, and a throw from `answered` is not handed to
+ * `failed`. Neither runs before the service's own reaction. A chain of such services (a stack's inline
+ * filters, the router, the concrete destination, the balancer leaf, failure accrual) thus settles a call in
+ * one reaction over the transport's promise instead of one per level: this is how `Stack.build` and the
+ * levels keep the hot path short without any caller knowing (docs/architecture.md, "the hot path"). Call it
+ * through {@link callThen}, which falls back to `then` for a plain service.
  */
 export interface MappingService extends Service {
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T>;
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T>;
+}
+
+/**
+ * `service.call(req, ctx)` continued with `k`, in the service's own reaction when it is a
+ * {@link MappingService} (no promise hop of the caller's), otherwise with one `then`. A call that throws
+ * becomes a rejection, as with {@link settledCall}.
+ *
+ * @example
+ * ```ts
+ * return callThen(this.next, req, ctx, new CountOutcome(this, k));
+ * ```
+ */
+export function callThen<T>(
+  service: Service,
+  req: MeshRequest,
+  ctx: CallContext,
+  k: Continuation<T>,
+): Promise<T> {
+  if ((service as Partial<MappingService>).callThen !== undefined) {
+    try {
+      return (service as MappingService).callThen(req, ctx, k);
+    } catch (err) {
+      return continueWhenSettled(Promise.reject(err), k);
+    }
+  }
+  return continueWhenSettled(settledCall(service, req, ctx), k);
+}
+
+/** `promise` continued with `k`: the one place a continuation becomes a promise reaction. */
+export function continueWhenSettled<T>(promise: Promise<MeshResponse>, k: Continuation<T>): Promise<T> {
+  return promise.then(
+    (res) => k.answered(res),
+    (err: unknown) => k.failed(err),
+  );
 }
 
 /**
  * `service.call(req, ctx).then(map, onError)`, with `map` and `onError` run in the service's own reaction
- * when it is a {@link MappingService} (no promise hop of the caller's). A call that throws becomes a
- * rejection, as with {@link settledCall}.
+ * when it is a {@link MappingService}: the function-style {@link callThen}, for an entry point.
  *
  * @example
  * ```ts
- * return callMapped(this.next, req, ctx, (res) => this.count(res), (err) => this.blame(err));
+ * return callMapped(svc.stack, req, ctx, toResponseData);
  * ```
  */
 export function callMapped<T>(
@@ -109,37 +152,35 @@ export function callMapped<T>(
   map: OnAnswer<T>,
   onError?: OnFailure<T>,
 ): Promise<T> {
-  if ((service as Partial<MappingService>).callMapped !== undefined) {
-    try {
-      return (service as MappingService).callMapped(req, ctx, map, onError);
-    } catch (err) {
-      return Promise.reject(err).then(map, onError);
-    }
-  }
-  return settledCall(service, req, ctx).then(map, onError);
+  return callThen(service, req, ctx, new Mapped(map, onError));
 }
+
+/** A continuation made of `then`'s two functions. */
+class Mapped<T> implements Continuation<T> {
+  constructor(
+    readonly answered: OnAnswer<T>,
+    private readonly onError: OnFailure<T> | undefined,
+  ) {}
+  failed(err: unknown): T | PromiseLike<T> {
+    if (this.onError === undefined) throw err;
+    return this.onError(err);
+  }
+}
+
+/** The continuation of a plain `call`: the response as it is, the error rethrown. */
+export const SAME: Continuation<MeshResponse> = {
+  answered: (res) => res,
+  failed: (err) => {
+    throw err;
+  },
+};
 
 /**
  * For a {@link MappingService}: hands what its own hook made of the outcome (a response, or a promise of one
  * such as a retry's) on to the caller's continuation.
  */
-export function handOn<T>(
-  out: MeshResponse | Promise<MeshResponse>,
-  map: OnAnswer<T>,
-  onError: OnFailure<T> | undefined,
-): T | PromiseLike<T> {
-  return out instanceof Promise ? out.then(map, onError) : map(out);
-}
-
-/** For a {@link MappingService}: hands an error its own hook threw to the caller's `onError`, or rethrows it. */
-export function handOnError<T>(err: unknown, onError: OnFailure<T> | undefined): T | PromiseLike<T> {
-  if (onError === undefined) throw err;
-  return onError(err);
-}
-
-/** The continuation of a plain `call`: the response as it is. */
-export function same(res: MeshResponse): MeshResponse {
-  return res;
+export function handOn<T>(out: MeshResponse | Promise<MeshResponse>, k: Continuation<T>): T | PromiseLike<T> {
+  return out instanceof Promise ? continueWhenSettled(out, k) : k.answered(out);
 }
 
 /**
@@ -180,6 +221,13 @@ export abstract class InlineFilter extends Filter {
   /** The call below failed with `err`: throw (mapped or not), or recover. */
   abstract fail(err: unknown, req: MeshRequest, ctx: CallContext): MeshResponse | Promise<MeshResponse>;
 
+  private run: readonly InlineFilter[] | undefined = undefined;
+
+  /** This filter as a run of one. */
+  private asRun(): readonly InlineFilter[] {
+    return (this.run ??= [this]);
+  }
+
   /** The service this filter wraps (for the composition of a run, which calls the last one's directly). */
   get below(): Service {
     return this.next;
@@ -197,54 +245,93 @@ export abstract class InlineFilter extends Filter {
   }
 
   /**
-   * `call(req, ctx).then(map, onError)` in one reaction with the service below (see {@link MappingService}).
-   * A subclass that overrides `call` is called as it is, and mapped with `then`.
+   * `call(req, ctx)` continued with `k` in one reaction with the service below (see {@link MappingService}).
+   * A subclass that overrides `call` is called as it is, and continued with `then`.
    */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
-    if (this.call !== InlineFilter.prototype.call) return settledCall(this, req, ctx).then(map, onError);
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
+    if (this.call !== InlineFilter.prototype.call) return continueWhenSettled(settledCall(this, req, ctx), k);
     let early: Promise<MeshResponse> | undefined;
     try {
       early = this.enter(req, ctx);
     } catch (err) {
-      return Promise.reject(err).then(map, onError);
+      return continueWhenSettled(Promise.reject(err), k);
     }
-    if (early !== undefined) return early.then(map, onError);
-    return callMapped(
-      this.next,
-      req,
-      ctx,
-      (res) => hookThen(this, false, res, req, ctx, map, onError),
-      (err: unknown) => hookThen(this, true, err, req, ctx, map, onError),
-    );
+    if (early !== undefined) return continueWhenSettled(early, k);
+    return callThen(this.next, req, ctx, new RunExit(this.asRun(), 1, req, ctx, k));
   }
 
   /** The rest of `call` once entered: the service below, then `exit` or `fail` in one reaction. */
   protected sendBelow(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return callMapped(
-      this.next,
-      req,
-      ctx,
-      (res) => this.exit(res, req, ctx),
-      (err: unknown) => this.fail(err, req, ctx),
-    );
+    return callThen(this.next, req, ctx, new RunExit(this.asRun(), 1, req, ctx, SAME));
   }
 }
 
-/** An inline filter's `exit` (or `fail`) on an outcome, then the caller's continuation on what it gives. */
-function hookThen<T>(
-  f: InlineFilter,
-  failed: boolean,
-  outcome: unknown,
+/**
+ * @internal The way back through inline filters: the exits of the first `n` filters of `run` (innermost
+ * first, see {@link exitRun}) on the outcome below, then the caller's continuation on what they give.
+ */
+export class RunExit<T> implements Continuation<T> {
+  constructor(
+    private readonly run: readonly InlineFilter[],
+    private readonly n: number,
+    private readonly req: MeshRequest,
+    private readonly ctx: CallContext,
+    private readonly k: Continuation<T>,
+  ) {}
+
+  answered(res: MeshResponse): T | PromiseLike<T> {
+    return this.exit(false, res);
+  }
+
+  failed(err: unknown): T | PromiseLike<T> {
+    return this.exit(true, err);
+  }
+
+  private exit(failed: boolean, outcome: unknown): T | PromiseLike<T> {
+    let out: MeshResponse | Promise<MeshResponse>;
+    try {
+      out = exitRun(this.run, this.n, this.req, this.ctx, failed, outcome);
+    } catch (err) {
+      return this.k.failed(err);
+    }
+    return handOn(out, this.k);
+  }
+}
+
+/**
+ * @internal Runs the exits of the first `n` filters of a run on an outcome, innermost first: `exit` on a
+ * response, `fail` on an error. A hook that throws passes its error to the next one's `fail`; a `fail` that
+ * recovers passes its response to the next one's `exit`. One that returns a promise (a retry loop) hands the
+ * rest of the exits to that promise.
+ */
+export function exitRun(
+  run: readonly InlineFilter[],
+  n: number,
   req: MeshRequest,
   ctx: CallContext,
-  map: OnAnswer<T>,
-  onError: OnFailure<T> | undefined,
-): T | PromiseLike<T> {
-  let out: MeshResponse | Promise<MeshResponse>;
-  try {
-    out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
-  } catch (err) {
-    return handOnError(err, onError);
+  failed: boolean,
+  outcome: unknown,
+): MeshResponse | Promise<MeshResponse> {
+  for (let i = n - 1; i >= 0; i--) {
+    const f = run[i]!;
+    let out: MeshResponse | Promise<MeshResponse>;
+    try {
+      out = failed ? f.fail(outcome, req, ctx) : f.exit(outcome as MeshResponse, req, ctx);
+    } catch (err) {
+      failed = true;
+      outcome = err;
+      continue;
+    }
+    if (out instanceof Promise) {
+      if (i === 0) return out;
+      return out.then(
+        (res) => exitRun(run, i, req, ctx, false, res),
+        (err: unknown) => exitRun(run, i, req, ctx, true, err),
+      );
+    }
+    failed = false;
+    outcome = out;
   }
-  return handOn(out, map, onError);
+  if (failed) throw outcome;
+  return outcome as MeshResponse;
 }

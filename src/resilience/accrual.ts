@@ -41,13 +41,11 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
 import {
-  callMapped,
+  callThen,
   Filter,
-  handOnError,
-  same,
+  SAME,
+  type Continuation,
   type MappingService,
-  type OnAnswer,
-  type OnFailure,
   type Service,
   type ServiceStatus,
 } from '../core/service.js';
@@ -232,14 +230,14 @@ export class FailureAccrualFilter extends Filter implements MappingService {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callMapped(req, ctx, same);
+    return this.callThen(req, ctx, SAME);
   }
 
   /**
-   * `call(req, ctx).then(map, onError)`, with the outcome counted and then handed to `map` or `onError` in the
-   * one reaction of the service below (`MappingService`): no async frame and no promise of its own.
+   * `call(req, ctx)` continued with `k`, the outcome counted first, in the one reaction of the service below
+   * (`MappingService`): no async frame and no promise of its own.
    */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     // Probing with no probe in flight: this call takes the slot, in the same synchronous turn as the
     // balancer's pick (the destination calls the endpoint's stack right after it), so the next pick already
     // reads `busy`. The token is the generation the call started in, negative for the probe.
@@ -249,20 +247,7 @@ export class FailureAccrualFilter extends Filter implements MappingService {
       this.probeInFlight = true;
       token = -1 - token;
     }
-    // `settleAttempt` does not throw: a throwing classifier or transition listener is caught and logged.
-    return callMapped(
-      this.next,
-      req,
-      ctx,
-      (res) => {
-        this.settleAttempt(token, req, ctx, res, undefined);
-        return map(res);
-      },
-      (err: unknown) => {
-        this.settleAttempt(token, req, ctx, undefined, err);
-        return handOnError(err, onError);
-      },
-    );
+    return callThen(this.next, req, ctx, new Counted(this, token, req, ctx, k));
   }
 
   /**
@@ -317,16 +302,14 @@ export class FailureAccrualFilter extends Filter implements MappingService {
     return this.next.close();
   }
 
-  /** Applies the outcome of a call that started with `token` (see {@link FailureAccrualFilter.call}). */
-  private settleAttempt(
-    token: number,
-    req: MeshRequest,
-    ctx: CallContext,
-    res: MeshResponse | undefined,
-    error: unknown,
-  ): void {
+  /**
+   * @internal Applies the outcome of a call (`c.token`: see {@link FailureAccrualFilter.callThen}). Does not
+   * throw: a throwing classifier or transition listener is caught and logged.
+   */
+  settleAttempt(c: Counted<unknown>, res: MeshResponse | undefined, error: unknown): void {
+    const token = c.token;
     const probe = token < 0;
-    this.settle(this.classify(req, ctx, res, error), probe ? -1 - token : token, probe, ctx.attempt);
+    this.settle(this.classify(c.req, c.ctx, res, error), probe ? -1 - token : token, probe, c.ctx.attempt);
   }
 
   /** Runs the classifier; one that throws is logged and its outcome ignored (the response still goes back). */
@@ -493,4 +476,25 @@ export const failureAccrualModule: StackModule<'endpoint'> = {
  */
 export function failureAccrualOf(service: Service): FailureAccrualFilter | undefined {
   return service instanceof FailureAccrualFilter ? service : undefined;
+}
+
+/** A call's outcome counted by failure accrual, then handed to the caller's continuation. */
+class Counted<T> implements Continuation<T> {
+  constructor(
+    private readonly filter: FailureAccrualFilter,
+    readonly token: number,
+    readonly req: MeshRequest,
+    readonly ctx: CallContext,
+    private readonly k: Continuation<T>,
+  ) {}
+
+  answered(res: MeshResponse): T | PromiseLike<T> {
+    this.filter.settleAttempt(this, res, undefined);
+    return this.k.answered(res);
+  }
+
+  failed(err: unknown): T | PromiseLike<T> {
+    this.filter.settleAttempt(this, undefined, err);
+    return this.k.failed(err);
+  }
 }

@@ -23,10 +23,10 @@ import type { Logger } from '../core/logger.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import type { Rng } from '../core/rng.js';
 import {
-  same,
+  continueWhenSettled,
+  SAME,
+  type Continuation,
   type MappingService,
-  type OnAnswer,
-  type OnFailure,
   type Service,
   type ServiceStatus,
 } from '../core/service.js';
@@ -177,33 +177,33 @@ export class RulesRouter implements MappingService {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callMapped(req, ctx, same);
+    return this.callThen(req, ctx, SAME);
   }
 
-  /** `call(req, ctx).then(map, onError)`, run in the reaction of the destination's stack (`MappingService`). */
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
+  /** `call(req, ctx)` continued with `k` in the reaction of the destination's stack (`MappingService`). */
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     const t = this.table;
     let chain: readonly ConcreteDestination[];
     try {
       if (this.overrides) {
         const o = this.inheritOverrides(req);
         const entry = o?.get(this.service);
-        if (entry !== undefined) return this.callChain(this.overrideChain(entry, t), req, ctx, map, onError);
+        if (entry !== undefined) return this.callChain(this.overrideChain(entry, t), req, ctx, k);
       } else if (req.headers[OVERRIDE_HEADER] !== undefined) {
         // Overrides are off in this mesh: neither applied nor forwarded.
         delete req.headers[OVERRIDE_HEADER];
       }
       const simple = t.simple;
-      if (simple !== undefined) return simple.callMapped(req, ctx, map, onError);
+      if (simple !== undefined) return simple.callThen(req, ctx, k);
       const rule = t.match(req);
       if (rule === undefined) throw new NoRouteError(this.service, req.method, req.path);
       // A split: another attempt may be routed to another destination (the retries ask, on an open circuit).
       if (rule.split.length > 1) ctx.attempt.rerouteable = true;
       chain = t.chains.get(this.pick(rule, req))!;
     } catch (err) {
-      return Promise.reject(err).then(map, onError);
+      return continueWhenSettled(Promise.reject(err), k);
     }
-    return this.callChain(chain, req, ctx, map, onError);
+    return this.callChain(chain, req, ctx, k);
   }
 
   /** The split's choice for this request: by the sticky key's hash when there is one, else at random. */
@@ -334,10 +334,9 @@ export class RulesRouter implements MappingService {
     chain: readonly ConcreteDestination[],
     req: MeshRequest,
     ctx: CallContext,
-    map: OnAnswer<T>,
-    onError: OnFailure<T> | undefined,
+    k: Continuation<T>,
   ): Promise<T> {
-    if (chain.length === 1) return chain[0]!.callMapped(req, ctx, map, onError);
+    if (chain.length === 1) return chain[0]!.callThen(req, ctx, k);
     let start = -1;
     let busy = -1;
     for (let i = 0; i < chain.length; i++) {
@@ -349,7 +348,7 @@ export class RulesRouter implements MappingService {
       if (a === 'busy' && busy < 0) busy = i;
     }
     if (start < 0) start = busy < 0 ? 0 : busy;
-    return this.callFrom(chain, start, req, ctx).then(map, onError);
+    return continueWhenSettled(this.callFrom(chain, start, req, ctx), k);
   }
 
   private async callFrom(

@@ -14,7 +14,8 @@ import {
 } from 'meshfetch';
 import type { BalancerFactory, BalancerNode, Distributor } from '../../src/balance/types.js';
 import type { Addr, Resolver } from '../../src/discovery/types.js';
-import { EndpointNode, type Destination } from '../../src/concrete/destination.js';
+import type { Destination } from '../../src/concrete/destination.js';
+import { EndpointNode } from '../../src/concrete/endpoint-node.js';
 import { CHANNELS, type EndpointEvent } from '../../src/telemetry/events.js';
 import { startServer, type TestServer } from '../support/servers.js';
 

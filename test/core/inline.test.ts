@@ -10,13 +10,12 @@ import type { MeshRequest, MeshResponse } from '../../src/core/message.js';
 import { Params } from '../../src/core/params.js';
 import {
   callMapped,
+  callThen,
   Filter,
-  handOnError,
   InlineFilter,
-  same,
+  SAME,
+  type Continuation,
   type MappingService,
-  type OnAnswer,
-  type OnFailure,
   type Service,
 } from '../../src/core/service.js';
 import { Stack, type ModuleEnv, type StackModule } from '../../src/core/stack.js';
@@ -209,30 +208,29 @@ class Counting implements MappingService {
     private readonly throwOwn = false,
   ) {}
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callMapped(req, ctx, same);
+    return this.callThen(req, ctx, SAME);
   }
-  callMapped<T>(req: MeshRequest, ctx: CallContext, map: OnAnswer<T>, onError?: OnFailure<T>): Promise<T> {
-    return callMapped(
-      this.next,
-      req,
-      ctx,
-      (res) => {
-        this.log.push(`count ${res.statusCode}`);
-        if (this.throwOwn) return handOnError(new Error('own hook'), onError);
-        return map(res);
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
+    const log = this.log;
+    const throwOwn = this.throwOwn;
+    return callThen(this.next, req, ctx, {
+      answered(res) {
+        log.push(`count ${res.statusCode}`);
+        if (throwOwn) return k.failed(new Error('own hook'));
+        return k.answered(res);
       },
-      (err) => {
-        this.log.push(`count ${(err as Error).message}`);
-        return handOnError(err, onError);
+      failed(err) {
+        log.push(`count ${(err as Error).message}`);
+        return k.failed(err);
       },
-    );
+    });
   }
   close(): Promise<void> {
     return this.next.close();
   }
 }
 
-describe('callMapped over levels that map in their own reaction (MappingService)', () => {
+describe('callMapped over levels that continue the call in their own reaction (MappingService)', () => {
   it("settles a run over such levels in the transport's reaction: no promise hop per level", async () => {
     const log: string[] = [];
     const { service, handle } = mockService();
@@ -308,7 +306,7 @@ describe('callMapped over levels that map in their own reaction (MappingService)
     };
     const mapping: MappingService = {
       ...throwing,
-      callMapped() {
+      callThen() {
         throw new Error('sync mapped');
       },
     };
