@@ -70,8 +70,8 @@ export interface DestinationOptions {
   readonly env: ModuleEnv<'concrete'>;
 }
 
-/** A call waiting for discovery's first answer. */
-type Waiter = { resolve(): void; reject(err: unknown): void };
+/** A call waiting for discovery's first answer: called with nothing when it came, or with why it never will. */
+type Waiter = (err?: unknown) => void;
 
 /**
  * The balancer leaf of a concrete stack.
@@ -181,7 +181,7 @@ export class Destination implements MappingService {
     if (addr.state !== 'pending') {
       const w = this.waiters;
       this.waiters = [];
-      for (const x of w) x.resolve();
+      for (const x of w) x();
     }
   }
 
@@ -280,15 +280,10 @@ export class Destination implements MappingService {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(signal!.reason);
       };
-      const waiter: Waiter = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(err);
-        },
+      const waiter: Waiter = (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
@@ -350,7 +345,15 @@ export class Destination implements MappingService {
     node.load.start(t0);
     // The endpoint's stack runs synchronously up to its first await, in this turn: a module at its top that
     // reserves something at the start of its call (failure accrual's probe slot) does so before another pick.
-    return callThen(node.service, req, ctx, new SentAttempt(this, node, req, ctx, t0, cold, k));
+    const sent = new SentAttempt(this, node, req, ctx, t0, cold, k);
+    // Called here rather than through the shared `callThen`: this site sees only endpoint stacks' tops.
+    const top = node.service as Partial<MappingService>;
+    if (top.callThen === undefined) return callThen(node.service, req, ctx, sent);
+    try {
+      return top.callThen(req, ctx, sent);
+    } catch (err) {
+      return continueWhenSettled(Promise.reject(err), sent);
+    }
   }
 
   /**
@@ -441,7 +444,7 @@ export class Destination implements MappingService {
     this.subscription.unsubscribe();
     const w = this.waiters;
     this.waiters = [];
-    for (const x of w) x.reject(new MeshClosedError());
+    for (const x of w) x(new MeshClosedError());
     const nodes = [...this.nodes.values()];
     this.nodes.clear();
     this.distributor.update([]);
@@ -463,10 +466,7 @@ export class Destination implements MappingService {
   }
 }
 
-/**
- * One attempt sent to an endpoint, and what to do with its outcome: the balancer leaf's own work, then the
- * caller's continuation (one object per attempt: the state the way back needs, no closures).
- */
+/** One attempt sent to an endpoint: the balancer leaf's work on its outcome, then the caller's continuation. */
 class SentAttempt<T> implements Continuation<T> {
   constructor(
     readonly dest: Destination,
