@@ -390,15 +390,18 @@ export function makeClient(v: VariantSpec, up: Upstreams): Client {
         },
         close,
       };
-    case 'global fetch + mesh.dispatcher':
+    case 'global fetch + mesh.dispatcher': {
+      // One init object for every call, as for the plain Agent's reference.
+      const init = { dispatcher: mesh.dispatcher } as unknown as RequestInit;
       return {
         async call() {
-          const r = await fetch(meshUrl, { dispatcher: mesh.dispatcher });
+          const r = await fetch(meshUrl, init);
           check(r.status);
           await r.text();
         },
         close,
       };
+    }
   }
   throw new Error(`unknown variant ${v.id}`);
 }

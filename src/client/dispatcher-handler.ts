@@ -7,6 +7,7 @@
 import type { Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { CallSignal } from '../core/signal.js';
+import { DIVERT, PAUSE_SINK, RESUME_SINK, tapOf, type BodySink, type BodyTap } from '../core/body-sink.js';
 import { responseHeaders, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 
 type Handler = Dispatcher.DispatchHandler;
@@ -107,9 +108,11 @@ class AbortedByCaller extends Error {
 
 /**
  * The controller handed to a handler for a mesh service's response, and the call's signal (the handler aborts
- * the call through the controller): one object per call.
+ * the call through the controller): one object per call. It delivers the response to the handler (headers,
+ * then the body with back-pressure), and is the sink of a diverted body (src/core/body-sink.ts).
  */
-export class Controller extends CallSignal implements Dispatcher.DispatchController {
+export class Controller extends CallSignal implements Dispatcher.DispatchController, BodySink {
+  /** The body while it streams to the handler as a Readable (a body that could not be diverted). */
   body: Readable | undefined = undefined;
   /** The response's header lines (undici 8's fetch reads these rather than the parsed record). */
   rawHeaders: Buffer[] | undefined = undefined;
@@ -117,16 +120,27 @@ export class Controller extends CallSignal implements Dispatcher.DispatchControl
   /** A controller's reason is null until it aborts (a signal's is undefined). */
   override reason: any = null;
   private _paused = false;
+  /** The body's flow control while it is diverted to this controller. */
+  private tap: BodyTap | undefined = undefined;
+  /** The handler has had the response's end or an error: nothing more goes to it. */
+  private over = false;
+  constructor(readonly handler: Handler) {
+    super();
+  }
   get paused(): boolean {
     return this._paused;
   }
   pause(): void {
     this._paused = true;
-    this.body?.pause();
+    const tap = this.tap;
+    if (tap !== undefined) tap[PAUSE_SINK]();
+    else this.body?.pause();
   }
   resume(): void {
     this._paused = false;
-    this.body?.resume();
+    const tap = this.tap;
+    if (tap !== undefined) tap[RESUME_SINK]();
+    else this.body?.resume();
   }
   /**
    * The response is over: the handler keeps this controller (fetch keeps its abort for as long as the
@@ -134,7 +148,89 @@ export class Controller extends CallSignal implements Dispatcher.DispatchControl
    */
   release(): void {
     this.body = undefined;
+    this.tap = undefined;
     this.rawHeaders = undefined;
+  }
+
+  /** Hands the call's failure to the handler, once. */
+  fail(err: Error): void {
+    if (this.over) return;
+    this.over = true;
+    this.release();
+    this.handler.onResponseError?.(this, err);
+  }
+
+  data(chunk: Buffer): boolean {
+    this.handler.onResponseData?.(this, chunk);
+    return !this._paused;
+  }
+
+  end(): void {
+    if (this.over) return;
+    this.over = true;
+    this.handler.onResponseEnd?.(this, NO_TRAILERS);
+    this.release();
+  }
+
+  error(err: Error): void {
+    this.fail(err);
+  }
+
+  /**
+   * Delivers a mesh response: the headers, then the body. What has already arrived goes to the handler now,
+   * and the end with it when the whole body is here (a small answer arrives with its headers): as undici
+   * delivers it, in the same turn. fetch relies on it: after a 421 it drops the connection of the answer it
+   * has, and an answer still streaming would then fail the whole fetch (undici's own fetch
+   * test/fetch/issue-2898.js).
+   */
+  deliver(res: MeshResponse): void {
+    const handler = this.handler;
+    const body = res.body;
+    const headers = responseHeaders(res);
+    this.rawHeaders = toBuffers(headers);
+    try {
+      // undici calls it at the first byte of the response; fetch takes its resource-timing response start there.
+      handler.onResponseStarted?.();
+      handler.onResponseStart?.(this, res.statusCode, headers as never, res.statusText);
+    } catch (err) {
+      body.destroy(err as Error);
+      return;
+    }
+    if (this.aborted) {
+      // The handler aborted at the headers: the abort has gone down to the body through the call's signal.
+      body.destroy(this.reason as Error);
+      this.fail(this.reason as Error);
+      return;
+    }
+    // The body straight to the handler, without the Readable's buffering, when its class allows it.
+    const tap = tapOf(body);
+    if (tap !== undefined) {
+      this.tap = tap;
+      if (this._paused) tap[PAUSE_SINK]();
+      if (tap[DIVERT](this)) return;
+      this.tap = undefined;
+    }
+    this.stream(body);
+  }
+
+  /** The body read as a Readable. */
+  private stream(body: Readable): void {
+    const handler = this.handler;
+    body.on('error', (err: Error) => this.fail(err));
+    this.body = body;
+    while (!this._paused && body.readableLength > 0) {
+      const chunk = body.read() as Buffer | null;
+      if (chunk === null) break;
+      handler.onResponseData?.(this, chunk);
+    }
+    if (!this._paused && body.readableLength === 0 && (body as { complete?: boolean }).complete === true) {
+      this.end();
+      body.read(); // lets the body end and close (its done hooks run)
+      return;
+    }
+    body.on('data', (chunk: Buffer) => handler.onResponseData?.(this, chunk));
+    body.on('end', () => this.end());
+    if (this._paused) body.pause();
   }
 }
 
@@ -202,53 +298,7 @@ function toBuffers(headers: ResponseHeaderRecord): Buffer[] {
   return out;
 }
 
-export function fail(handler: Handler, controller: Controller | undefined, err: Error): void {
-  handler.onResponseError?.(controller ?? new Controller(), err);
-}
-
-export function deliver(res: MeshResponse, handler: Handler, controller: Controller): void {
-  const body = res.body;
-  let done = false;
-  const onError = (err: Error): void => {
-    if (done) return;
-    done = true;
-    controller.release();
-    fail(handler, controller, err);
-  };
-  body.on('error', onError);
-  controller.body = body;
-  const headers = responseHeaders(res);
-  controller.rawHeaders = toBuffers(headers);
-  try {
-    // undici calls it at the first byte of the response; fetch takes its resource-timing response start there.
-    handler.onResponseStarted?.();
-    handler.onResponseStart?.(controller, res.statusCode, headers as never, res.statusText);
-  } catch (err) {
-    body.destroy(err as Error);
-    return;
-  }
-  // What has already arrived goes to the handler now, and the end with it when the whole body is here (a
-  // small answer arrives with its headers): as undici delivers it, in the same turn. fetch relies on it: after
-  // a 421 it drops the connection of the answer it has, and an answer still streaming would then fail the
-  // whole fetch (undici's own fetch test/fetch/issue-2898.js).
-  while (!controller.paused && body.readableLength > 0) {
-    const chunk = body.read() as Buffer | null;
-    if (chunk === null) break;
-    handler.onResponseData?.(controller, chunk);
-  }
-  if (!controller.paused && body.readableLength === 0 && (body as { complete?: boolean }).complete === true) {
-    done = true;
-    handler.onResponseEnd?.(controller, NO_TRAILERS);
-    body.read(); // lets the body end and close (its done hooks run)
-    controller.release();
-    return;
-  }
-  body.on('data', (chunk: Buffer) => handler.onResponseData?.(controller, chunk));
-  body.on('end', () => {
-    if (done) return;
-    done = true;
-    handler.onResponseEnd?.(controller, NO_TRAILERS);
-    controller.release();
-  });
-  if (controller.paused) body.pause();
+/** Fails a dispatch before its call started (the handler gets a controller of its own). */
+export function fail(handler: Handler, err: Error): void {
+  new Controller(handler).fail(err);
 }

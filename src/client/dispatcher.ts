@@ -24,9 +24,10 @@ import { DEADLINE_HEADER } from '../core/call-options.js';
 import { wireHeaders } from '../core/header-case.js';
 import { incomingContext } from '../core/incoming.js';
 import type { Clock } from '../core/clock.js';
+import type { Continuation } from '../core/service.js';
 import type { CancelSignal } from '../core/signal.js';
 import { responseHeaders, type MeshRequest, type MeshResponse } from '../core/message.js';
-import { Controller, deliver, fail, isLegacy, LegacyHandler, NO_CONTEXT } from './dispatcher-handler.js';
+import { Controller, fail, isLegacy, LegacyHandler, NO_CONTEXT } from './dispatcher-handler.js';
 import { HopDeadlines, RedirectWatch, remember, type Chain } from './dispatcher-hops.js';
 import { normalizeHeaders, stripMeshHeaders, type HeadersInput } from './headers.js';
 import { DeadlineHandler, passthroughDeadline } from './passthrough.js';
@@ -44,14 +45,8 @@ export interface DispatchHost {
   readonly closed: boolean;
   lookup(hostname: string): object | undefined;
   passthrough(hostname: string): Agent;
-  /** One call through a service's stack, its outcome handed to `onResponse` or `onError` (neither throws). */
-  invokeThen(
-    svc: object,
-    req: MeshRequest,
-    signal: CancelSignal | undefined,
-    onResponse: (res: MeshResponse) => void,
-    onError: (err: unknown) => void,
-  ): void;
+  /** One call through a service's stack, its outcome handed to `k` (whose methods do not throw). */
+  invokeThen(svc: object, req: MeshRequest, signal: CancelSignal | undefined, k: Continuation<void>): void;
 }
 
 /**
@@ -79,7 +74,7 @@ export class MeshDispatcher extends Dispatcher {
     const handler: Handler = isLegacy(given) ? new LegacyHandler(given) : given;
     const origin = this.origin(opts.origin);
     if (origin === undefined) {
-      fail(handler, undefined, new InvalidRequestError('origin', opts.origin, 'an absolute http(s) origin'));
+      fail(handler, new InvalidRequestError('origin', opts.origin, 'an absolute http(s) origin'));
       return true;
     }
     const hostname = origin.hostname;
@@ -89,7 +84,7 @@ export class MeshDispatcher extends Dispatcher {
       try {
         agent = this.mesh.passthrough(hostname);
       } catch (err) {
-        fail(handler, undefined, err as Error);
+        fail(handler, err as Error);
         return true;
       }
       let headers;
@@ -100,7 +95,7 @@ export class MeshDispatcher extends Dispatcher {
         chain = this.chain(origin, opts.path, headers);
         deadline = passthroughDeadline(headers, this.mesh.clock); // the caller's deadline applies here too
       } catch (err) {
-        fail(handler, undefined, err as Error);
+        fail(handler, err as Error);
         return true;
       }
       // Header names as the caller wrote them (src/core/header-case.ts), as undici's Agent sends them.
@@ -118,7 +113,6 @@ export class MeshDispatcher extends Dispatcher {
     if ((protocol !== 'http:' && protocol !== 'https:') || opts.upgrade || opts.method === 'CONNECT') {
       fail(
         handler,
-        undefined,
         new InvalidRequestError(
           'method',
           opts.method,
@@ -129,14 +123,13 @@ export class MeshDispatcher extends Dispatcher {
     }
     // The controller is the call's signal: fetch aborts through the controller, never through a signal of its
     // own.
-    const controller = new Controller();
+    const controller = new DispatchCall(handler);
     let method: string;
     let req: MeshRequest;
-    let chain: Chain | undefined;
     try {
       method = validateMethod(opts.method);
       const headers = normalizeHeaders(opts.headers as HeadersInput);
-      if (headers[DEADLINE_HEADER] !== undefined) chain = this.chain(origin, opts.path, headers);
+      if (headers[DEADLINE_HEADER] !== undefined) controller.chain = this.chain(origin, opts.path, headers);
       req = {
         method,
         protocol,
@@ -148,44 +141,24 @@ export class MeshDispatcher extends Dispatcher {
       };
       validateBody(req.body);
     } catch (err) {
-      fail(handler, controller, err as Error);
+      controller.fail(err as Error);
       return true;
     }
     handler.onRequestStart?.(controller, NO_CONTEXT);
     if (controller.aborted) {
-      fail(handler, controller, controller.reason as Error);
+      controller.fail(controller.reason as Error);
       return true;
     }
     // fetch gives a dispatcher no signal of its own, only the controller above; inside a handler served
     // with meshHandler, link the incoming request's signal too (by hand, removed when the call ends).
     const incoming = incomingContext.getStore()?.signal;
-    let unlink: (() => void) | undefined;
     if (incoming !== undefined) {
       if (incoming.aborted) controller.abort(incoming.reason);
       const onAbort = (): void => controller.abort(incoming.reason);
       incoming.addEventListener('abort', onAbort, { once: true });
-      unlink = () => incoming.removeEventListener('abort', onAbort);
+      controller.unlink = () => incoming.removeEventListener('abort', onAbort);
     }
-    this.mesh.invokeThen(
-      svc,
-      req,
-      controller,
-      (res) => {
-        try {
-          if (unlink) whenBodyDone(res.body, unlink);
-          if (chain !== undefined) remember(chain, res.statusCode, responseHeaders(res).location);
-        } catch (err) {
-          res.body.destroy();
-          fail(handler, controller, err as Error);
-          return;
-        }
-        deliver(res, handler, controller);
-      },
-      (err) => {
-        unlink?.();
-        fail(handler, controller, err as Error);
-      },
-    );
+    this.mesh.invokeThen(svc, req, controller, controller);
     return true;
   }
 
@@ -236,6 +209,35 @@ export class MeshDispatcher extends Dispatcher {
   /** True once the mesh has closed. */
   get closed(): boolean {
     return this.isDestroyed || this.mesh.closed;
+  }
+}
+
+/**
+ * One dispatch to a mesh service: the handler's controller (and the call's signal), and the way back of the
+ * call through the stack (a {@link Continuation}: no closures per call).
+ */
+class DispatchCall extends Controller implements Continuation<void> {
+  /** The redirect chain the request belongs to (with `mesh-deadline-ms` only). */
+  chain: Chain | undefined = undefined;
+  /** Unlinks the incoming request's signal (inside a handler served with meshHandler). */
+  unlink: (() => void) | undefined = undefined;
+
+  answered(res: MeshResponse): void {
+    try {
+      if (this.unlink !== undefined) whenBodyDone(res.body, this.unlink);
+      const chain = this.chain;
+      if (chain !== undefined) remember(chain, res.statusCode, responseHeaders(res).location);
+    } catch (err) {
+      res.body.destroy();
+      this.fail(err as Error);
+      return;
+    }
+    this.deliver(res);
+  }
+
+  failed(err: unknown): void {
+    this.unlink?.();
+    this.fail(err as Error);
   }
 }
 

@@ -10,7 +10,7 @@ import type { CallContext } from '../core/context.js';
 import type { CancelSignal } from '../core/signal.js';
 import { ConfigError, MeshClosedError, MeshError, UnknownServiceError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { callMapped } from '../core/service.js';
+import { callMapped, callThen, type Continuation } from '../core/service.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
 import { systemRng, type Rng } from '../core/rng.js';
 import type { StackModule, Stacks } from '../core/stack.js';
@@ -260,24 +260,23 @@ export class Mesh implements AsyncDisposable {
   }
 
   /**
-   * @internal {@link Mesh.invoke} for an entry point that hands the outcome on itself: `onResponse` or
-   * `onError` runs in the stack's own reaction (no promise hop of the caller's). Neither may throw.
+   * @internal {@link Mesh.invoke} for an entry point that hands the outcome on itself: `k.answered` or
+   * `k.failed` runs in the stack's own reaction (no promise hop of the caller's). Neither may throw.
    */
   invokeThen(
     svc: LogicalService,
     req: MeshRequest,
     signal: CancelSignal | undefined,
-    onResponse: (res: MeshResponse) => void,
-    onError: (err: unknown) => void,
+    k: Continuation<void>,
   ): void {
     let ctx: CallContext;
     try {
       ctx = this.context(svc, req, signal);
     } catch (err) {
-      onError(err);
+      k.failed(err);
       return;
     }
-    void callMapped(svc.stack, req, ctx, onResponse, onError);
+    void callThen(svc.stack, req, ctx, k);
   }
 
   /** Reads the per-call headers and the incoming context into a new CallContext (./call.ts). */

@@ -10,19 +10,24 @@
  * pauses the connection when `push` returns false, once {@link BODY_READ_AHEAD} bytes wait unread. Destroying
  * the body before its end aborts the request on the wire. The mesh's body-done hooks (src/core/body-done.ts)
  * run from `_destroy`, once `errored` is set.
+ *
+ * Diversion (src/core/body-sink.ts): the pool leaf's handler holds the chunks that arrive with the headers for
+ * as long as the call's reaction runs ({@link MeshBody.hold}), so a consumer that takes the body in that
+ * reaction (`mesh.dispatcher`'s handler) gets them without their ever entering the Readable's buffer. At the
+ * next microtask whatever nobody took goes into the Readable, as if it had arrived then: a reader that awaits
+ * the response (any `mesh.request` or `mesh.fetch` caller, any module's own reaction) sees an ordinary
+ * Readable.
  */
 import { Readable } from 'node:stream';
 import { BODY_DONE_HOOKS, runBodyDoneHooks } from '../core/body-done.js';
+import { DIVERT, PAUSE_SINK, RESUME_SINK, type BodySink, type BodyTap } from '../core/body-sink.js';
 
-/** What a body needs of the request it belongs to. */
-export interface MeshBodyOptions {
+/** What a body needs of the request it belongs to (the pool leaf's handler is one: no closures per body). */
+export interface BodySource {
   /** More data wanted: resume reading the socket. */
-  resume: () => void;
+  resume(): void;
   /** The body was destroyed before its end: abort the request with this reason. */
-  abort: (reason: Error) => void;
-  contentType?: string | undefined;
-  contentLength?: number | undefined;
-  highWaterMark?: number;
+  abort(reason: Error): void;
 }
 
 type ConsumeType = 'text' | 'json' | 'bytes' | 'arrayBuffer' | 'blob';
@@ -38,6 +43,27 @@ class BodyAbortedError extends Error {
 
 function noop(): void {}
 
+/** How a body's bytes flow. */
+const enum Flow {
+  /** Into the Readable (the usual case, and every case once the hold is over). */
+  Readable,
+  /** Held for the call's reaction: a consumer may still divert them. */
+  Held,
+  /** Diverted: to the sink, as they arrive. */
+  Sink,
+  /** Diverted, and over: the sink had the end or an error. */
+  SinkDone,
+}
+
+/** Bodies held in this microtask: their holds end together at the next. */
+let holding: MeshBody[] = [];
+
+function releaseHeld(): void {
+  const bodies = holding;
+  holding = [];
+  for (let i = 0; i < bodies.length; i++) bodies[i]!.release();
+}
+
 /**
  * How much of a response body is read from the socket ahead of its reader: 1 MiB (Envoy's default
  * per-connection buffer limit). A response up to that size returns its connection to the pool as soon as it
@@ -45,6 +71,9 @@ function noop(): void {}
  * until they are garbage collected; a larger body pauses the socket once this much waits unread.
  */
 export const BODY_READ_AHEAD = 1024 * 1024;
+
+/** The Readable options of every body (one object, not one per body). */
+const READABLE_OPTIONS = { autoDestroy: true, highWaterMark: BODY_READ_AHEAD };
 
 /**
  * A response body. Obtain it from `mesh.request()`; it is never constructed by application code.
@@ -55,10 +84,24 @@ export const BODY_READ_AHEAD = 1024 * 1024;
  * const user = await body.json();
  * ```
  */
-export class MeshBody extends Readable {
+export class MeshBody extends Readable implements BodyTap {
   /** The mesh's body-done hooks (src/core/body-done.ts); `null` until one is added. */
   [BODY_DONE_HOOKS]: unknown = null;
-  private readonly abortRequest: (reason: Error) => void;
+  private flow = Flow.Readable;
+  /**
+   * Chunks held (during the hold, or while a sink is paused), oldest first: the first in a field (a body
+   * usually has one chunk), the rest in `held` from `heldAt` on; `heldEnd`: the end too.
+   */
+  private heldFirst: Buffer | undefined = undefined;
+  private held: Buffer[] | undefined = undefined;
+  private heldAt = 0;
+  private heldBytes = 0;
+  private heldEnd = false;
+  private sink: BodySink | undefined = undefined;
+  private sinkPaused = false;
+  private draining = false;
+  /** `push` returned false to the request (it paused its connection) while chunks were held. */
+  private requestPaused = false;
   private readonly contentType: string;
   private readonly contentLength: number | null;
   private bytesRead = 0;
@@ -69,18 +112,143 @@ export class MeshBody extends Readable {
   private consuming = false;
   private web: ReadableStream | undefined = undefined;
 
-  constructor(opts: MeshBodyOptions) {
-    super({ autoDestroy: true, read: opts.resume, highWaterMark: opts.highWaterMark ?? BODY_READ_AHEAD });
-    this.abortRequest = opts.abort;
-    this.contentType = opts.contentType ?? '';
-    const len = opts.contentLength;
-    this.contentLength = len !== undefined && Number.isFinite(len) ? len : null;
+  constructor(
+    private readonly source: BodySource,
+    contentType?: string,
+    contentLength?: number,
+  ) {
+    super(READABLE_OPTIONS);
+    this.contentType = contentType ?? '';
+    this.contentLength = contentLength !== undefined && Number.isFinite(contentLength) ? contentLength : null;
+  }
+
+  override _read(): void {
+    this.source.resume();
   }
 
   override push(chunk: Buffer | null): boolean {
     if (chunk !== null) this.bytesRead += chunk.length;
     else this.complete = true;
-    return super.push(chunk);
+    const flow = this.flow;
+    if (flow === Flow.Readable) return super.push(chunk);
+    if (flow === Flow.Sink) {
+      if (this.heldFirst === undefined && this.held === undefined && !this.sinkPaused) {
+        if (chunk === null) {
+          this.endSink();
+          return false;
+        }
+        if (!this.sink!.data(chunk)) this.sinkPaused = true;
+        return true;
+      }
+    } else if (flow !== Flow.Held) return false; // over: the sink has had its end or error
+    // Held: during the hold, or behind a paused sink.
+    if (chunk === null) {
+      this.heldEnd = true;
+      return false;
+    }
+    if (this.heldFirst === undefined && this.held === undefined) this.heldFirst = chunk;
+    else (this.held ??= []).push(chunk);
+    this.heldBytes += chunk.length;
+    // Read ahead of a paused sink as of a paused Readable: an answer up to that size frees its connection.
+    if (this.heldBytes < this.readableHighWaterMark) return true;
+    this.requestPaused = true;
+    return false;
+  }
+
+  /**
+   * @internal Holds the chunks that arrive until the next microtask (the pool leaf's handler calls it right
+   * after resolving the attempt with this body, so the call's reaction runs first).
+   */
+  hold(): void {
+    this.flow = Flow.Held;
+    if (holding.length === 0) queueMicrotask(releaseHeld);
+    holding.push(this);
+  }
+
+  /** @internal The hold is over and nobody diverted the body: what was held goes into the Readable. */
+  release(): void {
+    if (this.flow !== Flow.Held) return;
+    this.flow = Flow.Readable;
+    if (this.destroyed) return;
+    let chunk: Buffer | undefined;
+    while ((chunk = this.takeHeld()) !== undefined) super.push(chunk);
+    if (this.heldEnd) super.push(null);
+    // A request paused for held bytes is resumed by the Readable's own `_read`, once they are read.
+  }
+
+  /** The body's bytes to `sink` (src/core/body-sink.ts), while the hold lasts; false after it. */
+  [DIVERT](sink: BodySink): boolean {
+    if (this.flow !== Flow.Held || this.destroyed) {
+      this.release();
+      return false;
+    }
+    this.flow = Flow.Sink;
+    this.sink = sink;
+    this.drain();
+    return true;
+  }
+
+  [PAUSE_SINK](): void {
+    if (this.flow === Flow.Sink || this.flow === Flow.Held) this.sinkPaused = true;
+  }
+
+  [RESUME_SINK](): void {
+    if (this.flow !== Flow.Sink || !this.sinkPaused) return;
+    this.sinkPaused = false;
+    this.drain();
+  }
+
+  /** The oldest held chunk, taken out; undefined when none is held. */
+  private takeHeld(): Buffer | undefined {
+    let chunk = this.heldFirst;
+    if (chunk !== undefined) this.heldFirst = undefined;
+    else {
+      const held = this.held;
+      if (held === undefined) return undefined;
+      chunk = held[this.heldAt]!;
+      held[this.heldAt++] = undefined as never;
+      if (this.heldAt === held.length) {
+        this.held = undefined;
+        this.heldAt = 0;
+      }
+    }
+    this.heldBytes -= chunk.length;
+    return chunk;
+  }
+
+  /**
+   * Hands the held chunks to the sink while it takes them; then its end, or more from the request. Not
+   * re-entered: a sink that pauses and resumes inside `data` only clears the pause the loop looks at.
+   */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      const sink = this.sink!;
+      for (;;) {
+        if (this.sinkPaused) return;
+        const chunk = this.takeHeld();
+        if (chunk === undefined) break;
+        if (!sink.data(chunk)) this.sinkPaused = true;
+        if (this.flow !== Flow.Sink) return; // the sink destroyed the body
+      }
+      if (this.heldEnd) this.endSink();
+      else if (this.requestPaused) {
+        this.requestPaused = false;
+        this.source.resume();
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** The sink has had every byte: its end, then the Readable closes (hooks, `'close'`). */
+  private endSink(): void {
+    this.flow = Flow.SinkDone;
+    const sink = this.sink!;
+    this.sink = undefined;
+    sink.end();
+    this.destroy();
   }
 
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
@@ -93,9 +261,19 @@ export class MeshBody extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    const flow = this.flow;
+    if (flow === Flow.Sink || flow === Flow.SinkDone) {
+      this.destroySink(err, callback);
+      return;
+    }
+    if (flow === Flow.Held) {
+      this.flow = Flow.Readable;
+      this.heldFirst = undefined;
+      this.held = undefined;
+    }
     const synthesized = err === null && !this.readableEnded;
     if (synthesized) err = new BodyAbortedError();
-    if (err !== null) this.abortRequest(err);
+    if (err !== null) this.source.abort(err);
     // An errorless destroy() must not throw for want of an 'error' listener.
     if (synthesized && this.listenerCount('error') === 0) this.once('error', noop);
     const done = (e?: Error | null): void => {
@@ -108,6 +286,23 @@ export class MeshBody extends Readable {
       // eslint-disable-next-line no-restricted-globals -- a deferral past the current I/O phase, not a timer
       setImmediate(done, err);
     } else done(err);
+  }
+
+  /** A diverted body closes: after its end, quietly; before it, the request is aborted and the sink told. */
+  private destroySink(err: Error | null, callback: (error?: Error | null) => void): void {
+    const sink = this.sink;
+    if (sink !== undefined) {
+      this.sink = undefined;
+      this.flow = Flow.SinkDone;
+      this.heldFirst = undefined;
+      this.held = undefined;
+      const reason = err ?? new BodyAbortedError();
+      this.source.abort(reason);
+      sink.error(reason);
+    }
+    // The sink is the one consumer and has heard of the error: no 'error' event, only 'close'.
+    callback(null);
+    runBodyDoneHooks(this);
   }
 
   /** The body as a string (UTF-8, a leading BOM skipped). */

@@ -17,7 +17,7 @@ import type { Dispatcher } from 'undici';
 import { whenBodyDone } from '../core/body-done.js';
 import { ParsedResponse, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 import type { CancelSignal } from '../core/signal.js';
-import { MeshBody } from './body.js';
+import { MeshBody, type BodySource } from './body.js';
 
 export { MeshBody };
 
@@ -47,7 +47,7 @@ function destroy(stream: { destroy(err?: Error): void; destroyed?: boolean }, er
  * );
  * ```
  */
-export class MeshRequestHandler implements Dispatcher.DispatchHandler {
+export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySource {
   private controller: Dispatcher.DispatchController | undefined = undefined;
   private reason: unknown = undefined;
   private res: MeshBody | undefined = undefined;
@@ -105,19 +105,30 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler {
     statusText?: string,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, the final answer follows
+    this.controller = controller;
     const contentLength = headers['content-length'];
-    const res = new MeshBody({
-      resume: () => controller.resume(),
-      abort: (reason) => controller.abort(reason),
-      contentType: headers['content-type'] as string | undefined,
-      contentLength:
-        this.method !== 'HEAD' && contentLength !== undefined ? Number(contentLength) : undefined,
-    });
+    const res = new MeshBody(
+      this,
+      headers['content-type'] as string | undefined,
+      this.method !== 'HEAD' && contentLength !== undefined ? Number(contentLength) : undefined,
+    );
     this.res = res;
     // The signal is followed until the body is done (an abort mid-body destroys it).
     if (this.signal !== undefined) whenBodyDone(res, this);
     this.settled = true;
     this.resolve(new ParsedResponse(statusCode, statusText ?? '', headers as ResponseHeaderRecord, res));
+    // The call's reaction, queued by the resolve above, may divert the body (src/core/body-sink.ts).
+    res.hold();
+  }
+
+  /** The body wants more: resume reading the response (its {@link BodySource} side). */
+  resume(): void {
+    this.controller?.resume();
+  }
+
+  /** The body was destroyed before its end: abort the request. */
+  abort(reason: Error): void {
+    this.controller?.abort(reason);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -159,6 +159,44 @@ describe('aborts', () => {
     await once(res2.body, 'data');
     ac2.abort();
     await expect(res2.body.text()).rejects.toThrow();
+
+    // Through the dispatcher (whose handler takes the body straight from the connection): the fetch's
+    // body errors, and the call ends (its in-flight counts fall to zero).
+    const ac3 = new AbortController();
+    const res3 = await fetch('http://stream/', { signal: ac3.signal, dispatcher: mesh.dispatcher });
+    const reader3 = res3.body!.getReader();
+    expect(Buffer.from((await reader3.read()).value!).toString()).toBe('first;');
+    expect(mesh.snapshot().inflightCalls).toBe(1);
+    ac3.abort();
+    await expect(reader3.read()).rejects.toMatchObject({ name: 'AbortError' });
+    expect(mesh.snapshot().inflightCalls).toBe(0);
+    expect(mesh.snapshot().services[0]!.endpoints[0]!.inflight).toBe(0);
+  });
+
+  it('a body read slowly through the dispatcher arrives whole and in order, and the call ends with it', async () => {
+    const part = (i: number): Buffer => Buffer.alloc(256 * 1024, String.fromCharCode(97 + (i % 26)));
+    const s = await server(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      for (let i = 0; i < 24; i++) {
+        // Honour back-pressure: the client reads slowly, so the socket fills.
+        if (!res.write(part(i))) await once(res, 'drain');
+      }
+      res.end();
+    });
+    mesh = createMesh({ services: { slowread: { endpoints: [s.address] } } });
+    const res = await fetch('http://slowread/', { dispatcher: mesh.dispatcher });
+    const reader = res.body!.getReader();
+    const got: Buffer[] = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      got.push(Buffer.from(value));
+      await new Promise<void>((r) => setImmediate(r)); // a slow reader: fetch's stream fills and pauses
+    }
+    expect(Buffer.concat(got).equals(Buffer.concat(Array.from({ length: 24 }, (_, i) => part(i))))).toBe(
+      true,
+    );
+    expect(mesh.snapshot().inflightCalls).toBe(0);
   });
 });
 
