@@ -80,6 +80,9 @@ export function validateBody(body: unknown): void {
 
 /** Validates an HTTP method token; returns it upper-cased for the standard ones. */
 export function validateMethod(method: unknown): string {
+  // The methods fetch and undici hand over already upper-cased: no regular expression for them.
+  if (method === 'GET' || method === 'POST' || method === 'HEAD' || method === 'PUT' || method === 'DELETE')
+    return method;
   if (typeof method !== 'string' || !TOKEN_RE.test(method))
     throw new InvalidRequestError('method', method, 'an HTTP method token');
   const up = method.toUpperCase();

@@ -11,12 +11,11 @@
  * the body before its end aborts the request on the wire. The mesh's body-done hooks (src/core/body-done.ts)
  * run from `_destroy`, once `errored` is set.
  *
- * Diversion (src/core/body-sink.ts): the pool leaf's handler holds the chunks that arrive with the headers for
- * as long as the call's reaction runs ({@link MeshBody.hold}), so a consumer that takes the body in that
- * reaction (`mesh.dispatcher`'s handler) gets them without their ever entering the Readable's buffer. At the
- * next microtask whatever nobody took goes into the Readable, as if it had arrived then: a reader that awaits
- * the response (any `mesh.request` or `mesh.fetch` caller, any module's own reaction) sees an ordinary
- * Readable.
+ * Diversion (src/core/body-sink.ts): the chunks that arrive before anything reads the body are held aside,
+ * not pushed into the Readable, so a consumer that diverts the body (`mesh.dispatcher`'s handler) gets them
+ * without their ever entering the Readable's buffer. The first read of any kind (every way of consuming a
+ * Readable reads it: `'data'`, `'readable'`, pipes, async iteration, `text()`) puts what was held into the
+ * Readable first, so a reader sees an ordinary Readable; `readableLength` counts the held bytes.
  */
 import { Readable } from 'node:stream';
 import { BODY_DONE_HOOKS, runBodyDoneHooks } from '../core/body-done.js';
@@ -45,23 +44,14 @@ function noop(): void {}
 
 /** How a body's bytes flow. */
 const enum Flow {
-  /** Into the Readable (the usual case, and every case once the hold is over). */
+  /** Into the Readable: once the body has been read. */
   Readable,
-  /** Held for the call's reaction: a consumer may still divert them. */
+  /** Held aside until the first read: a consumer may still divert them. */
   Held,
   /** Diverted: to the sink, as they arrive. */
   Sink,
   /** Diverted, and over: the sink had the end or an error. */
   SinkDone,
-}
-
-/** Bodies held in this microtask: their holds end together at the next. */
-let holding: MeshBody[] = [];
-
-function releaseHeld(): void {
-  const bodies = holding;
-  holding = [];
-  for (let i = 0; i < bodies.length; i++) bodies[i]!.release();
 }
 
 /**
@@ -87,15 +77,19 @@ const READABLE_OPTIONS = { autoDestroy: true, highWaterMark: BODY_READ_AHEAD };
 export class MeshBody extends Readable implements BodyTap {
   /** The mesh's body-done hooks (src/core/body-done.ts); `null` until one is added. */
   [BODY_DONE_HOOKS]: unknown = null;
-  private flow = Flow.Readable;
+  private flow = Flow.Held;
   /**
-   * Chunks held (during the hold, or while a sink is paused), oldest first: the first in a field (a body
+   * Chunks held (before the first read, or while a sink is paused), oldest first: the first in a field (a body
    * usually has one chunk), the rest in `held` from `heldAt` on; `heldEnd`: the end too.
    */
   private heldFirst: Buffer | undefined = undefined;
   private held: Buffer[] | undefined = undefined;
   private heldAt = 0;
   private heldBytes = 0;
+  /** @internal The bytes held (for `readableLength`). */
+  get heldLength(): number {
+    return this.heldBytes;
+  }
   private heldEnd = false;
   private sink: BodySink | undefined = undefined;
   private sinkPaused = false;
@@ -141,7 +135,7 @@ export class MeshBody extends Readable implements BodyTap {
         return true;
       }
     } else if (flow !== Flow.Held) return false; // over: the sink has had its end or error
-    // Held: during the hold, or behind a paused sink.
+    // Held: before the first read, or behind a paused sink.
     if (chunk === null) {
       this.heldEnd = true;
       return false;
@@ -156,17 +150,16 @@ export class MeshBody extends Readable implements BodyTap {
   }
 
   /**
-   * @internal Holds the chunks that arrive until the next microtask (the pool leaf's handler calls it right
-   * after resolving the attempt with this body, so the call's reaction runs first).
+   * The first read (any consumer of a Readable reads: `'data'`, `'readable'`, pipes, iterators, `text()`)
+   * ends the hold: what was held goes into the Readable first.
    */
-  hold(): void {
-    this.flow = Flow.Held;
-    if (holding.length === 0) queueMicrotask(releaseHeld);
-    holding.push(this);
+  override read(size?: number): any {
+    if (this.flow === Flow.Held) this.release();
+    return super.read(size);
   }
 
-  /** @internal The hold is over and nobody diverted the body: what was held goes into the Readable. */
-  release(): void {
+  /** The hold is over and nobody diverted the body: what was held goes into the Readable. */
+  private release(): void {
     if (this.flow !== Flow.Held) return;
     this.flow = Flow.Readable;
     if (this.destroyed) return;
@@ -176,7 +169,7 @@ export class MeshBody extends Readable implements BodyTap {
     // A request paused for held bytes is resumed by the Readable's own `_read`, once they are read.
   }
 
-  /** The body's bytes to `sink` (src/core/body-sink.ts), while the hold lasts; false after it. */
+  /** The body's bytes to `sink` (src/core/body-sink.ts), while nothing has read it; false after. */
   [DIVERT](sink: BodySink): boolean {
     if (this.flow !== Flow.Held || this.destroyed) {
       this.release();
@@ -431,3 +424,13 @@ export class MeshBody extends Readable implements BodyTap {
     return type === 'bytes' ? bytes : bytes.buffer;
   }
 }
+
+/** A held body's length counts what it holds (the Readable's own getter sees only its buffer). */
+const readableLengthOfReadable = Object.getOwnPropertyDescriptor(Readable.prototype, 'readableLength')!.get!;
+Object.defineProperty(MeshBody.prototype, 'readableLength', {
+  get(this: MeshBody): number {
+    return (readableLengthOfReadable.call(this) as number) + this.heldLength;
+  },
+  configurable: true,
+  enumerable: false,
+});

@@ -117,8 +117,6 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySourc
     if (this.signal !== undefined) whenBodyDone(res, this);
     this.settled = true;
     this.resolve(new ParsedResponse(statusCode, statusText ?? '', headers as ResponseHeaderRecord, res));
-    // The call's reaction, queued by the resolve above, may divert the body (src/core/body-sink.ts).
-    res.hold();
   }
 
   /** The body wants more: resume reading the response (its {@link BodySource} side). */

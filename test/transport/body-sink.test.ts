@@ -1,18 +1,18 @@
 import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { whenBodyDone } from '../../src/core/body-done.js';
 import { DIVERT, PAUSE_SINK, RESUME_SINK, tapOf, type BodySink } from '../../src/core/body-sink.js';
 import { BODY_READ_AHEAD, MeshBody } from '../../src/transport/body.js';
 
-/** A body as the pool leaf's handler makes it: held from the resolve of its attempt to the next microtask. */
+/** A body as the pool leaf's handler makes it (its chunks held aside until something reads it). */
 function heldBody() {
   const source = { resumed: 0, aborted: [] as Error[] };
   const body = new MeshBody({
     resume: () => void source.resumed++,
     abort: (reason) => void source.aborted.push(reason),
   });
-  body.hold();
   return { body, source };
 }
 
@@ -63,31 +63,67 @@ describe('a diverted body (src/core/body-sink.ts): the bytes go to the sink, not
     expect(sink.log).toEqual(['x', 'end']);
   });
 
-  it('cannot be diverted once the hold is over: the held chunks are then read as the Readable', async () => {
+  it('cannot be diverted once something has read it: the held chunks are then read as the Readable', async () => {
     const { body } = heldBody();
     body.push(chunk('one '));
     body.push(chunk('two'));
     body.push(null);
-    await Promise.resolve(); // the hold ends at the next microtask
+    expect(body.readableLength).toBe(7); // the held bytes count
+    expect(body.read(0)).toBeNull(); // a read of any size ends the hold
     const sink = recorder();
     expect(tapOf(body)![DIVERT](sink)).toBe(false);
     expect(sink.log).toEqual([]);
     expect(await body.text()).toBe('one two');
   });
 
-  it('a body nobody diverts reads as any Readable, whether it is read during the hold or after it', async () => {
-    const during = heldBody().body;
-    const reading = during.text(); // a reader that attaches in the call's own reaction
-    during.push(chunk('early'));
-    during.push(null);
-    expect(await reading).toBe('early');
+  const consumers: Record<string, (b: MeshBody) => Promise<string>> = {
+    'text()': (b) => b.text(),
+    "'data' and 'end'": (b) =>
+      new Promise((resolve) => {
+        let out = '';
+        b.on('data', (c: Buffer) => (out += c.toString())).on('end', () => resolve(out));
+      }),
+    "'readable' and read()": (b) =>
+      new Promise((resolve) => {
+        let out = '';
+        b.on('readable', () => {
+          let c: Buffer | null;
+          while ((c = b.read() as Buffer | null) !== null) out += c.toString();
+        }).on('end', () => resolve(out));
+      }),
+    'async iteration': async (b) => {
+      let out = '';
+      for await (const c of b) out += String(c);
+      return out;
+    },
+    'pipe': (b) =>
+      new Promise((resolve) => {
+        let out = '';
+        const p = new PassThrough();
+        p.on('data', (c: Buffer) => (out += c.toString())).on('end', () => resolve(out));
+        b.pipe(p);
+      }),
+    // How a discarded answer is drained (src/resilience/retry.ts): flowing, with nobody listening for data.
+    'resume() to the end': (b) =>
+      new Promise((resolve) => {
+        b.resume();
+        b.on('end', () => resolve(b.complete && b.readableLength === 0 ? 'held;after;last' : 'not drained'));
+      }),
+  };
 
-    const after = heldBody().body;
-    after.push(chunk('late'));
-    after.push(null);
-    await new Promise<void>((r) => setImmediate(r));
-    expect(await after.text()).toBe('late');
-  });
+  for (const [name, consume] of Object.entries(consumers)) {
+    it(`a body nobody diverts reads whole as a Readable (${name}), chunks held before the reader and chunks after`, async () => {
+      const { body } = heldBody();
+      body.push(chunk('held;'));
+      const read = consume(body);
+      await new Promise<void>((r) => setImmediate(r));
+      body.push(chunk('after;'));
+      await new Promise<void>((r) => setImmediate(r));
+      body.push(chunk('last'));
+      body.push(null);
+      expect(await read).toBe('held;after;last');
+    });
+  }
 
   it('keeps the order of every chunk and delivers each once, whatever the pauses (property)', async () => {
     await fc.assert(
@@ -174,7 +210,7 @@ describe('a diverted body (src/core/body-sink.ts): the bytes go to the sink, not
     expect(s2.log).toEqual(['error:The response body was closed before it ended']);
   });
 
-  it('destroyed during the hold: nothing is held any more and a later diversion is refused', () => {
+  it('destroyed before anything read it: nothing is held any more and a later diversion is refused', () => {
     const { body, source } = heldBody();
     body.on('error', () => {});
     body.push(chunk('x'));
