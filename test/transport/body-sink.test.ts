@@ -96,7 +96,7 @@ describe('a diverted body (src/core/body-sink.ts): the bytes go to the sink, not
       for await (const c of b) out += String(c);
       return out;
     },
-    'pipe': (b) =>
+    pipe: (b) =>
       new Promise((resolve) => {
         let out = '';
         const p = new PassThrough();
