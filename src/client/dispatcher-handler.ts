@@ -11,6 +11,8 @@ import { DIVERT, PAUSE_SINK, RESUME_SINK, tapOf, type BodySink, type BodyTap } f
 import { responseHeaders, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 
 type Handler = Dispatcher.DispatchHandler;
+
+function noop(): void {}
 /** The callbacks of a handler written for undici 6 (Node 22's built-in fetch). */
 interface LegacyCallbacks {
   onConnect?(abort: (err?: Error) => void, context?: unknown): void;
@@ -193,13 +195,13 @@ export class Controller extends CallSignal implements Dispatcher.DispatchControl
       handler.onResponseStarted?.();
       handler.onResponseStart?.(this, res.statusCode, headers as never, res.statusText);
     } catch (err) {
-      body.destroy(err as Error);
+      // As undici does when a handler throws at the headers: the request is aborted, the handler told.
+      this.discard(body, err as Error);
       return;
     }
     if (this.aborted) {
-      // The handler aborted at the headers: the abort has gone down to the body through the call's signal.
-      body.destroy(this.reason as Error);
-      this.fail(this.reason as Error);
+      // The handler aborted at the headers (the abort has reached the body through the call's signal).
+      this.discard(body, this.reason as Error);
       return;
     }
     // The body straight to the handler, without the Readable's buffering, when its class allows it.
@@ -211,6 +213,13 @@ export class Controller extends CallSignal implements Dispatcher.DispatchControl
       this.tap = undefined;
     }
     this.stream(body);
+  }
+
+  /** The response is not delivered: its body is destroyed (quietly) and the handler gets `err`. */
+  private discard(body: Readable, err: Error): void {
+    body.on('error', noop);
+    body.destroy(err);
+    this.fail(err);
   }
 
   /** The body read as a Readable. */
