@@ -271,9 +271,27 @@ export class Destination implements MappingService {
     return new EndpointNode(ep, load, leaf, service, o.env.clock, sections);
   }
 
-  /** Waits for discovery's first answer, bounded by the call's signal (its deadline). */
-  private waitForAnswer(ctx: CallContext): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
+    return this.callThen(req, ctx, SAME);
+  }
+
+  /**
+   * `call(req, ctx)` continued with `k` right after this leaf's own work on the endpoint's answer, in that
+   * same reaction (`MappingService`).
+   */
+  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
+    if (this.closed) return continueWhenSettled(Promise.reject(new MeshClosedError()), k);
+    this.active++;
+    if (this.addr.state === 'pending') return this.sendAfterAnswer(req, ctx, k);
+    return this.send(req, ctx, k);
+  }
+
+  /**
+   * Waits for discovery's first answer, bounded by the call's signal (its deadline), then sends. A method of
+   * its own: closures in `callThen` would make every call allocate their context, pending or not.
+   */
+  private sendAfterAnswer<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
+    const answered = new Promise<void>((resolve, reject) => {
       const signal = ctx.signal;
       if (signal?.aborted) return reject(signal.reason);
       const onAbort = (): void => {
@@ -288,29 +306,13 @@ export class Destination implements MappingService {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
     });
-  }
-
-  call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callThen(req, ctx, SAME);
-  }
-
-  /**
-   * `call(req, ctx)` continued with `k` right after this leaf's own work on the endpoint's answer, in that
-   * same reaction (`MappingService`).
-   */
-  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
-    if (this.closed) return continueWhenSettled(Promise.reject(new MeshClosedError()), k);
-    this.active++;
-    if (this.addr.state === 'pending') {
-      return this.waitForAnswer(ctx).then(
-        () => this.send(req, ctx, k),
-        (err: unknown) => {
-          this.onBodyDone();
-          return k.failed(err);
-        },
-      );
-    }
-    return this.send(req, ctx, k);
+    return answered.then(
+      () => this.send(req, ctx, k),
+      (err: unknown) => {
+        this.onBodyDone();
+        return k.failed(err);
+      },
+    );
   }
 
   /** Calls in flight here: waiting for discovery, or sent and not done (their body included). */

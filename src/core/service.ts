@@ -322,16 +322,27 @@ export function exitRun(
       outcome = err;
       continue;
     }
-    if (out instanceof Promise) {
-      if (i === 0) return out;
-      return out.then(
-        (res) => exitRun(run, i, req, ctx, false, res),
-        (err: unknown) => exitRun(run, i, req, ctx, true, err),
-      );
-    }
+    if (out instanceof Promise) return i === 0 ? out : exitRestWhenSettled(out, run, i, req, ctx);
     failed = false;
     outcome = out;
   }
   if (failed) throw outcome;
   return outcome as MeshResponse;
+}
+
+/**
+ * The exits of the first `n` filters of a run, once `out` settles. A function of its own: closures in
+ * {@link exitRun}'s loop would make it allocate a context for every filter of every call.
+ */
+function exitRestWhenSettled(
+  out: Promise<MeshResponse>,
+  run: readonly InlineFilter[],
+  n: number,
+  req: MeshRequest,
+  ctx: CallContext,
+): Promise<MeshResponse> {
+  return out.then(
+    (res) => exitRun(run, n, req, ctx, false, res),
+    (err: unknown) => exitRun(run, n, req, ctx, true, err),
+  );
 }

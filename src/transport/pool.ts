@@ -395,22 +395,28 @@ export class PoolService implements Service {
     }
     // undici's dispatch with the mesh's own handler (./handler.ts): no AsyncResource, no per-call closures for
     // the signal; the body is undici's BodyReadable as with pool.request.
-    const method = req.method;
-    const body = req.body;
-    const signal = ctx.attemptSignal;
-    const opts: Dispatcher.DispatchOptions = {
-      method: method as Dispatcher.HttpMethod,
-      path: req.path,
-      // Names as the caller wrote them (src/core/header-case.ts).
-      headers: wireHeaders(headers),
-      body: body as Dispatcher.DispatchOptions['body'],
-    };
+    const method = req.method as Dispatcher.HttpMethod;
+    const body = req.body as Dispatcher.DispatchOptions['body'];
+    // Names as the caller wrote them (src/core/header-case.ts).
+    const wire = wireHeaders(headers);
     // Plain http: a constant server name, so undici does not derive one from the Host header on every
-    // request (net.isIP and a split, bench/overhead's profile); it is only ever used for TLS.
-    if (req.protocol === 'http:') (opts as { servername?: string }).servername = this.address;
-    return new Promise<MeshResponse>((resolve, reject) => {
-      pool.dispatch(opts, new MeshRequestHandler(resolve, reject, signal, method, body, this.mapError));
-    });
+    // request (net.isIP and a split, bench/overhead's profile); it is only ever used for TLS. (Two literals:
+    // a property added afterwards would grow the object on every call.)
+    const opts: Dispatcher.DispatchOptions =
+      req.protocol === 'http:'
+        ? { method, path: req.path, headers: wire, body, servername: this.address }
+        : { method, path: req.path, headers: wire, body };
+    // No executor closure: the handler settles the promise.
+    const { promise, resolve, reject } = Promise.withResolvers<MeshResponse>();
+    try {
+      pool.dispatch(
+        opts,
+        new MeshRequestHandler(resolve, reject, ctx.attemptSignal, method, body, this.mapError),
+      );
+    } catch (err) {
+      reject(err);
+    }
+    return promise;
   }
 
   /**
