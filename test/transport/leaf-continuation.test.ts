@@ -34,7 +34,7 @@ function leafOn(address: string): PoolService {
 }
 
 describe("the pool leaf's continuation", () => {
-  it('hands the answer to `answered`, after the call has returned, and settles with what it returns', async () => {
+  it("hands the answer to `answered`, after the call has returned, and settles with what it returns", async () => {
     server = await startServer((_req, res) => {
       res.end('hello');
     });
