@@ -35,16 +35,7 @@ import {
 import type { Clock } from '../core/clock.js';
 import type { CallContext, CallEndHook } from '../core/context.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import {
-  callThen,
-  continueWhenSettled,
-  Filter,
-  InlineFilter,
-  SAME,
-  type Continuation,
-  type MappingService,
-  type Service,
-} from '../core/service.js';
+import { Filter, InlineFilter, type Service } from '../core/service.js';
 import type { StackModule } from '../core/stack.js';
 import { meshInstruments, type MeshInstruments } from './metrics.js';
 import { ATTR, errorType, fullUrl, methodAttribute, splitAuthority, statusClass } from './attributes.js';
@@ -214,7 +205,7 @@ export const logicalSpanModule: StackModule = {
  * const filter = new AttemptSpanFilter(pool, 'users', '10.0.0.1:8080', systemClock);
  * ```
  */
-export class AttemptSpanFilter extends Filter implements MappingService {
+export class AttemptSpanFilter extends Filter {
   private readonly peerHost: string;
   private readonly peerPort: number;
 
@@ -231,15 +222,7 @@ export class AttemptSpanFilter extends Filter implements MappingService {
   }
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callThen(req, ctx, SAME);
-  }
-
-  /**
-   * `call(req, ctx)` continued with `k` (`MappingService`): with nothing to record, the level below takes `k`
-   * itself, so this filter costs the call no promise of its own.
-   */
-  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
-    if (!ctx.otel) return callThen(this.next, req, ctx, k);
+    if (!ctx.otel) return this.next.call(req, ctx);
     const tracer = activeTracer();
     const inst = meshInstruments();
     if (tracer === undefined) {
@@ -250,9 +233,9 @@ export class AttemptSpanFilter extends Filter implements MappingService {
           req.headers,
           headerSetter,
         );
-      if (inst === undefined) return callThen(this.next, req, ctx, k);
+      if (inst === undefined) return this.next.call(req, ctx);
     }
-    return continueWhenSettled(this.measured(req, ctx, tracer, inst), k);
+    return this.measured(req, ctx, tracer, inst);
   }
 
   private async measured(

@@ -17,12 +17,11 @@ import type { Dispatcher } from 'undici';
 import { whenBodyDone } from '../core/body-done.js';
 import { ParsedResponse, type MeshResponse, type ResponseHeaderRecord } from '../core/message.js';
 import type { CancelSignal } from '../core/signal.js';
-import type { Continuation } from '../core/service.js';
 import { MeshBody, type BodySource } from './body.js';
 
 export { MeshBody };
 
-type Resolve = (value: unknown) => void;
+type Resolve = (res: MeshResponse) => void;
 type Reject = (err: unknown) => void;
 
 function noop(): void {}
@@ -39,40 +38,13 @@ function destroy(stream: { destroy(err?: Error): void; destroyed?: boolean }, er
 }
 
 /**
- * Handlers whose outcome is known and whose continuation runs at the next microtask, in arrival order. One
- * microtask for all those of one I/O callback, and no closure or promise reaction per attempt: the caller's
- * continuation runs in that microtask, and the attempt's promise settles with what it returns.
- */
-let toSettle: MeshRequestHandler[] = [];
-let spare: MeshRequestHandler[] = [];
-
-function settleQueued(): void {
-  const list = toSettle;
-  toSettle = spare;
-  spare = list;
-  for (let i = 0; i < list.length; i++) {
-    const h = list[i]!;
-    list[i] = undefined as never;
-    h.settle();
-  }
-  list.length = 0;
-}
-
-function settleLater(h: MeshRequestHandler): void {
-  if (toSettle.length === 0) queueMicrotask(settleQueued);
-  toSettle.push(h);
-}
-
-/**
- * One attempt on the wire. Its outcome (the response at its headers, the body streaming after; or the mapped
- * error) goes to the caller's continuation `k` at the next microtask, never inside undici's parser, and the
- * attempt's promise (`resolve`, `reject`) settles with what `k` makes of it (see `MappingService`).
+ * One attempt on the wire. Resolves with the response at its headers; the body streams after.
  *
  * @example
  * ```ts
- * const { promise, resolve, reject } = Promise.withResolvers<MeshResponse>();
- * pool.dispatch({ method: 'GET', path: '/' }, new MeshRequestHandler(SAME, resolve, reject, signal, 'GET', null, (e) => e));
- * const res = await promise;
+ * const res = await new Promise<MeshResponse>((resolve, reject) =>
+ *   pool.dispatch({ method: 'GET', path: '/' }, new MeshRequestHandler(resolve, reject, signal, 'GET', null, (e) => e)),
+ * );
  * ```
  */
 export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySource {
@@ -80,12 +52,8 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySourc
   private reason: unknown = undefined;
   private res: MeshBody | undefined = undefined;
   private settled = false;
-  /** The outcome for the continuation: a response, or (`failed`) the mapped error. */
-  private outcome: unknown = undefined;
-  private failed = false;
 
   constructor(
-    private readonly k: Continuation<unknown>,
     private readonly resolve: Resolve,
     private readonly reject: Reject,
     private readonly signal: CancelSignal | undefined,
@@ -93,31 +61,13 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySourc
     private body: unknown,
     /**
      * Maps an undici error to what the caller gets (the pool's TransportError): before the headers the call
-     * fails with it, after them (`gotHeaders`) the body errors with it (phase `body`).
+     * rejects with it, after them (`gotHeaders`) the body errors with it (phase `body`).
      */
     private readonly mapError: (err: unknown, gotHeaders?: boolean) => unknown,
   ) {
     if (signal === undefined) return;
     if (signal.aborted) this.reason = signal.reason ?? new Error('The request was aborted');
     else signal.addEventListener('abort', this);
-  }
-
-  /**
-   * @internal Runs the continuation on the outcome and settles the attempt's promise with its result; a
-   * throw from `answered` rejects it (it is not handed to `failed`). Never throws.
-   */
-  settle(): void {
-    const k = this.k;
-    const outcome = this.outcome;
-    this.outcome = undefined;
-    let result: unknown;
-    try {
-      result = this.failed ? k.failed(outcome) : k.answered(outcome as MeshResponse);
-    } catch (err) {
-      this.reject(err);
-      return;
-    }
-    this.resolve(result);
   }
 
   /** The signal aborted: before the request started, kept for `onRequestStart`; before headers, abort; after, destroy. */
@@ -166,8 +116,7 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySourc
     // The signal is followed until the body is done (an abort mid-body destroys it).
     if (this.signal !== undefined) whenBodyDone(res, this);
     this.settled = true;
-    this.outcome = new ParsedResponse(statusCode, statusText ?? '', headers as ResponseHeaderRecord, res);
-    settleLater(this);
+    this.resolve(new ParsedResponse(statusCode, statusText ?? '', headers as ResponseHeaderRecord, res));
   }
 
   /** The body wants more: resume reading the response (its {@link BodySource} side). */
@@ -193,9 +142,7 @@ export class MeshRequestHandler implements Dispatcher.DispatchHandler, BodySourc
     if (!this.settled) {
       this.settled = true;
       this.unlisten();
-      this.outcome = this.mapError(err);
-      this.failed = true;
-      settleLater(this);
+      this.reject(this.mapError(err));
     }
     const res = this.res;
     if (res !== undefined) {

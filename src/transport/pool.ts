@@ -26,13 +26,7 @@ import {
 } from './tls.js';
 import { tlsMaterialOf } from './tls-material.js';
 import type { MeshRequest, MeshResponse } from '../core/message.js';
-import {
-  continueWhenSettled,
-  SAME,
-  type Continuation,
-  type MappingService,
-  type ServiceStatus,
-} from '../core/service.js';
+import type { Service, ServiceStatus } from '../core/service.js';
 import { wireHeaders } from '../core/header-case.js';
 import { MeshRequestHandler } from './handler.js';
 
@@ -196,7 +190,7 @@ function toH2Unprocessed(err: unknown, service: string, endpoint: string): Trans
  * const res = await leaf.call(req, ctx);
  * ```
  */
-export class PoolService implements MappingService {
+export class PoolService implements Service {
   private http: Pool | undefined;
   private https: Pool | undefined;
   private closed = false;
@@ -379,26 +373,14 @@ export class PoolService implements MappingService {
   };
 
   call(req: MeshRequest, ctx: CallContext): Promise<MeshResponse> {
-    return this.callThen(req, ctx, SAME);
-  }
-
-  /**
-   * `call(req, ctx)` continued with `k` (`MappingService`): the handler runs `k` on the outcome at the next
-   * microtask and settles the attempt's promise with its result, so a call through mapping levels makes this
-   * one promise and no reaction.
-   */
-  callThen<T>(req: MeshRequest, ctx: CallContext, k: Continuation<T>): Promise<T> {
     if (this.closed) {
-      return continueWhenSettled(
-        Promise.reject(
-          new TransportError(`Endpoint ${this.endpoint} was removed from service "${this.service}"`, {
-            phase: 'connect',
-            retryable: true,
-            service: this.service,
-            endpoint: this.endpoint,
-          }),
-        ),
-        k,
+      return Promise.reject(
+        new TransportError(`Endpoint ${this.endpoint} was removed from service "${this.service}"`, {
+          phase: 'connect',
+          retryable: true,
+          service: this.service,
+          endpoint: this.endpoint,
+        }),
       );
     }
     const pool =
@@ -412,31 +394,27 @@ export class PoolService implements MappingService {
       else if (h !== undefined) headers.host = h;
     }
     // undici's dispatch with the mesh's own handler (./handler.ts): no AsyncResource, no per-call closures for
-    // the signal; the body is a MeshBody, with the body mixin of undici's request().
+    // the signal; the body is undici's BodyReadable as with pool.request.
     const method = req.method as Dispatcher.HttpMethod;
     const body = req.body as Dispatcher.DispatchOptions['body'];
     // Names as the caller wrote them (src/core/header-case.ts).
     const wire = wireHeaders(headers);
-    // Plain http: a constant server name (undici would derive one from the Host header on every request; it
-    // is only ever used for TLS). Two literals: a property added afterwards would grow the object each call.
+    // Plain http: a constant server name, so undici does not derive one from the Host header on every
+    // request (net.isIP and a split, bench/overhead's profile); it is only ever used for TLS. (Two literals:
+    // a property added afterwards would grow the object on every call.)
     const opts: Dispatcher.DispatchOptions =
       req.protocol === 'http:'
         ? { method, path: req.path, headers: wire, body, servername: this.address }
         : { method, path: req.path, headers: wire, body };
-    const { promise, resolve, reject } = Promise.withResolvers<T>();
-    const handler = new MeshRequestHandler(
-      k as Continuation<unknown>,
-      resolve as (value: unknown) => void,
-      reject,
-      ctx.attemptSignal,
-      method,
-      body,
-      this.mapError,
-    );
+    // No executor closure: the handler settles the promise.
+    const { promise, resolve, reject } = Promise.withResolvers<MeshResponse>();
     try {
-      pool.dispatch(opts, handler);
+      pool.dispatch(
+        opts,
+        new MeshRequestHandler(resolve, reject, ctx.attemptSignal, method, body, this.mapError),
+      );
     } catch (err) {
-      return continueWhenSettled(Promise.reject(err), k);
+      reject(err);
     }
     return promise;
   }

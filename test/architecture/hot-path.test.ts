@@ -1,6 +1,6 @@
 // The shape of a call through the default stacks (docs/architecture.md, "the hot path"): every level hands
-// the caller's continuation down (MappingService), the pool leaf included, so a call makes one promise (the
-// attempt's, which the whole way back settles at once), whatever the number of levels and modules. Counted as the promises meshfetch's own code creates
+// the caller's continuation down (MappingService), so a call settles in one reaction over the transport's
+// promise, whatever the number of levels and modules. Counted as the promises meshfetch's own code creates
 // while a call is made (all of them are created in that synchronous stretch), against a real server.
 import { createHook } from 'node:async_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,18 +55,17 @@ describe('a call through the default stacks', () => {
     await server.close();
   });
 
-  it('makes one promise, the attempt the pool leaf settles (mesh.request)', async () => {
+  it("settles in one reaction over the transport's promise (mesh.request)", async () => {
     let pending: Promise<{ body: { text(): Promise<string> } }> | undefined;
     const made = promisesMadeBy(() => {
       pending = mesh.request('http://users/');
     });
     expect(await (await pending!).body.text()).toBe('ok');
-    // The pool leaf's promise: every level's way back, the entry point's mapping included, runs in the one
-    // microtask that settles it.
-    expect(made).toEqual(['transport/pool.ts']);
+    // The pool's promise, and one reaction in which every level, the entry point's mapping included, runs.
+    expect(made).toEqual(['transport/pool.ts', 'core/service.ts']);
   });
 
-  it('makes one promise, the attempt the pool leaf settles (mesh.dispatcher)', async () => {
+  it("settles in one reaction over the transport's promise (mesh.dispatcher)", async () => {
     const chunks: Buffer[] = [];
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
@@ -90,6 +89,6 @@ describe('a call through the default stacks', () => {
     });
     await finished;
     expect(Buffer.concat(chunks).toString()).toBe('ok');
-    expect(made).toEqual(['transport/pool.ts']);
+    expect(made).toEqual(['transport/pool.ts', 'core/service.ts']);
   });
 });
