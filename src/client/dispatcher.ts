@@ -152,12 +152,7 @@ export class MeshDispatcher extends Dispatcher {
     // fetch gives a dispatcher no signal of its own, only the controller above; inside a handler served
     // with meshHandler, link the incoming request's signal too (by hand, removed when the call ends).
     const incoming = incomingContext.getStore()?.signal;
-    if (incoming !== undefined) {
-      if (incoming.aborted) controller.abort(incoming.reason);
-      const onAbort = (): void => controller.abort(incoming.reason);
-      incoming.addEventListener('abort', onAbort, { once: true });
-      controller.unlink = () => incoming.removeEventListener('abort', onAbort);
-    }
+    if (incoming !== undefined) linkIncoming(controller, incoming);
     this.mesh.invokeThen(svc, req, controller, controller);
     return true;
   }
@@ -239,6 +234,17 @@ class DispatchCall extends Controller implements Continuation<void> {
     this.unlink?.();
     this.fail(err as Error);
   }
+}
+
+/**
+ * Aborts the dispatch when the incoming request's signal aborts, until the call ends. A function of its own:
+ * closures in `dispatch` would make every dispatch allocate their context.
+ */
+function linkIncoming(controller: DispatchCall, incoming: AbortSignal): void {
+  if (incoming.aborted) controller.abort(incoming.reason);
+  const onAbort = (): void => controller.abort(incoming.reason);
+  incoming.addEventListener('abort', onAbort, { once: true });
+  controller.unlink = () => incoming.removeEventListener('abort', onAbort);
 }
 
 /** What the dispatcher needs of an origin. */
